@@ -1,0 +1,626 @@
+//! The CLI's subcommands as library functions (the binary only parses flags): run,
+//! status, why, show, lineage, gc, verify, schema, exec. Each prints to stdout and
+//! returns an error that carries its exit code (2 for a rejected manifest).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use slayer_cache::Store;
+
+use crate::error::EngineError;
+use crate::executor::{self, Outcome, RunOptions};
+use crate::pipeline::Pipeline;
+use crate::plan::{self, State};
+use crate::stage::{Logger, Progress, Registry, StageContext, StageInput};
+use crate::suggest;
+
+/// The store for a manifest: the nearest ancestor of its directory that already has a
+/// `.slayer/` or is a git checkout's root, else the manifest's directory.
+pub fn workspace_for(manifest: &Path) -> PathBuf {
+    let dir = std::path::absolute(manifest)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut cur = Some(dir.as_path());
+    while let Some(d) = cur {
+        if d.join(".slayer").is_dir() || d.join(".git").exists() {
+            return d.to_path_buf();
+        }
+        cur = d.parent();
+    }
+    dir
+}
+
+/// Loads a manifest and opens its store.
+pub fn open(manifest: &Path, registry: &Registry) -> Result<(Pipeline, Store), EngineError> {
+    if !manifest.exists() {
+        return Err(EngineError::Invalid(format!(
+            "manifest {} not found (pass a path, or run where slayer.yaml is)",
+            manifest.display()
+        )));
+    }
+    let pipeline = Pipeline::load(manifest, registry)?;
+    let store = Store::open(&workspace_for(manifest))?;
+    Ok((pipeline, store))
+}
+
+/// Instance indices for stage names given on the command line.
+pub fn select(pipeline: &Pipeline, names: &[String]) -> Result<Vec<usize>, EngineError> {
+    let mut out = Vec::new();
+    for name in names {
+        let found = pipeline.select(name);
+        if found.is_empty() {
+            return Err(EngineError::UnknownStage {
+                name: name.clone(),
+                suggestion: suggest::did_you_mean(name, pipeline.names()),
+            });
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Options of `slayer run`.
+pub struct RunArgs {
+    pub jobs: usize,
+    pub only: Vec<String>,
+    pub force: Vec<String>,
+    pub keep_going: bool,
+    pub dry_run: bool,
+    pub quiet: bool,
+}
+
+/// `slayer run`: plan or execute; Err when a stage failed.
+pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let force: BTreeSet<usize> = select(&pipeline, &args.force)?.into_iter().collect();
+    let only = if args.only.is_empty() {
+        None
+    } else {
+        Some(select(&pipeline, &args.only)?)
+    };
+    if args.dry_run {
+        return dry_run(&pipeline, &store, &force, only.as_deref());
+    }
+    let opts = RunOptions {
+        jobs: args.jobs,
+        keep_going: args.keep_going,
+        force,
+        only,
+        gpus: 0,
+        quiet: args.quiet,
+    };
+    let results = executor::execute(&pipeline, &store, &opts)?;
+    let failed = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+        .count();
+    let ran = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Ran { .. }))
+        .count();
+    let cached = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Cached | Outcome::Waited))
+        .count();
+    if !args.quiet {
+        println!("{ran} ran, {cached} cached, {failed} failed");
+    }
+    if failed > 0 {
+        return Err(EngineError::StagesFailed { failed });
+    }
+    Ok(())
+}
+
+fn dry_run(
+    pipeline: &Pipeline,
+    store: &Store,
+    force: &BTreeSet<usize>,
+    only: Option<&[usize]>,
+) -> Result<(), EngineError> {
+    let statuses = plan::plan(pipeline, store, force)?;
+    let keep: BTreeSet<usize> = match only {
+        Some(t) => pipeline.with_ancestors(t),
+        None => (0..pipeline.instances.len()).collect(),
+    };
+    println!(
+        "manifest {} ({}): {} stages, {} instances",
+        pipeline.manifest.name,
+        pipeline.manifest.path.display(),
+        pipeline.manifest.stages.len(),
+        pipeline.instances.len()
+    );
+    let mut would_run = 0;
+    for i in keep {
+        let (inst, s) = (&pipeline.instances[i], &statuses[i]);
+        let deps: Vec<&str> = inst
+            .deps
+            .iter()
+            .map(|d| pipeline.instances[*d].name.as_str())
+            .collect();
+        let action = if s.state == State::Cached {
+            "cached".to_string()
+        } else {
+            would_run += 1;
+            format!("would run: {}", s.reason)
+        };
+        println!(
+            "  {:<40} {:<16} {}{}",
+            inst.name,
+            inst.kind.kind(),
+            action,
+            if deps.is_empty() {
+                String::new()
+            } else {
+                format!("  <- {}", deps.join(", "))
+            }
+        );
+    }
+    println!("{would_run} would run (dry run: nothing was executed)");
+    Ok(())
+}
+
+/// `slayer status`.
+pub fn status(manifest: &Path, registry: &Registry, as_json: bool) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    store.save_stat_cache()?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&statuses).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let width = statuses.iter().map(|s| s.stage.len()).max().unwrap_or(0);
+    for s in &statuses {
+        println!(
+            "{:<7} {:<width$}  {}",
+            s.state.to_string(),
+            s.stage,
+            s.reason
+        );
+    }
+    Ok(())
+}
+
+/// `slayer why STAGE`: every reason, and the chain through upstreams that will rerun.
+pub fn why(manifest: &Path, registry: &Registry, stage: &str) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let targets = select(&pipeline, &[stage.to_string()])?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    store.save_stat_cache()?;
+    for t in targets {
+        explain(&pipeline, &statuses, t, 0, &mut BTreeSet::new());
+    }
+    Ok(())
+}
+
+fn explain(
+    pipeline: &Pipeline,
+    statuses: &[plan::StageStatus],
+    i: usize,
+    depth: usize,
+    seen: &mut BTreeSet<usize>,
+) {
+    let s = &statuses[i];
+    let pad = "  ".repeat(depth);
+    if s.state == State::Cached {
+        println!("{pad}{} is cached", s.stage);
+        return;
+    }
+    println!("{pad}{} is {} because:", s.stage, s.state);
+    for r in &s.reasons {
+        println!("{pad}  - {r}");
+    }
+    if !seen.insert(i) {
+        return;
+    }
+    for r in &s.reasons {
+        if let plan::StaleReason::UpstreamStale { stage, .. } = r
+            && let Some(u) = pipeline.instance(stage)
+        {
+            explain(pipeline, statuses, u, depth + 1, seen);
+        }
+    }
+}
+
+/// `slayer show STAGE`: the run record, with absolute output paths.
+pub fn show(
+    manifest: &Path,
+    registry: &Registry,
+    stage: &str,
+    as_json: bool,
+) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let targets = select(&pipeline, &[stage.to_string()])?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    let mut shown = Vec::new();
+    for t in targets {
+        let s = &statuses[t];
+        let record = match &s.record {
+            Some(r) => Some(r.clone()),
+            None => plan::latest_records(&store).remove(&s.stage),
+        };
+        let Some(record) = record else {
+            return Err(EngineError::Invalid(format!(
+                "{} has no run record yet (never run)",
+                s.stage
+            )));
+        };
+        let mut v = serde_json::to_value(&record).unwrap_or(Value::Null);
+        let paths: serde_json::Map<String, Value> = record
+            .outputs
+            .keys()
+            .filter_map(|o| {
+                store
+                    .output_path(&record, o)
+                    .map(|p| (o.clone(), json!(p.display().to_string())))
+            })
+            .collect();
+        v["output_paths"] = Value::Object(paths);
+        v["state"] = json!(s.state);
+        if s.state != State::Cached {
+            v["note"] = json!(format!(
+                "this record is from an earlier run; now {}: {}",
+                s.state, s.reason
+            ));
+        }
+        shown.push(v);
+    }
+    if as_json {
+        let out = if shown.len() == 1 {
+            shown.remove(0)
+        } else {
+            Value::Array(shown)
+        };
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for v in shown {
+            print_record(&v);
+        }
+    }
+    Ok(())
+}
+
+fn print_record(v: &Value) {
+    let s = |k: &str| {
+        v.get(k)
+            .map(|x| match x {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    println!("stage        {}", s("stage"));
+    println!("kind         {} (v{})", s("kind"), s("stage_version"));
+    println!("state        {}", s("state"));
+    println!("fingerprint  {}", s("fingerprint"));
+    println!(
+        "ran          {} -> {} ({:.1} s) on {}",
+        s("started_at"),
+        s("finished_at"),
+        v["duration_s"].as_f64().unwrap_or(0.0),
+        s("host")
+    );
+    println!(
+        "slayer       {} (git {})",
+        s("slayer_version"),
+        s("git_revision")
+    );
+    println!("params       {}", v["params"]);
+    if let Some(inputs) = v["inputs"].as_object() {
+        for (name, i) in inputs {
+            println!(
+                "input        {name} = {} (hash {})",
+                i["source"].as_str().unwrap_or(""),
+                i["hash"].as_str().unwrap_or("").get(..12).unwrap_or("")
+            );
+        }
+    }
+    if let Some(outputs) = v["output_paths"].as_object() {
+        for (name, p) in outputs {
+            println!("output       {name} = {}", p.as_str().unwrap_or(""));
+        }
+    }
+    println!("metrics      {}", v["metrics"]);
+    if let Some(log) = v.get("log").and_then(Value::as_str) {
+        println!("log          .slayer/{log}");
+    }
+    if let Some(note) = v.get("note").and_then(Value::as_str) {
+        println!("note         {note}");
+    }
+}
+
+/// `slayer lineage PATH|STAGE`.
+pub fn lineage(manifest: &Path, registry: &Registry, target: &str) -> Result<(), EngineError> {
+    let as_path = Path::new(target);
+    let (record, store) = if as_path.exists() {
+        let abs = std::path::absolute(as_path).unwrap_or_else(|_| as_path.to_path_buf());
+        let store = Store::open(&workspace_for(&abs))?;
+        (crate::lineage::record_for_path(&store, as_path)?, store)
+    } else {
+        let (pipeline, store) = open(manifest, registry)?;
+        let targets = select(&pipeline, &[target.to_string()])?;
+        let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+        let rec = targets
+            .first()
+            .and_then(|t| statuses[*t].record.clone())
+            .or_else(|| plan::latest_records(&store).remove(target));
+        (rec, store)
+    };
+    match record {
+        Some(r) => {
+            print!("{}", crate::lineage::render(&store, &r)?);
+            Ok(())
+        }
+        None => Err(EngineError::Invalid(format!(
+            "no run record produced {target}"
+        ))),
+    }
+}
+
+/// `slayer gc`: keep what the given manifests reach (their current fingerprints).
+pub fn gc(manifests: &[PathBuf], registry: &Registry) -> Result<(), EngineError> {
+    let mut keep = BTreeSet::new();
+    let mut store = None;
+    for m in manifests {
+        let (pipeline, s) = open(m, registry)?;
+        for st in plan::plan(&pipeline, &s, &BTreeSet::new())? {
+            if let Some(fp) = st.fingerprint {
+                keep.insert(fp);
+            }
+        }
+        store = Some(s);
+    }
+    let Some(store) = store else {
+        return Err(EngineError::Invalid(
+            "gc needs at least one manifest to know what to keep".into(),
+        ));
+    };
+    let report = store.gc(&keep)?;
+    println!(
+        "gc: kept {} results, removed {} records and {} objects, freed {}",
+        keep.len(),
+        report.records_removed,
+        report.objects_removed,
+        bytes(report.bytes_freed)
+    );
+    Ok(())
+}
+
+/// `slayer verify`: re-hash every object; non-zero exit if anything is corrupt.
+pub fn verify(workspace: &Path) -> Result<(), EngineError> {
+    let store = Store::open(workspace)?;
+    let report = store.verify()?;
+    for (path, expected, actual) in &report.corrupted {
+        println!(
+            "CORRUPT {} (expected {}, content is {})",
+            path.display(),
+            expected.short(),
+            actual.short()
+        );
+    }
+    for fp in &report.records_with_missing_outputs {
+        println!("MISSING outputs of record {fp}");
+    }
+    println!(
+        "verify: {} objects checked, {} corrupted, {} records with missing outputs",
+        report.objects_checked,
+        report.corrupted.len(),
+        report.records_with_missing_outputs.len()
+    );
+    if report.corrupted.is_empty() && report.records_with_missing_outputs.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid("the store has problems (see above); `slayer gc` drops unreachable results, rerunning rebuilds missing ones".into()))
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `slayer exec KIND --in NAME=PATH --set KEY=VALUE --out DIR`: one stage, no manifest,
+/// no cache. Prints the metrics as JSON.
+pub fn exec(
+    registry: &Registry,
+    kind: &str,
+    inputs: &[(String, PathBuf)],
+    sets: &[(String, String)],
+    out: &Path,
+    device: &str,
+) -> Result<Value, EngineError> {
+    let stage = registry.get(kind).ok_or_else(|| EngineError::UnknownKind {
+        kind: kind.to_string(),
+        suggestion: suggest::did_you_mean(kind, registry.names()),
+    })?;
+    let mut params = serde_json::Map::new();
+    for (key, value) in sets {
+        let parsed = crate::yaml::parse(std::sync::Arc::new(crate::yaml::SourceFile {
+            path: PathBuf::from(format!("--set {key}")),
+            text: value.clone(),
+        }))
+        .map(|n| n.to_json())
+        .unwrap_or_else(|_| Value::String(value.clone()));
+        insert_dotted(&mut params, key, parsed);
+    }
+    let params = stage.check_params(&Value::Object(params)).map_err(|e| {
+        let key: Vec<String> = e.path.iter().map(|s| format!("{s:?}")).collect();
+        EngineError::Invalid(format!("--set {}: {}", key.join("."), e.message))
+    })?;
+    if let crate::stage::InputSpecs::Fixed(specs) = stage.inputs() {
+        for (name, _) in inputs {
+            if !specs.iter().any(|s| s.name == name) {
+                return Err(EngineError::Invalid(format!(
+                    "stage kind `{kind}` has no input `{name}`{}",
+                    suggest::help(name, specs.iter().map(|s| s.name))
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        for spec in specs.iter().filter(|s| s.required) {
+            if !inputs.iter().any(|(n, _)| n == spec.name) {
+                return Err(EngineError::Invalid(format!(
+                    "stage kind `{kind}` needs --in {}=PATH ({})",
+                    spec.name, spec.doc
+                )));
+            }
+        }
+    }
+    let mut ctx_inputs = std::collections::BTreeMap::new();
+    for (name, path) in inputs {
+        if !path.exists() {
+            return Err(EngineError::Invalid(format!(
+                "--in {name}={}: no such file or directory",
+                path.display()
+            )));
+        }
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        ctx_inputs
+            .entry(name.clone())
+            .or_insert_with(|| StageInput { items: Vec::new() })
+            .items
+            .push((path.display().to_string(), abs));
+    }
+    let marker = ".slayer-exec";
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty && !out.join(marker).exists() {
+            return Err(EngineError::Invalid(format!(
+                "--out {} exists and was not written by `slayer exec`; choose a new directory",
+                out.display()
+            )));
+        }
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| EngineError::Io {
+        context: parent.display().to_string(),
+        source: e,
+    })?;
+    let staging = parent.join(format!(
+        ".{}.partial-{}",
+        out.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let scratch = staging.join(".scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| EngineError::Io {
+        context: staging.display().to_string(),
+        source: e,
+    })?;
+    let ctx = StageContext {
+        stage: kind.to_string(),
+        inputs: ctx_inputs,
+        out_dir: staging.clone(),
+        work_dir: std::env::current_dir().unwrap_or_default(),
+        scratch_dir: scratch.clone(),
+        device: device.to_string(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        progress: Progress::hidden(),
+        log: Logger::discard(),
+    };
+    let result = stage.run(&params, &ctx);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let metrics = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(EngineError::Invalid(format!("{kind} failed: {e}")));
+        }
+    };
+    for o in stage.outputs(&params) {
+        if !staging.join(&o.path).exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(EngineError::Invalid(format!(
+                "{kind} did not write its output `{}` ({})",
+                o.name, o.path
+            )));
+        }
+    }
+    let _ = std::fs::write(staging.join(marker), "written by slayer exec\n");
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| EngineError::Io {
+            context: out.display().to_string(),
+            source: e,
+        })?;
+    }
+    std::fs::rename(&staging, out).map_err(|e| EngineError::Io {
+        context: out.display().to_string(),
+        source: e,
+    })?;
+    Ok(Value::Object(metrics))
+}
+
+fn insert_dotted(map: &mut serde_json::Map<String, Value>, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            map.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = map
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(inner) = entry {
+                insert_dotted(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// `slayer kinds`: every stage kind with its inputs, outputs and parameter schema.
+pub fn kinds(registry: &Registry) -> String {
+    let mut out = String::new();
+    for k in registry.kinds() {
+        out.push_str(&format!(
+            "{} (v{}): {}\n",
+            k.kind(),
+            k.version(),
+            k.summary()
+        ));
+        match k.inputs() {
+            crate::stage::InputSpecs::Any => out.push_str("  inputs: any names\n"),
+            crate::stage::InputSpecs::Fixed(specs) => {
+                for s in specs {
+                    out.push_str(&format!(
+                        "  input  {}{}: {}\n",
+                        s.name,
+                        if s.required { "" } else { " (optional)" },
+                        s.doc
+                    ));
+                }
+            }
+        }
+        let schema = k.params_schema();
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, p) in props {
+                let default = p
+                    .get("default")
+                    .map(|d| format!(" = {d}"))
+                    .unwrap_or_default();
+                let doc = p.get("description").and_then(Value::as_str).unwrap_or("");
+                out.push_str(&format!("  param  {name}{default}: {doc}\n"));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,479 @@
+//! Running a pipeline: instances in dependency order, several at once within `--jobs`
+//! and the machine's threads and GPUs, each either reused from the store or run in a
+//! private staging dir and published atomically.
+//!
+//! Per instance: hash inputs (upstream outputs from their records, raw files through
+//! the stat cache) -> fingerprint -> reuse if a record exists and its outputs are
+//! intact -> otherwise take the fingerprint's lock (a concurrent `slayer run` producing
+//! the same result is waited for, then reused) -> run -> publish (the record is written
+//! last: a killed run leaves no record). A failure skips the instance's descendants and,
+//! without `--keep-going`, stops launching new instances.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use slayer_cache::{InputRecord, RunRecord, Store};
+
+use crate::error::EngineError;
+use crate::pipeline::{InputRef, Pipeline};
+use crate::plan::{self, InputHashes};
+use crate::progress::Ui;
+use crate::stage::{Logger, StageContext, StageInput};
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Most instances at once (0 = number of cores).
+    pub jobs: usize,
+    pub keep_going: bool,
+    pub force: BTreeSet<usize>,
+    /// Run only these instances and their upstreams.
+    pub only: Option<Vec<usize>>,
+    /// GPUs available to the scheduler.
+    pub gpus: usize,
+    pub quiet: bool,
+}
+
+/// What happened to one instance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Cached,
+    /// Another process was producing the same result; reused once it finished.
+    Waited,
+    Ran {
+        seconds: f64,
+    },
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct StageResult {
+    pub stage: String,
+    pub outcome: Outcome,
+    pub fingerprint: Option<String>,
+}
+
+impl StageResult {
+    /// The one-line summary printed when the instance finishes.
+    pub fn line(&self) -> String {
+        match &self.outcome {
+            Outcome::Cached => format!("cached   {}", self.stage),
+            Outcome::Waited => format!("cached   {} (waited for another run)", self.stage),
+            Outcome::Ran { seconds } => format!("ran      {} in {}", self.stage, human(*seconds)),
+            Outcome::Failed(m) => format!("FAILED   {}: {m}", self.stage),
+            Outcome::Skipped(m) => format!("skipped  {}: {m}", self.stage),
+        }
+    }
+}
+
+fn human(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        format!(
+            "{}m{:02}s",
+            (seconds / 60.0) as u64,
+            (seconds % 60.0) as u64
+        )
+    }
+}
+
+/// Facts recorded with every run.
+struct RunFacts {
+    host: String,
+    git_revision: Option<String>,
+    cores: usize,
+}
+
+fn run_facts(pipeline: &Pipeline) -> RunFacts {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let git_revision = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&pipeline.manifest.dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    RunFacts {
+        host,
+        git_revision,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+enum Slot {
+    Pending,
+    Running,
+    Done(Box<RunRecord>),
+    Failed,
+}
+
+/// Runs the pipeline; returns one result per selected instance, in completion order.
+pub fn execute(
+    pipeline: &Pipeline,
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<Vec<StageResult>, EngineError> {
+    let n = pipeline.instances.len();
+    let selected: BTreeSet<usize> = match &opts.only {
+        Some(targets) => pipeline.with_ancestors(targets),
+        None => (0..n).collect(),
+    };
+    let facts = run_facts(pipeline);
+    let jobs = if opts.jobs == 0 {
+        facts.cores
+    } else {
+        opts.jobs
+    };
+    let ui = Ui::new(opts.quiet);
+    let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Pending).collect();
+    let mut results = Vec::new();
+    let mut stop = false;
+    let (tx, rx) = mpsc::channel::<(usize, StageResult, Option<RunRecord>)>();
+
+    std::thread::scope(|scope| {
+        let mut running = 0usize;
+        let mut threads_used = 0usize;
+        let mut gpus_used = 0usize;
+        loop {
+            // Launch what is ready and fits.
+            if !stop {
+                for i in selected.iter().copied() {
+                    if !matches!(slots[i], Slot::Pending) || running >= jobs {
+                        continue;
+                    }
+                    let inst = &pipeline.instances[i];
+                    if inst
+                        .deps
+                        .iter()
+                        .any(|d| !matches!(slots[*d], Slot::Done(_)))
+                    {
+                        continue;
+                    }
+                    let want = threads_for(inst.threads, facts.cores);
+                    let fits = running == 0
+                        || (threads_used + want <= facts.cores
+                            && gpus_used + inst.gpus <= opts.gpus);
+                    if !fits {
+                        continue;
+                    }
+                    let upstream: BTreeMap<usize, RunRecord> = inst
+                        .deps
+                        .iter()
+                        .filter_map(|d| match &slots[*d] {
+                            Slot::Done(r) => Some((*d, (**r).clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    slots[i] = Slot::Running;
+                    running += 1;
+                    threads_used += want;
+                    gpus_used += inst.gpus;
+                    let tx = tx.clone();
+                    let (ui, facts) = (&ui, &facts);
+                    let forced = opts.force.contains(&i);
+                    scope.spawn(move || {
+                        let (result, record) =
+                            run_instance(pipeline, store, i, &upstream, forced, want, ui, facts);
+                        let _ = tx.send((i, result, record));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, result, record)) = rx.recv() else {
+                break;
+            };
+            let inst = &pipeline.instances[i];
+            running -= 1;
+            threads_used -= threads_for(inst.threads, facts.cores);
+            gpus_used -= inst.gpus;
+            match (&result.outcome, record) {
+                (Outcome::Failed(_), _) | (_, None) => {
+                    slots[i] = Slot::Failed;
+                    if !opts.keep_going {
+                        stop = true;
+                    }
+                    for d in descendants(pipeline, i, &selected) {
+                        if matches!(slots[d], Slot::Pending) {
+                            slots[d] = Slot::Failed;
+                            let skipped = StageResult {
+                                stage: pipeline.instances[d].name.clone(),
+                                outcome: Outcome::Skipped(format!("upstream {} failed", inst.name)),
+                                fingerprint: None,
+                            };
+                            ui.line(&skipped.line());
+                            results.push(skipped);
+                        }
+                    }
+                }
+                (_, Some(rec)) => slots[i] = Slot::Done(Box::new(rec)),
+            }
+            results.push(result);
+        }
+    });
+    store.save_stat_cache()?;
+    let not_run: Vec<usize> = selected
+        .iter()
+        .copied()
+        .filter(|&i| matches!(slots[i], Slot::Pending))
+        .collect();
+    for i in not_run {
+        let r = StageResult {
+            stage: pipeline.instances[i].name.clone(),
+            outcome: Outcome::Skipped(
+                "not started: an earlier stage failed (use --keep-going to run the rest)".into(),
+            ),
+            fingerprint: None,
+        };
+        ui.line(&r.line());
+        results.push(r);
+    }
+    Ok(results)
+}
+
+fn threads_for(wanted: usize, cores: usize) -> usize {
+    if wanted == 0 {
+        cores
+    } else {
+        wanted.min(cores)
+    }
+}
+
+fn descendants(pipeline: &Pipeline, root: usize, selected: &BTreeSet<usize>) -> Vec<usize> {
+    let mut out = BTreeSet::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for &i in selected {
+            let inst = &pipeline.instances[i];
+            if !out.contains(&i) && inst.deps.iter().any(|d| *d == root || out.contains(d)) {
+                out.insert(i);
+                changed = true;
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_instance(
+    pipeline: &Pipeline,
+    store: &Store,
+    i: usize,
+    upstream: &BTreeMap<usize, RunRecord>,
+    forced: bool,
+    threads: usize,
+    ui: &Ui,
+    facts: &RunFacts,
+) -> (StageResult, Option<RunRecord>) {
+    let inst = &pipeline.instances[i];
+    let mut result = StageResult {
+        stage: inst.name.clone(),
+        outcome: Outcome::Cached,
+        fingerprint: None,
+    };
+    let (bar_progress, bar) = ui.start(&inst.name);
+    let attempt = || -> Result<(Outcome, RunRecord, String), String> {
+        let hashes = plan::input_hashes(pipeline, inst, store, &|u| upstream.get(&u).cloned())
+            .map_err(|e| e.to_string())?;
+        let InputHashes::Known(inputs) = hashes else {
+            return Err("internal: upstream results missing".into());
+        };
+        let fp = plan::fingerprint_of(inst, &inputs);
+        let reusable = |store: &Store| -> Result<Option<RunRecord>, String> {
+            match store.record(&fp).map_err(|e| e.to_string())? {
+                Some(r)
+                    if plan::check_record(store, &r)
+                        .map_err(|e| e.to_string())?
+                        .is_none() =>
+                {
+                    Ok(Some(r))
+                }
+                _ => Ok(None),
+            }
+        };
+        if !forced && let Some(r) = reusable(store)? {
+            return Ok((Outcome::Cached, r, fp));
+        }
+        let (_lock, waited) = store.lock_stage(&fp).map_err(|e| e.to_string())?;
+        if (waited || !forced)
+            && let Some(r) = reusable(store)?
+        {
+            return Ok((Outcome::Waited, r, fp));
+        }
+        let staging = store.staging_dir(&fp).map_err(|e| e.to_string())?;
+        let scratch = store.scratch_dir(&fp).map_err(|e| e.to_string())?;
+        let log_path = store.log_path(&fp);
+        if let Some(parent) = log_path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::remove_file(&log_path);
+        let log = Logger::to_file(&log_path).unwrap_or_else(|_| Logger::discard());
+        log.line(format!(
+            "# {} ({}) fingerprint {fp}",
+            inst.name,
+            inst.kind.kind()
+        ));
+        let ctx = StageContext {
+            stage: inst.name.clone(),
+            inputs: stage_inputs(pipeline, inst, store, upstream),
+            out_dir: staging.clone(),
+            work_dir: pipeline.manifest.dir.clone(),
+            scratch_dir: scratch,
+            device: inst.device.clone(),
+            threads,
+            progress: bar_progress.clone(),
+            log: log.clone(),
+        };
+        let started_at = slayer_cache::now_rfc3339();
+        let t0 = Instant::now();
+        let metrics = run_in_pool(threads, || inst.kind.run(&inst.params, &ctx));
+        let seconds = t0.elapsed().as_secs_f64();
+        let metrics = match metrics {
+            Ok(m) => m,
+            Err(msg) => {
+                log.line(format!("# failed: {msg}"));
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(msg);
+            }
+        };
+        let outputs: BTreeMap<String, String> = inst
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.path.clone()))
+            .collect();
+        let record = RunRecord {
+            fingerprint: fp.clone(),
+            stage: inst.name.clone(),
+            kind: inst.kind.kind().to_string(),
+            stage_version: inst.kind.version(),
+            params: inst.params.clone(),
+            inputs: input_records(inst, &inputs, upstream),
+            env: crate::fingerprint::env_facts(inst.kind.uses_device(), &inst.device),
+            outputs: BTreeMap::new(),
+            metrics: serde_json::Value::Object(metrics),
+            started_at,
+            finished_at: slayer_cache::now_rfc3339(),
+            duration_s: seconds,
+            host: facts.host.clone(),
+            slayer_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision: facts.git_revision.clone(),
+            log: log_path
+                .strip_prefix(store.root())
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+        };
+        let record = store
+            .publish(&staging, &outputs, record)
+            .map_err(|e| e.to_string())?;
+        Ok((Outcome::Ran { seconds }, record, fp))
+    };
+    let (outcome, record) = match attempt() {
+        Ok((outcome, record, fp)) => {
+            result.fingerprint = Some(fp);
+            (outcome, Some(record))
+        }
+        Err(msg) => (Outcome::Failed(msg), None),
+    };
+    result.outcome = outcome;
+    ui.finish(bar, &result.line());
+    (result, record)
+}
+
+/// Runs a stage inside a rayon pool of `threads` (so parallel kernels respect the
+/// scheduler's budget), turning panics into failures.
+fn run_in_pool(
+    threads: usize,
+    f: impl FnOnce() -> Result<crate::stage::Metrics, crate::stage::StageError> + Send,
+) -> Result<crate::stage::Metrics, String> {
+    let guarded = move || {
+        std::panic::catch_unwind(AssertUnwindSafe(f))
+            .map_err(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("panicked: {msg}")
+            })?
+            .map_err(|e| e.to_string())
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+    {
+        Ok(pool) => pool.install(guarded),
+        Err(_) => guarded(),
+    }
+}
+
+fn stage_inputs(
+    pipeline: &Pipeline,
+    inst: &crate::pipeline::Instance,
+    store: &Store,
+    upstream: &BTreeMap<usize, RunRecord>,
+) -> BTreeMap<String, StageInput> {
+    inst.inputs
+        .iter()
+        .map(|(name, input)| {
+            let items = match input {
+                InputRef::Paths { items, .. } => items.clone(),
+                InputRef::Upstream { items, .. } => items
+                    .iter()
+                    .filter_map(|(u, output)| {
+                        let rec = upstream.get(u)?;
+                        Some((
+                            pipeline.instances[*u].name.clone(),
+                            store.output_path(rec, output)?,
+                        ))
+                    })
+                    .collect(),
+            };
+            (name.clone(), StageInput { items })
+        })
+        .collect()
+}
+
+fn input_records(
+    inst: &crate::pipeline::Instance,
+    hashes: &BTreeMap<String, slayer_cache::ContentHash>,
+    upstream: &BTreeMap<usize, RunRecord>,
+) -> BTreeMap<String, InputRecord> {
+    inst.inputs
+        .iter()
+        .filter_map(|(name, input)| {
+            let hash = hashes.get(name)?.clone();
+            // Fingerprints of the producing records (several for a gathered input).
+            let producer = match input {
+                InputRef::Upstream { items, .. } => Some(
+                    items
+                        .iter()
+                        .filter_map(|(u, _)| upstream.get(u).map(|r| r.fingerprint.clone()))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                InputRef::Paths { .. } => None,
+            };
+            let source = input.source().to_string();
+            Some((
+                name.clone(),
+                InputRecord {
+                    hash,
+                    source,
+                    producer,
+                },
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,403 @@
+//! Planning: which instances are cached, stale or missing, and why — a pure reading of
+//! the pipeline against the store; nothing is run or written (beyond the stat cache).
+//!
+//! An instance is `cached` when a run record exists for its fingerprint and its outputs
+//! are intact on disk. Otherwise it is `stale` (an earlier run of the same instance
+//! exists, and [`StaleReason`]s say what differs, like cargo's dirty reasons) or
+//! `missing` (never run). When an upstream will rerun, the consumer's input hashes are
+//! not known yet: it is stale "because upstream X will rerun", and may still turn out
+//! cached after the run thanks to early cutoff.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+use slayer_cache::{ContentHash, OutputState, RunRecord, Store};
+
+use crate::error::EngineError;
+use crate::fingerprint::{self, FingerprintInputs};
+use crate::pipeline::{InputRef, Instance, Pipeline};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Cached,
+    Stale,
+    Missing,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Cached => "cached",
+            State::Stale => "stale",
+            State::Missing => "missing",
+        })
+    }
+}
+
+/// Why an instance must run; each renders as one sentence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StaleReason {
+    NeverRun,
+    Forced,
+    ParamChanged {
+        key: String,
+        old: Value,
+        new: Value,
+    },
+    InputChanged {
+        name: String,
+        old: String,
+        new: String,
+    },
+    InputAdded {
+        name: String,
+    },
+    InputRemoved {
+        name: String,
+    },
+    UpstreamStale {
+        input: String,
+        stage: String,
+    },
+    StageVersionChanged {
+        old: u32,
+        new: u32,
+    },
+    EnvChanged {
+        key: String,
+        old: String,
+        new: String,
+    },
+    OutputMissing {
+        output: String,
+        path: String,
+    },
+    OutputModified {
+        output: String,
+        path: String,
+    },
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "(unset)".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaleReason::NeverRun => write!(f, "no record: never run"),
+            StaleReason::Forced => write!(f, "forced with --force"),
+            StaleReason::ParamChanged { key, old, new } => {
+                write!(f, "param {key} changed {} -> {}", show(old), show(new))
+            }
+            StaleReason::InputChanged { name, old, new } => write!(
+                f,
+                "input {name} changed (hash {} -> {})",
+                short(old),
+                short(new)
+            ),
+            StaleReason::InputAdded { name } => write!(f, "input {name} added"),
+            StaleReason::InputRemoved { name } => write!(f, "input {name} removed"),
+            StaleReason::UpstreamStale { input, stage } => {
+                write!(f, "input {input} comes from {stage}, which will rerun")
+            }
+            StaleReason::StageVersionChanged { old, new } => {
+                write!(f, "stage implementation changed (version {old} -> {new})")
+            }
+            StaleReason::EnvChanged { key, old, new } => {
+                write!(f, "environment {key} changed {old} -> {new}")
+            }
+            StaleReason::OutputMissing { output, path } => {
+                write!(f, "output {output} missing on disk ({path})")
+            }
+            StaleReason::OutputModified { output, path } => {
+                write!(f, "output {output} modified on disk ({path})")
+            }
+        }
+    }
+}
+
+/// The status of one instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageStatus {
+    pub stage: String,
+    pub state: State,
+    /// The first reason in one sentence (empty when cached).
+    pub reason: String,
+    pub reasons: Vec<StaleReason>,
+    pub fingerprint: Option<String>,
+    #[serde(skip)]
+    pub record: Option<RunRecord>,
+}
+
+/// Input hashes of an instance, when every upstream result is known.
+pub enum InputHashes {
+    Known(BTreeMap<String, ContentHash>),
+    /// (input name, upstream instance name) of upstreams without a usable result.
+    Waiting(Vec<(String, String)>),
+}
+
+/// Hashes an instance's inputs: raw paths from disk (stat-cached), upstream outputs
+/// from their records. `upstream(i)` gives the record of instance `i` when it has one.
+pub fn input_hashes(
+    pipeline: &Pipeline,
+    inst: &Instance,
+    store: &Store,
+    upstream: &dyn Fn(usize) -> Option<RunRecord>,
+) -> Result<InputHashes, EngineError> {
+    let mut known = BTreeMap::new();
+    let mut waiting = Vec::new();
+    for (name, input) in &inst.inputs {
+        match input {
+            InputRef::Paths {
+                pattern: false,
+                items,
+                ..
+            } => {
+                known.insert(name.clone(), store.hash_path(&items[0].1)?);
+            }
+            InputRef::Paths { items, .. } => {
+                known.insert(name.clone(), store.hash_set(items)?);
+            }
+            InputRef::Upstream { items, gather, .. } => {
+                let mut parts = Vec::new();
+                for (u, output) in items {
+                    let up = &pipeline.instances[*u];
+                    match upstream(*u).and_then(|r| r.outputs.get(output).map(|o| o.hash.clone())) {
+                        Some(h) => parts.push((up.name.clone(), h)),
+                        None => waiting.push((name.clone(), up.name.clone())),
+                    }
+                }
+                if parts.len() == items.len() {
+                    let hash = if *gather {
+                        fingerprint::combine(&parts)
+                    } else {
+                        parts.remove(0).1
+                    };
+                    known.insert(name.clone(), hash);
+                }
+            }
+        }
+    }
+    Ok(if waiting.is_empty() {
+        InputHashes::Known(known)
+    } else {
+        InputHashes::Waiting(waiting)
+    })
+}
+
+/// The fingerprint of an instance for given input hashes.
+pub fn fingerprint_of(inst: &Instance, inputs: &BTreeMap<String, ContentHash>) -> String {
+    let env = fingerprint::env_facts(inst.kind.uses_device(), &inst.device);
+    FingerprintInputs::new(
+        inst.kind.kind(),
+        inst.kind.version(),
+        &inst.params,
+        inputs,
+        &env,
+    )
+    .fingerprint()
+}
+
+/// Is this record usable as the result (outputs intact)? Returns the reason if not.
+pub fn check_record(store: &Store, record: &RunRecord) -> Result<Option<StaleReason>, EngineError> {
+    Ok(match store.check_outputs(record)? {
+        OutputState::Intact => None,
+        OutputState::Missing { output, path } => Some(StaleReason::OutputMissing {
+            output,
+            path: path.display().to_string(),
+        }),
+        OutputState::Modified { output, path, .. } => Some(StaleReason::OutputModified {
+            output,
+            path: path.display().to_string(),
+        }),
+    })
+}
+
+/// Plans every instance of `pipeline` (or those in `only`, with their upstreams).
+pub fn plan(
+    pipeline: &Pipeline,
+    store: &Store,
+    forced: &BTreeSet<usize>,
+) -> Result<Vec<StageStatus>, EngineError> {
+    let mut statuses: Vec<StageStatus> = Vec::with_capacity(pipeline.instances.len());
+    let mut previous: Option<BTreeMap<String, RunRecord>> = None;
+    for (i, inst) in pipeline.instances.iter().enumerate() {
+        let usable = |u: usize| -> Option<RunRecord> {
+            let s: &StageStatus = statuses.get(u)?;
+            (s.state == State::Cached)
+                .then(|| s.record.clone())
+                .flatten()
+        };
+        let hashes = input_hashes(pipeline, inst, store, &usable)?;
+        let mut status = StageStatus {
+            stage: inst.name.clone(),
+            state: State::Stale,
+            reason: String::new(),
+            reasons: Vec::new(),
+            fingerprint: None,
+            record: None,
+        };
+        let mut known_inputs = None;
+        match hashes {
+            InputHashes::Known(inputs) => {
+                let fp = fingerprint_of(inst, &inputs);
+                status.fingerprint = Some(fp.clone());
+                if let Some(record) = store.record(&fp)? {
+                    match check_record(store, &record)? {
+                        None if !forced.contains(&i) => status.state = State::Cached,
+                        None => status.reasons.push(StaleReason::Forced),
+                        Some(r) => status.reasons.push(r),
+                    }
+                    status.record = Some(record);
+                }
+                known_inputs = Some(inputs);
+            }
+            InputHashes::Waiting(list) => {
+                for (input, stage) in list {
+                    status
+                        .reasons
+                        .push(StaleReason::UpstreamStale { input, stage });
+                }
+            }
+        }
+        if status.state != State::Cached {
+            if forced.contains(&i) && !status.reasons.contains(&StaleReason::Forced) {
+                status.reasons.insert(0, StaleReason::Forced);
+            }
+            if status.record.is_none() {
+                let prev = previous.get_or_insert_with(|| latest_records(store));
+                match prev.get(&inst.name) {
+                    Some(old) => {
+                        let diff = diff_record(inst, known_inputs.as_ref(), old);
+                        // Keep "upstream will rerun" after the concrete differences.
+                        let mut reasons = diff;
+                        reasons.append(&mut status.reasons);
+                        status.reasons = reasons;
+                    }
+                    None => {
+                        status.state = State::Missing;
+                        status.reasons.insert(0, StaleReason::NeverRun);
+                    }
+                }
+            }
+        }
+        status.reason = status
+            .reasons
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        statuses.push(status);
+    }
+    Ok(statuses)
+}
+
+/// The most recent record of each instance name.
+pub fn latest_records(store: &Store) -> BTreeMap<String, RunRecord> {
+    let mut latest: BTreeMap<String, RunRecord> = BTreeMap::new();
+    for r in store.records().unwrap_or_default() {
+        let newer = latest
+            .get(&r.stage)
+            .is_none_or(|old| old.finished_at < r.finished_at);
+        if newer {
+            latest.insert(r.stage.clone(), r);
+        }
+    }
+    latest
+}
+
+/// What differs between an instance now and its last recorded run.
+pub fn diff_record(
+    inst: &Instance,
+    inputs: Option<&BTreeMap<String, ContentHash>>,
+    old: &RunRecord,
+) -> Vec<StaleReason> {
+    let mut reasons = Vec::new();
+    if old.stage_version != inst.kind.version() || old.kind != inst.kind.kind() {
+        reasons.push(StaleReason::StageVersionChanged {
+            old: old.stage_version,
+            new: inst.kind.version(),
+        });
+    }
+    let mut old_flat = BTreeMap::new();
+    let mut new_flat = BTreeMap::new();
+    flatten("", &old.params, &mut old_flat);
+    flatten("", &inst.params, &mut new_flat);
+    let keys: BTreeSet<&String> = old_flat.keys().chain(new_flat.keys()).collect();
+    for key in keys {
+        let (o, n) = (old_flat.get(key), new_flat.get(key));
+        if o != n {
+            reasons.push(StaleReason::ParamChanged {
+                key: key.clone(),
+                old: o.cloned().unwrap_or(Value::Null),
+                new: n.cloned().unwrap_or(Value::Null),
+            });
+        }
+    }
+    let env = fingerprint::env_facts(inst.kind.uses_device(), &inst.device);
+    for (k, v) in &env {
+        let old_v = old.env.get(k).cloned().unwrap_or_default();
+        if &old_v != v {
+            reasons.push(StaleReason::EnvChanged {
+                key: k.clone(),
+                old: old_v,
+                new: v.clone(),
+            });
+        }
+    }
+    for name in inst.inputs.keys() {
+        if !old.inputs.contains_key(name) {
+            reasons.push(StaleReason::InputAdded { name: name.clone() });
+        }
+    }
+    for name in old.inputs.keys() {
+        if !inst.inputs.contains_key(name) {
+            reasons.push(StaleReason::InputRemoved { name: name.clone() });
+        }
+    }
+    if let Some(inputs) = inputs {
+        for (name, hash) in inputs {
+            if let Some(o) = old.inputs.get(name)
+                && &o.hash != hash
+            {
+                reasons.push(StaleReason::InputChanged {
+                    name: format!("{name} ({})", inst.inputs[name].source()),
+                    old: o.hash.0.clone(),
+                    new: hash.0.clone(),
+                });
+            }
+        }
+    }
+    reasons
+}
+
+/// Flattens nested params to dotted keys (`optimizer.lr`).
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The `slayer` command line: parses flags with clap and dispatches to the engine's
+//! commands and the stage crate's model tools. No logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use slayer_engine::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "slayer",
+    version,
+    about = "LLM layer-surgery experiments from YAML manifests, cached by content hash"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a manifest's stages (only what changed reruns)
+    Run {
+        /// Manifest file (default: slayer.yaml)
+        manifest: Option<PathBuf>,
+        /// Most stages at once (0 = number of cores)
+        #[arg(long, short, default_value_t = 0)]
+        jobs: usize,
+        /// Run only these stages (and what they need)
+        #[arg(long, num_args = 1..)]
+        only: Vec<String>,
+        /// Rerun these stages even if cached
+        #[arg(long, num_args = 1..)]
+        force: Vec<String>,
+        /// After a failure, keep running stages that do not depend on it
+        #[arg(long)]
+        keep_going: bool,
+        /// Validate and print the plan; run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Print nothing but errors
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Per stage: cached, stale or missing, and why
+    Status {
+        manifest: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a stage would rerun (the chain of reasons)
+    Why {
+        /// `[MANIFEST] STAGE`
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+    },
+    /// A stage's run record, with absolute output paths
+    Show {
+        /// `[MANIFEST] STAGE`
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Provenance of an artifact (a path) or a stage, back to raw inputs
+    Lineage {
+        target: String,
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Delete results the given manifests no longer reach
+    Gc { manifests: Vec<PathBuf> },
+    /// Re-hash the store and report corrupted objects
+    Verify {
+        /// Workspace (directory holding .slayer)
+        #[arg(default_value = ".")]
+        workspace: PathBuf,
+    },
+    /// Print the manifest JSON Schema
+    Schema,
+    /// List stage kinds with their inputs, outputs and parameters
+    Kinds,
+    /// Run one stage kind ad hoc, outside any manifest and cache
+    Exec {
+        kind: String,
+        /// Input NAME=PATH (repeatable)
+        #[arg(long = "in", value_parser = parse_in)]
+        inputs: Vec<(String, PathBuf)>,
+        /// Parameter KEY=VALUE, VALUE read as YAML (repeatable)
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// Output directory
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+fn parse_in(s: &str) -> Result<(String, PathBuf), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=PATH")?;
+    Ok((k.to_string(), PathBuf::from(v)))
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn manifest_and_stage(args: &[String]) -> (PathBuf, String) {
+    match args {
+        [m, s] => (PathBuf::from(m), s.clone()),
+        [s] => (PathBuf::from("slayer.yaml"), s.clone()),
+        _ => (PathBuf::from("slayer.yaml"), String::new()),
+    }
+}
+
+fn default_manifest(m: Option<PathBuf>) -> PathBuf {
+    m.unwrap_or_else(|| PathBuf::from("slayer.yaml"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = slayer_stages::registry();
+    let result = match cli.command {
+        Cmd::Run {
+            manifest,
+            jobs,
+            only,
+            force,
+            keep_going,
+            dry_run,
+            quiet,
+        } => {
+            let args = commands::RunArgs {
+                jobs,
+                only,
+                force,
+                keep_going,
+                dry_run,
+                quiet,
+            };
+            commands::run(&default_manifest(manifest), &registry, &args)
+        }
+        Cmd::Status { manifest, json } => {
+            commands::status(&default_manifest(manifest), &registry, json)
+        }
+        Cmd::Why { args } => {
+            let (m, s) = manifest_and_stage(&args);
+            commands::why(&m, &registry, &s)
+        }
+        Cmd::Show { args, json } => {
+            let (m, s) = manifest_and_stage(&args);
+            commands::show(&m, &registry, &s, json)
+        }
+        Cmd::Lineage { target, manifest } => {
+            commands::lineage(&default_manifest(manifest), &registry, &target)
+        }
+        Cmd::Gc { manifests } => {
+            let manifests = if manifests.is_empty() {
+                vec![PathBuf::from("slayer.yaml")]
+            } else {
+                manifests
+            };
+            commands::gc(&manifests, &registry)
+        }
+        Cmd::Verify { workspace } => commands::verify(&workspace),
+        Cmd::Schema => {
+            let schema = slayer_engine::schema::manifest_schema(&registry);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Cmd::Kinds => {
+            print!("{}", commands::kinds(&registry));
+            Ok(())
+        }
+        Cmd::Exec {
+            kind,
+            inputs,
+            sets,
+            out,
+            device,
+        } => commands::exec(&registry, &kind, &inputs, &sets, &out, &device).map(|metrics| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&metrics).unwrap_or_default()
+            );
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Shared helpers of the end-to-end tests: a temp workspace and the `slayer` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Instances that ran (summary lines `ran      NAME in …`).
+    pub fn ran(&self) -> BTreeSet<String> {
+        self.with_prefix("ran ")
+    }
+    pub fn cached(&self) -> BTreeSet<String> {
+        self.with_prefix("cached ")
+    }
+    fn with_prefix(&self, prefix: &str) -> BTreeSet<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|rest| {
+                let rest = rest.trim_start();
+                let end = rest
+                    .find(" in ")
+                    .or_else(|| rest.find(" ("))
+                    .unwrap_or(rest.len());
+                rest[..end].to_string()
+            })
+            .collect()
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_slayer"));
+        c.current_dir(self.dir.path());
+        c
+    }
+    pub fn slayer(&self, args: &[&str]) -> Run {
+        let out = self.cmd().args(args).output().expect("run slayer");
+        to_run(out)
+    }
+}
+
+pub fn to_run(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
