@@ -1,0 +1,27 @@
+//! `slayer-cache`: the `.slayer/` workspace store. Content hashing with a stat cache,
+//! a content-addressed object store, run records, per-stage locks, atomic publish of a
+//! stage's outputs, gc and verify. It knows nothing about ML or manifests: callers hand
+//! it paths, fingerprints and records.
+//!
+//! Modules: [`hash`] (what a hash covers), `stat_cache` (skipping unchanged files),
+//! `store` ([`Store`], the directory layout), `publish` (the commit protocol), `record`
+//! ([`RunRecord`]), `lock` ([`StageLock`]), `gc`, `verify`, `error` ([`CacheError`]).
+
+mod error;
+mod fsutil;
+mod gc;
+pub mod hash;
+mod lock;
+mod publish;
+mod record;
+mod stat_cache;
+mod store;
+mod verify;
+
+pub use error::CacheError;
+pub use gc::GcReport;
+pub use hash::ContentHash;
+pub use lock::StageLock;
+pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, now_rfc3339};
+pub use store::{OutputState, Store};
+pub use verify::VerifyReport;

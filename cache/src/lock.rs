@@ -1,0 +1,157 @@
+//! Advisory file locks: [`StageLock`] (one per fingerprint, `.slayer/locks/<fp>.lock`),
+//! the store lock (`store.lock`: shared while publishing, exclusive for gc) and the
+//! internal locks guarding the stat cache and each fingerprint's publish.
+//!
+//! Locks are std's `File::lock` (flock on unix): per open file, so two threads of one
+//! process exclude each other just like two processes, and the kernel drops a lock when
+//! its holder dies. A lock file may be unlinked by gc while held; every acquirer checks
+//! after locking that the path still names the file it locked, and retries otherwise,
+//! so nobody ever holds a lock on an orphaned inode.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::CacheError;
+use crate::fsutil::file_id;
+
+/// Shared (many readers) or exclusive (one writer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// A held lock on a file; released on drop.
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+fn open_lock_file(path: &Path) -> Result<File, CacheError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| CacheError::io("open lock file", path, e))
+}
+
+/// Whether `path` still names the file `file` was opened from (gc may have unlinked it).
+fn still_linked(file: &File, path: &Path) -> Result<bool, CacheError> {
+    let held = file
+        .metadata()
+        .map_err(|e| CacheError::io("stat lock file", path, e))?;
+    match fs::metadata(path) {
+        Ok(current) => Ok(file_id(&current) == file_id(&held)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(CacheError::io("stat lock file", path, e)),
+    }
+}
+
+impl FileLock {
+    /// Blocks until the lock is held. Returns the lock and whether it had to wait.
+    pub fn acquire(path: &Path, kind: LockKind) -> Result<(FileLock, bool), CacheError> {
+        let mut waited = false;
+        loop {
+            let file = open_lock_file(path)?;
+            let attempt = match kind {
+                LockKind::Shared => file.try_lock_shared(),
+                LockKind::Exclusive => file.try_lock(),
+            };
+            match attempt {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    waited = true;
+                    let blocking = match kind {
+                        LockKind::Shared => file.lock_shared(),
+                        LockKind::Exclusive => file.lock(),
+                    };
+                    blocking.map_err(|e| CacheError::io("lock", path, e))?;
+                }
+                Err(TryLockError::Error(e)) => return Err(CacheError::io("lock", path, e)),
+            }
+            if still_linked(&file, path)? {
+                let lock = FileLock {
+                    file,
+                    path: path.to_path_buf(),
+                };
+                return Ok((lock, waited));
+            }
+        }
+    }
+
+    /// Takes the lock if nobody holds it; `None` if someone does.
+    pub fn try_acquire(path: &Path, kind: LockKind) -> Result<Option<FileLock>, CacheError> {
+        loop {
+            let file = open_lock_file(path)?;
+            let attempt = match kind {
+                LockKind::Shared => file.try_lock_shared(),
+                LockKind::Exclusive => file.try_lock(),
+            };
+            match attempt {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(CacheError::io("lock", path, e)),
+            }
+            if still_linked(&file, path)? {
+                return Ok(Some(FileLock {
+                    file,
+                    path: path.to_path_buf(),
+                }));
+            }
+        }
+    }
+
+    /// Removes the lock file while holding it; later acquirers create a fresh one.
+    pub fn unlink(&self) -> Result<(), CacheError> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CacheError::io("remove lock file", &self.path, e)),
+        }
+    }
+
+    /// Records the holder's pid in the lock file, for people wondering who holds it.
+    fn write_owner(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = writeln!(self.file, "{}", std::process::id());
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock anyway; unlocking first just makes it prompt.
+        let _ = self.file.unlock();
+    }
+}
+
+/// Exclusive lock on one fingerprint; released on drop. Obtained from
+/// [`Store::lock_stage`](crate::Store::lock_stage).
+#[derive(Debug)]
+pub struct StageLock {
+    lock: FileLock,
+}
+
+impl StageLock {
+    pub(crate) fn acquire(path: &Path) -> Result<(StageLock, bool), CacheError> {
+        let (mut lock, waited) = FileLock::acquire(path, LockKind::Exclusive)?;
+        lock.write_owner();
+        Ok((StageLock { lock }, waited))
+    }
+
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<StageLock>, CacheError> {
+        Ok(FileLock::try_acquire(path, LockKind::Exclusive)?.map(|lock| StageLock { lock }))
+    }
+
+    pub(crate) fn unlink(&self) -> Result<(), CacheError> {
+        self.lock.unlink()
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.lock.path
+    }
+}
