@@ -96,6 +96,8 @@ enum Cmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    #[command(flatten)]
+    Model(slayer_stages::cli::ModelCmd),
 }
 
 fn parse_in(s: &str) -> Result<(String, PathBuf), String> {
@@ -190,6 +192,8 @@ fn main() -> ExitCode {
                 serde_json::to_string_pretty(&metrics).unwrap_or_default()
             );
         }),
+        Cmd::Model(cmd) => slayer_stages::cli::run(cmd)
+            .map_err(|e| slayer_engine::EngineError::Failed(e.to_string())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -152,6 +152,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A command that failed while doing its work (exit code 1).
+    #[error("error: {0}")]
+    Failed(String),
     #[error("{failed} stage(s) failed")]
     StagesFailed { failed: usize },
 }

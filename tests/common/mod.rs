@@ -39,6 +39,12 @@ impl Run {
     }
 }
 
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Workspace {
     pub fn new() -> Workspace {
         Workspace {

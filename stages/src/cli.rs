@@ -1,0 +1,228 @@
+//! Model subcommands of the `slayer` binary: `perplexity`, `inspect`, `generate` (a
+//! MODEL is an HF directory or a `.gguf` file) and `report` (the results table of a
+//! manifest's evaluations). The binary flattens [`ModelCmd`] into its own commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use crate::model::{self, ChatMessage, DeviceSpec, GenerateOptions, Llama, ModelError};
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Perplexity of a text file's first N tokens, scored in one window
+    Perplexity {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// A model's config, parameter count per block, dtype and size
+    Inspect { model: PathBuf },
+    /// Continue a prompt (greedy unless --temperature > 0), streaming tokens
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Wrap the prompt as a user turn with the model's chat template
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+/// Runs one model subcommand, printing to stdout.
+pub fn run(cmd: ModelCmd) -> Result<(), ModelError> {
+    match cmd {
+        ModelCmd::Perplexity {
+            model,
+            file,
+            max_tokens,
+            json,
+            device,
+        } => {
+            let device: DeviceSpec = device.parse()?;
+            device.check()?;
+            perplexity(&model, &file, max_tokens, json)
+        }
+        ModelCmd::Inspect { model } => inspect(&model),
+        ModelCmd::Generate {
+            model,
+            prompt,
+            chat,
+            max_new_tokens,
+            temperature,
+            seed,
+            device,
+        } => {
+            let device: DeviceSpec = device.parse()?;
+            device.check()?;
+            let opts = GenerateOptions {
+                max_new_tokens,
+                temperature,
+                seed,
+                ..Default::default()
+            };
+            generate(&model, &prompt, chat, opts)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<(Llama<model::Cpu>, model::Tokenizer), ModelError> {
+    let tok = model::load_tokenizer(path)?;
+    let m = model::load_model::<model::Cpu>(path, &Default::default())?;
+    Ok((m, tok))
+}
+
+fn perplexity(
+    model_path: &Path,
+    file: &Path,
+    max_tokens: usize,
+    json: bool,
+) -> Result<(), ModelError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ModelError::io(file, e))?;
+    let (m, tok) = load(model_path)?;
+    // No BOS unless the tokenizer's own post-processor adds one.
+    let mut ids = tok.encode(&text, true)?;
+    ids.truncate(max_tokens);
+    let p = model::perplexity(&m, &ids)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"tokens": p.tokens, "nll": p.nll, "ppl": p.ppl})
+        );
+    } else {
+        println!(
+            "{} tokens, mean NLL {:.6} nats, perplexity {:.4}",
+            p.tokens, p.nll, p.ppl
+        );
+    }
+    Ok(())
+}
+
+fn inspect(path: &Path) -> Result<(), ModelError> {
+    let config = if model::import::is_gguf(path) {
+        model::gguf::GgufFile::open(path)?.config()?
+    } else {
+        model::LlamaConfig::from_file(&path.join("config.json"))?
+    };
+    let total = crate::model_kinds::parameter_count(&config);
+    let per_block = {
+        let mut one = config.clone();
+        one.num_hidden_layers = 1;
+        let mut none = config.clone();
+        none.num_hidden_layers = 0;
+        crate::model_kinds::parameter_count(&one) - crate::model_kinds::parameter_count(&none)
+    };
+    println!("model       {}", path.display());
+    println!("blocks      {}", config.num_hidden_layers);
+    println!(
+        "hidden      {} (heads {}, kv heads {}, head dim {})",
+        config.hidden_size,
+        config.num_attention_heads,
+        config.num_key_value_heads(),
+        config.head_dim()
+    );
+    println!("mlp         {}", config.intermediate_size);
+    println!(
+        "vocab       {}{}",
+        config.vocab_size,
+        if config.tie_word_embeddings {
+            " (tied embeddings)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "rope        {:?}",
+        config.rope().map_err(ModelError::Unsupported)?
+    );
+    println!("dtype       {}", config.stored_dtype().unwrap_or("unknown"));
+    println!(
+        "parameters  {} total, {} per block",
+        human(total),
+        human(per_block)
+    );
+    let size: u64 = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map_err(|e| ModelError::io(path, e))?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    } else {
+        std::fs::metadata(path)
+            .map_err(|e| ModelError::io(path, e))?
+            .len()
+    };
+    println!(
+        "size        {:.1} MiB on disk",
+        size as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2}B", n as f64 / 1e9)
+    } else if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else {
+        format!("{:.1}K", n as f64 / 1e3)
+    }
+}
+
+fn generate(
+    path: &Path,
+    prompt: &str,
+    chat: bool,
+    mut opts: GenerateOptions,
+) -> Result<(), ModelError> {
+    let (m, tok) = load(path)?;
+    let ids = if chat {
+        tok.encode_chat(&[ChatMessage::new("user", prompt)], true)?
+    } else {
+        tok.encode(prompt, true)?
+    };
+    opts.stop_ids = tok.stop_ids();
+    let mut shown = String::new();
+    let mut all = Vec::new();
+    let mut stdout = std::io::stdout();
+    let gen_result = model::generate(&m, &ids, &opts, |t| {
+        all.push(t);
+        // Decode the whole continuation so multi-byte characters print whole.
+        if let Ok(text) = tok.decode(&all, true)
+            && text.len() > shown.len()
+            && text.is_char_boundary(shown.len())
+        {
+            let _ = write!(stdout, "{}", &text[shown.len()..]);
+            let _ = stdout.flush();
+            shown = text;
+        }
+        true
+    })?;
+    println!();
+    eprintln!(
+        "{} tokens; prefill {:.2} s ({:.1} tok/s), decode {:.1} tok/s",
+        gen_result.tokens.len(),
+        gen_result.prefill_secs,
+        ids.len() as f64 / gen_result.prefill_secs.max(1e-9),
+        gen_result.tokens.len().saturating_sub(1) as f64 / gen_result.decode_secs.max(1e-9)
+    );
+    Ok(())
+}

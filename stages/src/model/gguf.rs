@@ -1,0 +1,1038 @@
+//! GGUF import (llama.cpp's format) for the `llama` architecture.
+//!
+//! [`GgufFile::open`] memory-maps the file and parses its header: metadata key/values and
+//! tensor descriptors. [`GgufFile::config`] turns `llama.*` metadata into a
+//! [`LlamaConfig`]; [`GgufFile::weights`] is a [`WeightSource`] that answers HF tensor
+//! names, dequantising on the fly ([`dequantize`]: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+//! Q4_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k
+//! (`convert_hf_to_gguf.py::LlamaModel.permute`). [`GgufFile::tokenizer_json`] rebuilds
+//! an HF `tokenizer.json` from `tokenizer.ggml.*` for the byte-level BPE (`gpt2`) type.
+//!
+//! GGUF dims are listed fastest-varying first (`ne[0]`), so an HF `[out, in]` matrix
+//! appears as `[in, out]`; [`GgufTensorInfo::hf_shape`] reverses them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use rayon::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::config::{LlamaConfig, TokenIds};
+use super::error::{ModelError, Result};
+use super::weights::{HostTensor, WeightSource};
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufValue {
+    /// u8
+    U8(u8),
+    /// i8
+    I8(i8),
+    /// u16
+    U16(u16),
+    /// i16
+    I16(i16),
+    /// u32
+    U32(u32),
+    /// i32
+    I32(i32),
+    /// f32
+    F32(f32),
+    /// bool
+    Bool(bool),
+    /// UTF-8 string
+    String(String),
+    /// Array of values
+    Array(Vec<GgufValue>),
+    /// u64
+    U64(u64),
+    /// i64
+    I64(i64),
+    /// f64
+    F64(f64),
+}
+
+impl GgufValue {
+    /// As an unsigned integer, if it is a non-negative integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            GgufValue::U8(v) => Some(v as u64),
+            GgufValue::U16(v) => Some(v as u64),
+            GgufValue::U32(v) => Some(v as u64),
+            GgufValue::U64(v) => Some(v),
+            GgufValue::I8(v) => u64::try_from(v).ok(),
+            GgufValue::I16(v) => u64::try_from(v).ok(),
+            GgufValue::I32(v) => u64::try_from(v).ok(),
+            GgufValue::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// As a float, if numeric.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            GgufValue::F32(v) => Some(v as f64),
+            GgufValue::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+
+    /// As a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            GgufValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// As a bool.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            GgufValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// As an array.
+    pub fn as_array(&self) -> Option<&[GgufValue]> {
+        match self {
+            GgufValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// ggml tensor types this importer knows (by their ggml numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    /// 0
+    F32,
+    /// 1
+    F16,
+    /// 2: 32 values, f16 scale, 4-bit `q - 8`.
+    Q4_0,
+    /// 3: 32 values, f16 scale and min, 4-bit.
+    Q4_1,
+    /// 8: 32 values, f16 scale, i8.
+    Q8_0,
+    /// 12: 256 values, 8 sub-blocks with 6-bit scales/mins, 4-bit.
+    Q4K,
+    /// 14: 256 values, 16 sub-blocks with i8 scales, 6-bit.
+    Q6K,
+    /// 30
+    BF16,
+    /// Any other type, by number (reading it is an error naming the tensor).
+    Other(u32),
+}
+
+impl GgmlType {
+    fn from_u32(v: u32) -> Self {
+        match v {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            8 => GgmlType::Q8_0,
+            12 => GgmlType::Q4K,
+            14 => GgmlType::Q6K,
+            30 => GgmlType::BF16,
+            other => GgmlType::Other(other),
+        }
+    }
+
+    /// (values per block, bytes per block), `None` for unsupported types.
+    pub fn block_layout(self) -> Option<(usize, usize)> {
+        match self {
+            GgmlType::F32 => Some((1, 4)),
+            GgmlType::F16 | GgmlType::BF16 => Some((1, 2)),
+            GgmlType::Q4_0 => Some((32, 18)),
+            GgmlType::Q4_1 => Some((32, 20)),
+            GgmlType::Q8_0 => Some((32, 34)),
+            GgmlType::Q4K => Some((256, 144)),
+            GgmlType::Q6K => Some((256, 210)),
+            GgmlType::Other(_) => None,
+        }
+    }
+
+    /// Human name (`Q4_K`, `type 13` ...).
+    pub fn name(self) -> String {
+        match self {
+            GgmlType::F32 => "F32".into(),
+            GgmlType::F16 => "F16".into(),
+            GgmlType::Q4_0 => "Q4_0".into(),
+            GgmlType::Q4_1 => "Q4_1".into(),
+            GgmlType::Q8_0 => "Q8_0".into(),
+            GgmlType::Q4K => "Q4_K".into(),
+            GgmlType::Q6K => "Q6_K".into(),
+            GgmlType::BF16 => "BF16".into(),
+            GgmlType::Other(n) => format!("ggml type {n}"),
+        }
+    }
+}
+
+/// Where a tensor lies and what it holds.
+#[derive(Debug, Clone)]
+pub struct GgufTensorInfo {
+    /// GGUF dims, fastest-varying first.
+    pub dims: Vec<usize>,
+    /// Storage type.
+    pub ggml_type: GgmlType,
+    /// Offset from the start of the data section.
+    pub offset: usize,
+}
+
+impl GgufTensorInfo {
+    /// Shape in HF (row-major, slowest first) order.
+    pub fn hf_shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().copied().collect()
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// Whether the tensor has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A parsed, memory-mapped GGUF file.
+pub struct GgufFile {
+    path: PathBuf,
+    mmap: Mmap,
+    /// Metadata key/values.
+    pub metadata: BTreeMap<String, GgufValue>,
+    /// Tensor descriptors by GGUF name.
+    pub tensors: HashMap<String, GgufTensorInfo>,
+    data_start: usize,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                ModelError::format(
+                    self.path,
+                    format!("truncated GGUF header at byte {}", self.pos),
+                )
+            })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.arr()?))
+    }
+    fn len(&mut self) -> Result<usize> {
+        let n = self.u64()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.buf.len())
+            .ok_or_else(|| {
+                ModelError::format(
+                    self.path,
+                    format!("implausible length {n} at byte {}", self.pos),
+                )
+            })
+    }
+    fn string(&mut self) -> Result<String> {
+        let n = self.len()?;
+        let b = self.bytes(n)?;
+        // Token texts may hold invalid UTF-8 in broken files; keep them readable.
+        Ok(String::from_utf8_lossy(b).into_owned())
+    }
+    fn value(&mut self, ty: u32) -> Result<GgufValue> {
+        Ok(match ty {
+            0 => GgufValue::U8(self.arr::<1>()?[0]),
+            1 => GgufValue::I8(self.arr::<1>()?[0] as i8),
+            2 => GgufValue::U16(u16::from_le_bytes(self.arr()?)),
+            3 => GgufValue::I16(i16::from_le_bytes(self.arr()?)),
+            4 => GgufValue::U32(self.u32()?),
+            5 => GgufValue::I32(i32::from_le_bytes(self.arr()?)),
+            6 => GgufValue::F32(f32::from_le_bytes(self.arr()?)),
+            7 => GgufValue::Bool(self.arr::<1>()?[0] != 0),
+            8 => GgufValue::String(self.string()?),
+            9 => {
+                let item_ty = self.u32()?;
+                let n = self.len()?;
+                let mut items = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    items.push(self.value(item_ty)?);
+                }
+                GgufValue::Array(items)
+            }
+            10 => GgufValue::U64(self.u64()?),
+            11 => GgufValue::I64(i64::from_le_bytes(self.arr()?)),
+            12 => GgufValue::F64(f64::from_le_bytes(self.arr()?)),
+            other => {
+                return Err(ModelError::format(
+                    self.path,
+                    format!("unknown GGUF value type {other} at byte {}", self.pos),
+                ));
+            }
+        })
+    }
+}
+
+impl GgufFile {
+    /// Map and parse `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+        // SAFETY: read-only map of a file we only read; see safetensors_io.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+        let mut r = Reader {
+            buf: &mmap,
+            pos: 0,
+            path,
+        };
+        if r.bytes(4)? != b"GGUF" {
+            return Err(ModelError::format(
+                path,
+                "not a GGUF file (magic is not `GGUF`)",
+            ));
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(ModelError::format(
+                path,
+                format!("GGUF version {version} is not supported (2 or 3)"),
+            ));
+        }
+        let n_tensors = r.len()?;
+        let n_kv = r.len()?;
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            let value = r.value(ty)?;
+            metadata.insert(key, value);
+        }
+        let mut tensors = HashMap::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let n_dims = r.u32()? as usize;
+            let mut dims = Vec::with_capacity(n_dims);
+            for _ in 0..n_dims {
+                dims.push(r.len()?);
+            }
+            let ggml_type = GgmlType::from_u32(r.u32()?);
+            let offset = r.len()?;
+            tensors.insert(
+                name,
+                GgufTensorInfo {
+                    dims,
+                    ggml_type,
+                    offset,
+                },
+            );
+        }
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(GgufValue::as_u64)
+            .unwrap_or(32)
+            .max(1) as usize;
+        let data_start = r.pos.div_ceil(alignment) * alignment;
+        let path = path.to_path_buf();
+        Ok(GgufFile {
+            path,
+            mmap,
+            metadata,
+            tensors,
+            data_start,
+        })
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn meta(&self, key: &str) -> Option<&GgufValue> {
+        self.metadata.get(key)
+    }
+
+    fn meta_usize(&self, key: &str) -> Result<usize> {
+        self.meta(key)
+            .and_then(GgufValue::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| {
+                ModelError::format(
+                    &self.path,
+                    format!("metadata key `{key}` is missing or not an integer"),
+                )
+            })
+    }
+
+    /// Dequantised values of the GGUF tensor `name` (GGUF order, i.e. HF row-major).
+    pub fn read(&self, name: &str) -> Result<Option<(GgufTensorInfo, Vec<f32>)>> {
+        let Some(info) = self.tensors.get(name) else {
+            return Ok(None);
+        };
+        let n = info.len();
+        let (per_block, block_bytes) =
+            info.ggml_type
+                .block_layout()
+                .ok_or_else(|| ModelError::UnsupportedDtype {
+                    file: self.path.clone(),
+                    name: name.to_string(),
+                    dtype: info.ggml_type.name(),
+                })?;
+        if !n.is_multiple_of(per_block) {
+            return Err(ModelError::format(
+                &self.path,
+                format!(
+                    "tensor `{name}` has {n} values, not a multiple of the {per_block}-value block"
+                ),
+            ));
+        }
+        let size = n / per_block * block_bytes;
+        let start = self.data_start + info.offset;
+        let bytes = self.mmap.get(start..start + size).ok_or_else(|| {
+            ModelError::format(&self.path, format!("tensor `{name}` lies outside the file"))
+        })?;
+        let values =
+            dequantize(info.ggml_type, bytes, n).ok_or_else(|| ModelError::UnsupportedDtype {
+                file: self.path.clone(),
+                name: name.to_string(),
+                dtype: info.ggml_type.name(),
+            })?;
+        Ok(Some((info.clone(), values)))
+    }
+
+    fn architecture(&self) -> Result<&str> {
+        let arch = self
+            .meta("general.architecture")
+            .and_then(GgufValue::as_str)
+            .ok_or_else(|| {
+                ModelError::format(&self.path, "metadata `general.architecture` is missing")
+            })?;
+        if arch != "llama" {
+            return Err(ModelError::Unsupported(format!(
+                "{}: GGUF architecture `{arch}`; only `llama` is supported",
+                self.path.display()
+            )));
+        }
+        Ok(arch)
+    }
+
+    /// The HF config implied by the `llama.*` metadata.
+    pub fn config(&self) -> Result<LlamaConfig> {
+        let a = self.architecture()?.to_string();
+        let key = |k: &str| format!("{a}.{k}");
+        let hidden = self.meta_usize(&key("embedding_length"))?;
+        let heads = self.meta_usize(&key("attention.head_count"))?;
+        let kv_heads = self
+            .meta(&key("attention.head_count_kv"))
+            .and_then(GgufValue::as_u64)
+            .map_or(heads, |v| v as usize);
+        let vocab = match self.meta(&key("vocab_size")).and_then(GgufValue::as_u64) {
+            Some(v) => v as usize,
+            None => self
+                .meta("tokenizer.ggml.tokens")
+                .and_then(GgufValue::as_array)
+                .map(<[GgufValue]>::len)
+                .ok_or_else(|| {
+                    ModelError::format(
+                        &self.path,
+                        "neither `llama.vocab_size` nor `tokenizer.ggml.tokens`",
+                    )
+                })?,
+        };
+        let head_dim = self
+            .meta(&key("attention.key_length"))
+            .or_else(|| self.meta(&key("rope.dimension_count")))
+            .and_then(GgufValue::as_u64)
+            .map(|v| v as usize)
+            .filter(|&d| d != hidden / heads);
+        if self.tensors.contains_key("rope_freqs.weight") {
+            return Err(ModelError::Unsupported(format!(
+                "{}: `rope_freqs.weight` (Llama 3.1 rope scaling stored as factors) is not supported",
+                self.path.display()
+            )));
+        }
+        let rope_scaling = match self
+            .meta(&key("rope.scaling.type"))
+            .and_then(GgufValue::as_str)
+        {
+            None | Some("none") => None,
+            Some("linear") => {
+                let factor = self
+                    .meta(&key("rope.scaling.factor"))
+                    .and_then(GgufValue::as_f64)
+                    .unwrap_or(1.0);
+                Some(json!({"type": "linear", "factor": factor}))
+            }
+            Some(other) => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: rope scaling `{other}` is not supported (linear only for GGUF)",
+                    self.path.display()
+                )));
+            }
+        };
+        let token_id = |k: &str| {
+            self.meta(k)
+                .and_then(GgufValue::as_u64)
+                .map(|v| TokenIds::One(v as u32))
+        };
+        let mut extra = Map::new();
+        extra.insert("architectures".into(), json!(["LlamaForCausalLM"]));
+        extra.insert("model_type".into(), json!("llama"));
+        if let Some(pad) = self
+            .meta("tokenizer.ggml.padding_token_id")
+            .and_then(GgufValue::as_u64)
+        {
+            extra.insert("pad_token_id".into(), json!(pad));
+        }
+        let config = LlamaConfig {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: self.meta_usize(&key("feed_forward_length"))?,
+            num_hidden_layers: self.meta_usize(&key("block_count"))?,
+            num_attention_heads: heads,
+            num_key_value_heads: Some(kv_heads),
+            head_dim,
+            rms_norm_eps: self
+                .meta(&key("attention.layer_norm_rms_epsilon"))
+                .and_then(GgufValue::as_f64)
+                // GGUF stores f32; round to the f32 value's shortest decimal (1e-5, not
+                // 9.99999974e-6) so the config reads as the original did.
+                .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
+                .unwrap_or(1e-5),
+            rope_theta: Some(
+                self.meta(&key("rope.freq_base"))
+                    .and_then(GgufValue::as_f64)
+                    .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
+                    .unwrap_or(10000.0),
+            ),
+            rope_scaling,
+            max_position_embeddings: self
+                .meta(&key("context_length"))
+                .and_then(GgufValue::as_u64)
+                .map_or(2048, |v| v as usize),
+            tie_word_embeddings: !self.tensors.contains_key("output.weight"),
+            attention_bias: self.tensors.contains_key("blk.0.attn_q.bias"),
+            mlp_bias: self.tensors.contains_key("blk.0.ffn_up.bias"),
+            hidden_act: "silu".into(),
+            bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
+            eos_token_id: token_id("tokenizer.ggml.eos_token_id"),
+            torch_dtype: Some("float32".into()),
+            extra,
+        };
+        config.validate().map_err(|message| ModelError::Config {
+            path: self.path.clone(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// HF-named weights of this file (needs the config for the q/k un-permutation).
+    pub fn weights(&self, config: &LlamaConfig) -> GgufWeights<'_> {
+        GgufWeights {
+            file: self,
+            n_heads: config.num_attention_heads,
+            n_kv_heads: config.num_key_value_heads(),
+        }
+    }
+
+    /// An HF `tokenizer.json` rebuilt from `tokenizer.ggml.*` (byte-level BPE only), and
+    /// the matching `tokenizer_config.json` (special tokens, chat template).
+    pub fn tokenizer_json(&self) -> Result<(Value, Value)> {
+        let model = self
+            .meta("tokenizer.ggml.model")
+            .and_then(GgufValue::as_str)
+            .unwrap_or("");
+        if model != "gpt2" {
+            return Err(ModelError::Unsupported(format!(
+                "{}: tokenizer type `{model}`; only byte-level BPE (`gpt2`) is converted, supply tokenizer.json for others",
+                self.path.display()
+            )));
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            self.meta(key)
+                .and_then(GgufValue::as_array)
+                .ok_or_else(|| {
+                    ModelError::format(&self.path, format!("metadata `{key}` is missing"))
+                })?
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        ModelError::format(&self.path, format!("`{key}` holds a non-string"))
+                    })
+                })
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<u64> = self
+            .meta("tokenizer.ggml.token_type")
+            .and_then(GgufValue::as_array)
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
+            .unwrap_or_else(|| vec![1; tokens.len()]);
+        let pre = self
+            .meta("tokenizer.ggml.pre")
+            .and_then(GgufValue::as_str)
+            .unwrap_or("default");
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+        const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        let (normalizer, pre_tokenizer) = match pre {
+            "default" | "gpt2" | "gpt-2" => (Value::Null, byte_level(true)),
+            "smollm" => (
+                Value::Null,
+                json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            ),
+            "llama-bpe" | "llama3" => (
+                Value::Null,
+                json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]}),
+            ),
+            "qwen2" => (
+                json!({"type": "NFC"}),
+                json!({"type": "Sequence", "pretokenizers": [split(QWEN2), byte_level(false)]}),
+            ),
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: BPE pre-tokenizer `{other}` is not known (smollm, gpt2, llama-bpe, qwen2 are)",
+                    self.path.display()
+                )));
+            }
+        };
+        let mut vocab = Map::new();
+        let mut added = Vec::new();
+        for (id, tok) in tokens.iter().enumerate() {
+            vocab.insert(tok.clone(), json!(id));
+            // 3 = control, 4 = user-defined: matched whole, before BPE.
+            let ty = types.get(id).copied().unwrap_or(1);
+            if ty == 3 || ty == 4 {
+                added.push(
+                    json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": ty == 4, "special": ty == 3}),
+                );
+            }
+        }
+        let token_at = |key: &str| {
+            self.meta(key)
+                .and_then(GgufValue::as_u64)
+                .and_then(|id| tokens.get(id as usize).cloned())
+        };
+        let bos = token_at("tokenizer.ggml.bos_token_id");
+        let eos = token_at("tokenizer.ggml.eos_token_id");
+        let add_bos = self
+            .meta("tokenizer.ggml.add_bos_token")
+            .and_then(GgufValue::as_bool)
+            .unwrap_or(false);
+        let byte_post = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+        let post_processor = match (&bos, add_bos) {
+            (Some(bos), true) => {
+                let bos_id = self.meta_usize("tokenizer.ggml.bos_token_id")?;
+                json!({"type": "Sequence", "processors": [byte_post, {
+                    "type": "TemplateProcessing",
+                    "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                    "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                             {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                    "special_tokens": {bos.clone(): {"id": bos, "ids": [bos_id], "tokens": [bos]}}
+                }]})
+            }
+            _ => byte_post,
+        };
+        let tokenizer = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": normalizer,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": post_processor,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                      "ignore_merges": false, "vocab": vocab, "merges": merges}
+        });
+        let mut config = Map::new();
+        config.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
+        config.insert("add_bos_token".into(), json!(add_bos));
+        config.insert("clean_up_tokenization_spaces".into(), json!(false));
+        if let Some(b) = bos {
+            config.insert("bos_token".into(), json!(b));
+        }
+        if let Some(e) = eos {
+            config.insert("eos_token".into(), json!(e));
+        }
+        if let Some(p) = token_at("tokenizer.ggml.padding_token_id") {
+            config.insert("pad_token".into(), json!(p));
+        }
+        if let Some(u) = token_at("tokenizer.ggml.unknown_token_id") {
+            config.insert("unk_token".into(), json!(u));
+        }
+        if let Some(t) = self
+            .meta("tokenizer.chat_template")
+            .and_then(GgufValue::as_str)
+        {
+            config.insert("chat_template".into(), json!(t));
+        }
+        config.insert(
+            "model_max_length".into(),
+            json!(self.meta_usize("llama.context_length").unwrap_or(2048)),
+        );
+        Ok((tokenizer, Value::Object(config)))
+    }
+}
+
+/// HF-named view of a GGUF file's tensors.
+pub struct GgufWeights<'a> {
+    file: &'a GgufFile,
+    n_heads: usize,
+    n_kv_heads: usize,
+}
+
+/// The GGUF name of an HF tensor name (llama.cpp's `tensor_mapping.py`, llama subset).
+pub fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, suffix) = rest.rsplit_once('.')?;
+    let g = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{g}.{suffix}"))
+}
+
+/// Undo llama.cpp's q/k permutation: within each head, GGUF row `2 * i + s` is HF row
+/// `s * head_dim / 2 + i`. Works on `[rows, cols]` (cols = 1 for biases).
+pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_heads: usize) -> Vec<f32> {
+    let head_rows = rows / n_heads;
+    let half = head_rows / 2;
+    let mut out = vec![0f32; data.len()];
+    out.par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(hf_row, dst)| {
+            let h = hf_row / head_rows;
+            let within = hf_row % head_rows;
+            let (s, i) = (within / half, within % half);
+            let src = h * head_rows + 2 * i + s;
+            dst.copy_from_slice(&data[src * cols..(src + 1) * cols]);
+        });
+    out
+}
+
+impl WeightSource for GgufWeights<'_> {
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(g) = gguf_name(name) else {
+            return Ok(None);
+        };
+        let Some((info, data)) = self.file.read(&g)? else {
+            return Ok(None);
+        };
+        let shape = info.hf_shape();
+        let heads = if g.ends_with("attn_q.weight") || g.ends_with("attn_q.bias") {
+            Some(self.n_heads)
+        } else if g.ends_with("attn_k.weight") || g.ends_with("attn_k.bias") {
+            Some(self.n_kv_heads)
+        } else {
+            None
+        };
+        let data = match heads {
+            Some(n) if shape[0] % (2 * n) == 0 => {
+                let cols = shape.get(1).copied().unwrap_or(1);
+                unpermute_rows(&data, shape[0], cols, n)
+            }
+            _ => data,
+        };
+        Ok(Some(HostTensor { shape, data }))
+    }
+
+    fn origin(&self) -> &Path {
+        &self.file.path
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+}
+
+/// Scale and min of sub-block `j` from Q4_K's packed 12-byte table (ggml's
+/// `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
+    match ty {
+        GgmlType::Q4_0 => {
+            let d = f16_at(b, 0);
+            let qs = &b[2..18];
+            for j in 0..16 {
+                y[j] = ((qs[j] & 0xF) as i32 - 8) as f32 * d;
+                y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
+            }
+        }
+        GgmlType::Q4_1 => {
+            let d = f16_at(b, 0);
+            let m = f16_at(b, 2);
+            let qs = &b[4..20];
+            for j in 0..16 {
+                y[j] = (qs[j] & 0xF) as f32 * d + m;
+                y[j + 16] = (qs[j] >> 4) as f32 * d + m;
+            }
+        }
+        GgmlType::Q8_0 => {
+            let d = f16_at(b, 0);
+            for (j, q) in b[2..34].iter().enumerate() {
+                y[j] = (*q as i8) as f32 * d;
+            }
+        }
+        GgmlType::Q4K => {
+            let d = f16_at(b, 0);
+            let dmin = f16_at(b, 2);
+            let scales = &b[4..16];
+            let qs = &b[16..144];
+            for chunk in 0..4 {
+                let q = &qs[chunk * 32..chunk * 32 + 32];
+                let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+                let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+                let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+                let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+                let out = &mut y[chunk * 64..chunk * 64 + 64];
+                for l in 0..32 {
+                    out[l] = d1 * (q[l] & 0xF) as f32 - min1;
+                    out[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+                }
+            }
+        }
+        GgmlType::Q6K => {
+            let ql_all = &b[0..128];
+            let qh_all = &b[128..192];
+            let sc_all = &b[192..208];
+            let d = f16_at(b, 208);
+            for half in 0..2 {
+                let ql = &ql_all[half * 64..];
+                let qh = &qh_all[half * 32..];
+                let sc = &sc_all[half * 8..];
+                let out = &mut y[half * 128..half * 128 + 128];
+                for l in 0..32 {
+                    let is = l / 16;
+                    let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+                    let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                    let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                    let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                    out[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+                    out[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+                    out[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+                    out[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+                }
+            }
+        }
+        GgmlType::F32 => y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        GgmlType::F16 => y[0] = f16_at(b, 0),
+        GgmlType::BF16 => y[0] = bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32(),
+        GgmlType::Other(_) => {}
+    }
+}
+
+/// Dequantise `n` values of type `ty` from `bytes` (in parallel over blocks). `None`
+/// for an unsupported type or when `bytes` is too short.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
+    let (per_block, block_bytes) = ty.block_layout()?;
+    if !n.is_multiple_of(per_block) || bytes.len() < n / per_block * block_bytes {
+        return None;
+    }
+    let mut out = vec![0f32; n];
+    // Group blocks so each rayon task does a useful amount of work.
+    let group = (4096 / per_block).max(1);
+    out.par_chunks_mut(per_block * group)
+        .zip(bytes.par_chunks(block_bytes * group))
+        .for_each(|(y, b)| {
+            for (yb, bb) in y.chunks_mut(per_block).zip(b.chunks(block_bytes)) {
+                dequant_block(ty, bb, yb);
+            }
+        });
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(x: f32) -> [u8; 2] {
+        f16::from_f32(x).to_le_bytes()
+    }
+
+    #[test]
+    fn q4_0_block() {
+        let mut b = Vec::from(h(0.5));
+        // qs[j] = low nibble j%16, high nibble 15 - j%16.
+        b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        let y = dequantize(GgmlType::Q4_0, &b, 32).unwrap();
+        for j in 0..16 {
+            assert_eq!(y[j], (j as f32 - 8.0) * 0.5);
+            assert_eq!(y[j + 16], ((15 - j) as f32 - 8.0) * 0.5);
+        }
+    }
+
+    #[test]
+    fn q4_1_block() {
+        let mut b = Vec::from(h(0.25));
+        b.extend(h(-1.0));
+        b.extend((0..16u8).map(|j| j | (3 << 4)));
+        let y = dequantize(GgmlType::Q4_1, &b, 32).unwrap();
+        assert_eq!(y[5], 5.0 * 0.25 - 1.0);
+        assert_eq!(y[20], 3.0 * 0.25 - 1.0);
+    }
+
+    #[test]
+    fn q8_0_block() {
+        let mut b = Vec::from(h(2.0));
+        b.extend((0..32).map(|j| (j as i8 - 16) as u8));
+        let y = dequantize(GgmlType::Q8_0, &b, 32).unwrap();
+        for (j, v) in y.iter().enumerate() {
+            assert_eq!(*v, (j as f32 - 16.0) * 2.0);
+        }
+    }
+
+    #[test]
+    fn q4_k_block() {
+        // d = 1, dmin = 0.5; sub-block scales/mins chosen per ggml's 6-bit packing.
+        let mut b = Vec::from(h(1.0));
+        b.extend(h(0.5));
+        let sc: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 63];
+        let mn: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 40];
+        let mut scales = [0u8; 12];
+        for j in 0..4 {
+            scales[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+            scales[j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6);
+            scales[j + 8] = (sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4);
+        }
+        b.extend(scales);
+        b.extend((0..128).map(|i| ((i % 16) as u8) | (((i / 8 % 16) as u8) << 4)));
+        let y = dequantize(GgmlType::Q4K, &b, 256).unwrap();
+        for chunk in 0..4 {
+            for l in 0..32 {
+                let q = (chunk * 32 + l) as u8;
+                let (lo, hi) = (q % 16, q / 8 % 16);
+                let s1 = 2 * chunk;
+                let s2 = 2 * chunk + 1;
+                assert_eq!(
+                    y[chunk * 64 + l],
+                    sc[s1] as f32 * lo as f32 - 0.5 * mn[s1] as f32
+                );
+                assert_eq!(
+                    y[chunk * 64 + 32 + l],
+                    sc[s2] as f32 * hi as f32 - 0.5 * mn[s2] as f32
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn q6_k_block() {
+        // Encode known 6-bit values q (0..64) and check y = d * scale * (q - 32).
+        let q: Vec<u8> = (0..256).map(|i| ((i * 7) % 64) as u8).collect();
+        let scales: [i8; 16] = [
+            1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12, 13, -14, 15, -16,
+        ];
+        let mut ql = [0u8; 128];
+        let mut qh = [0u8; 64];
+        for half in 0..2 {
+            for l in 0..32 {
+                let base = half * 128;
+                let (q1, q2, q3, q4) = (
+                    q[base + l],
+                    q[base + l + 32],
+                    q[base + l + 64],
+                    q[base + l + 96],
+                );
+                ql[half * 64 + l] = (q1 & 0xF) | ((q3 & 0xF) << 4);
+                ql[half * 64 + l + 32] = (q2 & 0xF) | ((q4 & 0xF) << 4);
+                qh[half * 32 + l] =
+                    (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+            }
+        }
+        let mut b = Vec::from(ql);
+        b.extend(qh);
+        b.extend(scales.iter().map(|s| *s as u8));
+        b.extend(h(0.5));
+        let y = dequantize(GgmlType::Q6K, &b, 256).unwrap();
+        for (i, v) in y.iter().enumerate() {
+            let scale = scales[i / 16] as f32;
+            assert_eq!(*v, 0.5 * scale * (q[i] as f32 - 32.0), "value {i}");
+        }
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // llama.cpp: w.reshape(n_head, 2, hd/2, cols).swapaxes(1, 2).reshape(rows, cols)
+        let (n_head, hd, cols) = (2, 4, 3);
+        let rows = n_head * hd;
+        let hf: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
+        let mut gguf = vec![0f32; hf.len()];
+        for h in 0..n_head {
+            for s in 0..2 {
+                for i in 0..hd / 2 {
+                    let src = h * hd + s * hd / 2 + i;
+                    let dst = h * hd + i * 2 + s;
+                    gguf[dst * cols..(dst + 1) * cols]
+                        .copy_from_slice(&hf[src * cols..(src + 1) * cols]);
+                }
+            }
+        }
+        assert_eq!(unpermute_rows(&gguf, rows, cols, n_head), hf);
+    }
+
+    #[test]
+    fn hf_names_map_to_gguf() {
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.o_proj.weight").unwrap(),
+            "blk.12.attn_output.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight").unwrap(),
+            "blk.0.ffn_norm.weight"
+        );
+        assert_eq!(gguf_name("lm_head.weight").unwrap(), "output.weight");
+        assert!(gguf_name("model.rotary.inv_freq").is_none());
+    }
+}

@@ -1,0 +1,115 @@
+//! One entry point for "a model path": an HF directory or a `.gguf` file.
+//!
+//! [`load_model`] and [`load_tokenizer`] read either kind; [`import_to_dir`] turns either
+//! into the model artifact layout the pipeline passes around (an HF directory with
+//! `config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`).
+
+use std::path::Path;
+
+use burn::prelude::*;
+
+use super::device::Cpu;
+use super::error::{ModelError, Result};
+use super::gguf::GgufFile;
+use super::llama::Llama;
+use super::safetensors_io::{SaveDtype, copy_tokenizer_files, load_pretrained, save_pretrained};
+use super::tokenizer::Tokenizer;
+use super::weights::build_llama;
+
+/// Whether `path` names a GGUF file (by extension or magic bytes).
+pub fn is_gguf(path: &Path) -> bool {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return true;
+    }
+    if !path.is_file() {
+        return false;
+    }
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
+}
+
+/// Load a GGUF file's weights (dequantised to f32) onto `device`.
+pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Llama<B>> {
+    let file = GgufFile::open(path)?;
+    let config = file.config()?;
+    let weights = file.weights(&config);
+    build_llama(config, &weights, device)
+}
+
+/// Load a model from an HF directory or a `.gguf` file.
+pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Llama<B>> {
+    if is_gguf(path) {
+        load_gguf(path, device)
+    } else if path.is_dir() {
+        load_pretrained(path, device)
+    } else {
+        Err(ModelError::format(
+            path,
+            "not a model: expected an HF directory (config.json + model.safetensors) or a .gguf file",
+        ))
+    }
+}
+
+/// The tokenizer of an HF directory (`tokenizer.json` + `tokenizer_config.json`) or of a
+/// GGUF file (rebuilt from its metadata).
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if is_gguf(path) {
+        let file = GgufFile::open(path)?;
+        let (json, config) = file.tokenizer_json()?;
+        let mut tok = Tokenizer::from_json_str(&json.to_string(), path)?;
+        tok.apply_config(&config);
+        Ok(tok)
+    } else {
+        Tokenizer::from_dir(path)
+    }
+}
+
+/// What [`import_to_dir`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Files written into the output directory.
+    pub files: Vec<String>,
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| ModelError::format(path, e.to_string()))?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| ModelError::io(path, e))
+}
+
+/// Convert an HF directory or GGUF file into an HF directory at `out` (f32 for GGUF,
+/// the original dtype for HF input), tokenizer files included.
+pub fn import_to_dir(path: &Path, out: &Path) -> Result<ImportReport> {
+    let device = Default::default();
+    let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
+    if is_gguf(path) {
+        let model = load_gguf::<Cpu>(path, &device)?;
+        save_pretrained(&model, out, SaveDtype::F32)?;
+        let file = GgufFile::open(path)?;
+        match file.tokenizer_json() {
+            Ok((json, config)) => {
+                write_json(&out.join("tokenizer.json"), &json)?;
+                write_json(&out.join("tokenizer_config.json"), &config)?;
+                files.push("tokenizer.json".into());
+                files.push("tokenizer_config.json".into());
+            }
+            // A model without a convertible tokenizer is still a model.
+            Err(ModelError::Unsupported(_)) => {}
+            Err(e) => return Err(e),
+        }
+    } else {
+        let model = load_pretrained::<Cpu>(path, &device)?;
+        let dtype = SaveDtype::from_config(&model.config());
+        save_pretrained(&model, out, dtype)?;
+        files.extend(copy_tokenizer_files(path, out)?);
+    }
+    Ok(ImportReport { files })
+}

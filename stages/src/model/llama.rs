@@ -1,0 +1,369 @@
+//! [`Llama`]: the decoder (embedding, `blocks`, final norm, `lm_head`) generic over
+//! burn's `B: Backend`, plus its [`KvCache`] and seeded random initialisation.
+//!
+//! The residual stream is exposed for surgery and importance measurement:
+//! `blocks` is a plain `Vec<Block<B>>` that can be indexed, spliced and averaged;
+//! [`Llama::embed`], [`Block::forward`](super::block::Block::forward) and [`Llama::head`]
+//! run the pieces separately and [`Llama::forward_hidden_states`] returns `x_0..x_L`.
+//! After changing `blocks`, [`Llama::config`] reports `num_hidden_layers` from the list.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
+
+use super::attention::{Attention, AttentionMask, LayerCache};
+use super::block::Block;
+use super::config::LlamaConfig;
+use super::error::{ModelError, Result};
+use super::mlp::Mlp;
+use super::rms_norm::RmsNorm;
+use super::rope::{Rope, RopeTables};
+
+/// A Llama-family causal language model.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// Token embedding `[vocab, hidden]` (HF `model.embed_tokens`).
+    pub embed_tokens: Embedding<B>,
+    /// Decoder blocks in order (HF `model.layers`).
+    pub blocks: Vec<Block<B>>,
+    /// Final norm (HF `model.norm`).
+    pub norm: RmsNorm<B>,
+    /// Output projection `[hidden, vocab]`; `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Linear<B>>,
+    /// The HF config (its `num_hidden_layers` is refreshed by [`Llama::config`]).
+    #[module(skip)]
+    config: LlamaConfig,
+    /// Rotary frequencies derived from the config.
+    #[module(skip)]
+    rope: Rope,
+}
+
+/// Per-block key/value caches for incremental decoding.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    /// One cache per block.
+    pub layers: Vec<LayerCache<B>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// Number of positions already processed.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, LayerCache::len)
+    }
+
+    /// Whether nothing has been processed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Weights of one block as burn tensors: linear weights `[in, out]`.
+pub struct BlockWeights<B: Backend> {
+    /// `input_layernorm.weight`.
+    pub input_layernorm: Tensor<B, 1>,
+    /// `post_attention_layernorm.weight`.
+    pub post_attention_layernorm: Tensor<B, 1>,
+    /// q, k, v, o projections (weight, optional bias).
+    pub attn: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 4],
+    /// gate, up, down projections (weight, optional bias).
+    pub mlp: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 3],
+}
+
+/// A linear layer from a burn-layout weight `[in, out]`.
+pub fn linear_from<B: Backend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Linear<B> {
+    Linear {
+        weight: Param::from_tensor(weight),
+        bias: bias.map(Param::from_tensor),
+    }
+}
+
+impl<B: Backend> Block<B> {
+    /// Assemble a block from its weights.
+    pub fn from_weights(config: &LlamaConfig, w: BlockWeights<B>) -> Self {
+        let [q, k, v, o] = w.attn;
+        let [gate, up, down] = w.mlp;
+        Block {
+            input_layernorm: RmsNorm::from_weight(w.input_layernorm, config.rms_norm_eps),
+            self_attn: Attention {
+                q_proj: linear_from(q.0, q.1),
+                k_proj: linear_from(k.0, k.1),
+                v_proj: linear_from(v.0, v.1),
+                o_proj: linear_from(o.0, o.1),
+                num_heads: config.num_attention_heads,
+                num_kv_heads: config.num_key_value_heads(),
+                head_dim: config.head_dim(),
+            },
+            post_attention_layernorm: RmsNorm::from_weight(
+                w.post_attention_layernorm,
+                config.rms_norm_eps,
+            ),
+            mlp: Mlp {
+                gate_proj: linear_from(gate.0, gate.1),
+                up_proj: linear_from(up.0, up.1),
+                down_proj: linear_from(down.0, down.1),
+            },
+        }
+    }
+
+    /// A block with HF's default initialisation (normal(0, `std`) weights, zero
+    /// biases, unit norms), drawn from `rng`.
+    pub fn init_random(
+        config: &LlamaConfig,
+        std: f32,
+        rng: &mut SplitMix64,
+        device: &B::Device,
+    ) -> Self {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let qd = config.num_attention_heads * config.head_dim();
+        let kvd = config.num_key_value_heads() * config.head_dim();
+        let mut lin = |din: usize, dout: usize, bias: bool| {
+            let w = rng.normal_tensor::<B>([din, dout], std, device);
+            (w, bias.then(|| Tensor::zeros([dout], device)))
+        };
+        let ab = config.attention_bias;
+        let mb = config.mlp_bias;
+        let attn = [
+            lin(h, qd, ab),
+            lin(h, kvd, ab),
+            lin(h, kvd, ab),
+            lin(qd, h, ab),
+        ];
+        let mlp = [lin(h, i, mb), lin(h, i, mb), lin(i, h, mb)];
+        Block::from_weights(
+            config,
+            BlockWeights {
+                input_layernorm: Tensor::ones([h], device),
+                post_attention_layernorm: Tensor::ones([h], device),
+                attn,
+                mlp,
+            },
+        )
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Assemble a model from loaded parts. `lm_head` is `[hidden, vocab]`, or `None` to
+    /// tie it to the embedding. Validates the config.
+    pub fn from_parts(
+        config: LlamaConfig,
+        embed_tokens: Tensor<B, 2>,
+        blocks: Vec<Block<B>>,
+        norm: Tensor<B, 1>,
+        lm_head: Option<Tensor<B, 2>>,
+    ) -> Result<Self> {
+        let rope = Self::rope_for(&config)?;
+        let eps = config.rms_norm_eps;
+        Ok(Llama {
+            embed_tokens: Embedding {
+                weight: Param::from_tensor(embed_tokens),
+            },
+            blocks,
+            norm: RmsNorm::from_weight(norm, eps),
+            lm_head: lm_head.map(|w| linear_from(w, None)),
+            config,
+            rope,
+        })
+    }
+
+    /// A randomly initialised model, deterministic in `seed` on every backend:
+    /// weights normal(0, `initializer_range`, default 0.02) as transformers does.
+    pub fn init_random(config: &LlamaConfig, seed: u64, device: &B::Device) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|m| ModelError::Unsupported(m.to_string()))?;
+        let std = config
+            .extra
+            .get("initializer_range")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.02) as f32;
+        let mut rng = SplitMix64::new(seed);
+        let embed = rng.normal_tensor::<B>([config.vocab_size, config.hidden_size], std, device);
+        let blocks = (0..config.num_hidden_layers)
+            .map(|_| Block::init_random(config, std, &mut rng, device))
+            .collect();
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| rng.normal_tensor::<B>([config.hidden_size, config.vocab_size], std, device));
+        Self::from_parts(
+            config.clone(),
+            embed,
+            blocks,
+            Tensor::ones([config.hidden_size], device),
+            lm_head,
+        )
+    }
+
+    fn rope_for(config: &LlamaConfig) -> Result<Rope> {
+        let settings = config.rope().map_err(ModelError::Unsupported)?;
+        Ok(Rope::new(config.head_dim(), settings))
+    }
+
+    /// The config, with `num_hidden_layers` equal to the current number of blocks.
+    pub fn config(&self) -> LlamaConfig {
+        let mut c = self.config.clone();
+        c.num_hidden_layers = self.blocks.len();
+        c
+    }
+
+    /// Replace the config's metadata (ids, dtype, extra keys). Shapes must stay
+    /// compatible; rotary settings are re-derived.
+    pub fn set_config(&mut self, config: LlamaConfig) -> Result<()> {
+        self.rope = Self::rope_for(&config)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> B::Device {
+        self.embed_tokens.weight.device()
+    }
+
+    /// A new, empty cache for incremental decoding.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache {
+            layers: vec![LayerCache::default(); self.blocks.len()],
+        }
+    }
+
+    /// Rotary tables for positions `start..start + len`.
+    pub fn rope_tables(&self, start: usize, len: usize) -> RopeTables<B> {
+        self.rope.tables(start, len, &self.device())
+    }
+
+    /// Token embeddings `[batch, seq, hidden]` (`x_0` of the residual stream).
+    pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.embed_tokens.forward(tokens)
+    }
+
+    /// Final norm then output projection: residual stream -> logits `[batch, seq, vocab]`.
+    pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(lm_head) => lm_head.forward(x),
+            None => {
+                // A 2-D matmul against the transposed view: the backend reads the
+                // embedding with strides, where a 3-D broadcast would first copy it.
+                let [b, t, h] = x.dims();
+                let w = self.embed_tokens.weight.val();
+                let vocab = w.dims()[0];
+                x.reshape([b * t, h])
+                    .matmul(w.transpose())
+                    .reshape([b, t, vocab])
+            }
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` for a full causal sequence.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.forward_masked(tokens, &AttentionMask::Causal)
+    }
+
+    /// Logits with an explicit mask (e.g. [`AttentionMask::padded`] for batches of
+    /// right-padded sequences). Positions are `0..seq` for every row.
+    pub fn forward_masked(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+    ) -> Tensor<B, 3> {
+        let t = tokens.dims()[1];
+        let rope = self.rope_tables(0, t);
+        let mut x = self.embed(tokens);
+        for block in &self.blocks {
+            x = block.forward(x, &rope, mask, None);
+        }
+        self.head(x)
+    }
+
+    /// Logits for `tokens` continuing the sequence held in `cache` (empty cache: a
+    /// prefill), appending their keys and values to it.
+    pub fn forward_with_cache(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let t = tokens.dims()[1];
+        let start = cache.len();
+        let rope = self.rope_tables(start, t);
+        if cache.layers.len() != self.blocks.len() {
+            cache
+                .layers
+                .resize(self.blocks.len(), LayerCache::default());
+        }
+        let mut x = self.embed(tokens);
+        for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, &rope, &AttentionMask::Causal, Some(layer_cache));
+        }
+        self.head(x)
+    }
+
+    /// The residual stream before the final norm: `x_0` (embeddings) and the output of
+    /// each block, `blocks.len() + 1` tensors `[batch, seq, hidden]`.
+    pub fn forward_hidden_states(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+    ) -> Vec<Tensor<B, 3>> {
+        let t = tokens.dims()[1];
+        let rope = self.rope_tables(0, t);
+        let mut x = self.embed(tokens);
+        let mut states = Vec::with_capacity(self.blocks.len() + 1);
+        states.push(x.clone());
+        for block in &self.blocks {
+            x = block.forward(x, &rope, mask, None);
+            states.push(x.clone());
+        }
+        states
+    }
+}
+
+/// A tiny deterministic RNG (SplitMix64 + Box-Muller) so that seeded initialisation
+/// gives the same bytes on every backend and platform.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `(0, 1]`.
+    pub fn next_f64(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// `n` samples of normal(0, std).
+    pub fn normal_vec(&mut self, n: usize, std: f32) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let (u1, u2) = (self.next_f64(), self.next_f64());
+            let r = (-2.0 * u1.ln()).sqrt();
+            let theta = 2.0 * std::f64::consts::PI * u2;
+            out.push((r * theta.cos()) as f32 * std);
+            out.push((r * theta.sin()) as f32 * std);
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// A `[rows, cols]` tensor of normal(0, std) samples.
+    pub fn normal_tensor<B: Backend>(
+        &mut self,
+        shape: [usize; 2],
+        std: f32,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let data = self.normal_vec(shape[0] * shape[1], std);
+        Tensor::from_data(TensorData::new(data, shape), device)
+    }
+}

@@ -1,0 +1,25 @@
+//! [`Mlp`]: the SwiGLU feed-forward of Llama, `down(silu(gate(x)) * up(x))`.
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+/// SwiGLU MLP. Linear weights are burn's `[in, out]` (HF stores `[out, in]`).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `gate_proj`, hidden -> intermediate.
+    pub gate_proj: Linear<B>,
+    /// `up_proj`, hidden -> intermediate.
+    pub up_proj: Linear<B>,
+    /// `down_proj`, intermediate -> hidden.
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// Apply to `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        let up = self.up_proj.forward(x);
+        self.down_proj.forward(gate * up)
+    }
+}

@@ -1,0 +1,42 @@
+//! The model core: a Llama-family decoder in burn and its file formats.
+//!
+//! - [`config`]: [`LlamaConfig`], HF `config.json` with HF field names.
+//! - [`llama`]: [`Llama`] (embedding, `blocks`, norm, `lm_head`), [`KvCache`], seeded init.
+//! - [`block`], [`attention`], [`mlp`], [`rms_norm`], [`rope`]: the pieces of a block.
+//! - [`device`]: [`DeviceSpec`] (`cpu`, `cuda:N`) and the CPU backend alias [`Cpu`].
+//! - [`safetensors_io`]: HF directories in and out ([`load_pretrained`], [`save_pretrained`]).
+//! - [`weights`]: assembling a model from HF-named tensors, whatever the file format.
+//! - [`tokenizer`], [`chat`]: `tokenizer.json` via the `tokenizers` crate, chat templates.
+//! - [`gguf`]: GGUF import (dequantisation, q/k un-permutation, tokenizer rebuild).
+//! - [`import`]: one entry for "a model path" (HF dir or .gguf): load, tokenizer, import.
+//! - [`generate`]: KV-cached generation, perplexity, per-token log-probabilities.
+//! - [`error`]: [`ModelError`], naming files, tensors and keys.
+
+pub mod attention;
+pub mod block;
+pub mod chat;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod import;
+pub mod llama;
+pub mod mlp;
+pub mod rms_norm;
+pub mod rope;
+pub mod safetensors_io;
+pub mod tokenizer;
+pub mod weights;
+
+pub use attention::{AttentionMask, LayerCache};
+pub use block::Block;
+pub use chat::{ChatMessage, ChatTemplate};
+pub use config::{LlamaConfig, RopeScaling, RopeSettings, TokenIds};
+pub use device::{Cpu, DeviceSpec};
+pub use error::{ModelError, Result};
+pub use generate::{GenerateOptions, Generation, Perplexity, generate, perplexity, token_logprobs};
+pub use import::{import_to_dir, load_model, load_tokenizer};
+pub use llama::{KvCache, Llama};
+pub use safetensors_io::{SaveDtype, load_pretrained, save_pretrained};
+pub use tokenizer::Tokenizer;

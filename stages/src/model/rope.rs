@@ -1,0 +1,158 @@
+//! Rotary position embeddings in HF's "rotate_half" convention.
+//!
+//! HF Llama splits each head vector into halves `[x1, x2]` and rotates pair `(x1[i],
+//! x2[i])` by angle `pos * inv_freq[i]`: `x * cos + rotate_half(x) * sin` with
+//! `rotate_half([x1, x2]) = [-x2, x1]` and `cos`/`sin` repeated over both halves.
+//! burn's built-in `RotaryEncoding` rotates interleaved pairs `(x[2i], x[2i+1])`
+//! instead, which does not match HF weights, so this module implements the HF form.
+//!
+//! [`Rope`] holds the inverse frequencies (with `linear`/`llama3` scaling applied, as in
+//! transformers' `ROPE_INIT_FUNCTIONS`); [`Rope::tables`] builds `cos`/`sin` for a range
+//! of positions. Frequencies and angles are computed in f32 the way transformers does,
+//! so phases agree bit for bit on ordinary positions.
+
+use burn::prelude::*;
+
+use super::config::{RopeScaling, RopeSettings};
+
+/// Inverse rotary frequencies for one head width.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope {
+    inv_freq: Vec<f32>,
+    head_dim: usize,
+}
+
+/// `cos` and `sin` for a run of positions, each `[seq, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct RopeTables<B: Backend> {
+    /// Cosines, repeated over both halves of the head.
+    pub cos: Tensor<B, 2>,
+    /// Sines, repeated over both halves of the head.
+    pub sin: Tensor<B, 2>,
+}
+
+impl Rope {
+    /// Frequencies for `head_dim` with the given settings.
+    pub fn new(head_dim: usize, settings: RopeSettings) -> Self {
+        let half = head_dim / 2;
+        let base = settings.theta as f32;
+        // transformers: 1 / base ** (arange(0, dim, 2).float() / dim), in float32.
+        let mut inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        match settings.scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => {
+                for f in &mut inv_freq {
+                    *f /= factor as f32;
+                }
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old_ctx,
+            } => {
+                let low_freq_wavelen = old_ctx / low_freq_factor;
+                let high_freq_wavelen = old_ctx / high_freq_factor;
+                for f in &mut inv_freq {
+                    let freq = *f as f64;
+                    let wavelen = 2.0 * std::f64::consts::PI / freq;
+                    let scaled = if wavelen > low_freq_wavelen {
+                        freq / factor
+                    } else if wavelen < high_freq_wavelen {
+                        freq
+                    } else {
+                        let smooth = (old_ctx / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * freq / factor + smooth * freq
+                    };
+                    *f = scaled as f32;
+                }
+            }
+        }
+        Rope { inv_freq, head_dim }
+    }
+
+    /// The head width these frequencies are for.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// `cos`/`sin` tables for positions `start..start + len`.
+    pub fn tables<B: Backend>(
+        &self,
+        start: usize,
+        len: usize,
+        device: &B::Device,
+    ) -> RopeTables<B> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * self.head_dim);
+        let mut sin = Vec::with_capacity(len * self.head_dim);
+        let mut row_cos = vec![0f32; half];
+        let mut row_sin = vec![0f32; half];
+        for pos in start..start + len {
+            for (i, f) in self.inv_freq.iter().enumerate() {
+                // The angle is an f32 product as in transformers; cos/sin then evaluated
+                // in f64 and rounded, i.e. correctly rounded f32 results.
+                let angle = (pos as f32 * f) as f64;
+                row_cos[i] = angle.cos() as f32;
+                row_sin[i] = angle.sin() as f32;
+            }
+            cos.extend_from_slice(&row_cos);
+            cos.extend_from_slice(&row_cos);
+            sin.extend_from_slice(&row_sin);
+            sin.extend_from_slice(&row_sin);
+        }
+        RopeTables {
+            cos: Tensor::from_data(TensorData::new(cos, [len, self.head_dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [len, self.head_dim]), device),
+        }
+    }
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// Rotate `x` of shape `[batch, heads, seq, head_dim]` (seq must match the tables).
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, t, d] = x.dims();
+        let half = d / 2;
+        let cos = self.cos.clone().reshape([1, 1, t, d]);
+        let sin = self.sin.clone().reshape([1, 1, t, d]);
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        debug_assert_eq!(rotated.dims(), [b, h, t, d]);
+        x * cos + rotated * sin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        let plain = Rope::new(
+            128,
+            RopeSettings {
+                theta: 500000.0,
+                scaling: RopeScaling::None,
+            },
+        );
+        let scaled = Rope::new(
+            128,
+            RopeSettings {
+                theta: 500000.0,
+                scaling: RopeScaling::Llama3 {
+                    factor: 8.0,
+                    low_freq_factor: 1.0,
+                    high_freq_factor: 4.0,
+                    original_max_position_embeddings: 8192.0,
+                },
+            },
+        );
+        assert_eq!(plain.inv_freq[0], scaled.inv_freq[0]);
+        let last = plain.inv_freq.len() - 1;
+        assert!((plain.inv_freq[last] / 8.0 - scaled.inv_freq[last]).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,344 @@
+//! HF checkpoints in and out: `config.json` + `model.safetensors` (or a sharded
+//! `model.safetensors.index.json`), with HF tensor names.
+//!
+//! Loading memory-maps every shard ([`SafetensorsCheckpoint`]) and converts one tensor
+//! at a time (F32, F16, BF16 -> f32), so a checkpoint never needs twice its size in RAM.
+//! Saving ([`save_pretrained`]) writes `config.json` and one `model.safetensors`,
+//! streaming tensor by tensor, in f32 or the checkpoint's original dtype, so that
+//! `transformers.AutoModelForCausalLM.from_pretrained(dir)` loads the result.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use memmap2::Mmap;
+use rayon::prelude::*;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
+use safetensors::{SafeTensors, View};
+
+use super::config::LlamaConfig;
+use super::error::{ModelError, Result};
+use super::llama::Llama;
+use super::weights::{HostTensor, NamedTensor, WeightSource, build_llama, hf_tensors};
+
+/// Files that travel with a model directory besides weights and config.
+pub const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+];
+
+struct Shard {
+    path: PathBuf,
+    mmap: Mmap,
+    header_len: usize,
+    metadata: Metadata,
+}
+
+/// Memory-mapped safetensors file(s) of one checkpoint.
+pub struct SafetensorsCheckpoint {
+    origin: PathBuf,
+    shards: Vec<Shard>,
+    /// Tensor name -> shard index.
+    index: HashMap<String, usize>,
+}
+
+impl SafetensorsCheckpoint {
+    /// Open `dir/model.safetensors`, or the shards listed in
+    /// `dir/model.safetensors.index.json`; `dir` may also be a `.safetensors` file.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if dir.is_file() {
+            return Self::from_files(dir, &[dir.to_path_buf()]);
+        }
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        if single.is_file() {
+            return Self::from_files(dir, &[single]);
+        }
+        if index_path.is_file() {
+            let text =
+                std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
+            let index: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ModelError::format(&index_path, e.to_string()))?;
+            let map = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| ModelError::format(&index_path, "no `weight_map` object"))?;
+            let mut files: Vec<String> = map
+                .values()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            files.sort();
+            files.dedup();
+            let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+            return Self::from_files(dir, &paths);
+        }
+        Err(ModelError::format(
+            dir,
+            "no model.safetensors or model.safetensors.index.json in this directory",
+        ))
+    }
+
+    fn from_files(origin: &Path, paths: &[PathBuf]) -> Result<Self> {
+        let mut shards = Vec::with_capacity(paths.len());
+        let mut index = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+            // SAFETY: the file is opened read-only and only read through this map; a
+            // concurrent writer truncating it would be a user error, as with any mmap
+            // loader (transformers and candle do the same).
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+            let (header_len, metadata) = SafeTensors::read_metadata(&mmap)
+                .map_err(|e| ModelError::format(path, e.to_string()))?;
+            for name in metadata.tensors().keys() {
+                index.insert(name.clone(), i);
+            }
+            shards.push(Shard {
+                path: path.clone(),
+                mmap,
+                header_len,
+                metadata,
+            });
+        }
+        Ok(SafetensorsCheckpoint {
+            origin: origin.to_path_buf(),
+            shards,
+            index,
+        })
+    }
+
+    /// All tensor names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.index.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn info(&self, name: &str) -> Option<(&Shard, &TensorInfo)> {
+        let shard = &self.shards[*self.index.get(name)?];
+        Some((shard, shard.metadata.info(name)?))
+    }
+
+    /// Dtype and shape of `name` without reading it.
+    pub fn describe(&self, name: &str) -> Option<(Dtype, Vec<usize>)> {
+        self.info(name).map(|(_, i)| (i.dtype, i.shape.clone()))
+    }
+
+    /// The dtype most of the floating-point tensors are stored in.
+    pub fn dominant_dtype(&self) -> Option<Dtype> {
+        let mut counts: BTreeMap<Dtype, usize> = BTreeMap::new();
+        for shard in &self.shards {
+            for info in shard.metadata.tensors().values() {
+                let n: usize = info.shape.iter().product();
+                *counts.entry(info.dtype).or_default() += n;
+            }
+        }
+        counts.into_iter().max_by_key(|(_, n)| *n).map(|(d, _)| d)
+    }
+}
+
+impl WeightSource for SafetensorsCheckpoint {
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>> {
+        let Some((shard, info)) = self.info(name) else {
+            return Ok(None);
+        };
+        let start = 8 + shard.header_len + info.data_offsets.0;
+        let end = 8 + shard.header_len + info.data_offsets.1;
+        let bytes = shard.mmap.get(start..end).ok_or_else(|| {
+            ModelError::format(
+                &shard.path,
+                format!("tensor `{name}` lies outside the file"),
+            )
+        })?;
+        let data = bytes_to_f32(bytes, info.dtype).ok_or_else(|| ModelError::UnsupportedDtype {
+            file: shard.path.clone(),
+            name: name.to_string(),
+            dtype: format!("{:?}", info.dtype),
+        })?;
+        Ok(Some(HostTensor {
+            shape: info.shape.clone(),
+            data,
+        }))
+    }
+
+    fn origin(&self) -> &Path {
+        &self.origin
+    }
+}
+
+/// Little-endian F32/F16/BF16 bytes to f32 (in parallel); `None` for other dtypes.
+pub fn bytes_to_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    const CHUNK: usize = 1 << 16;
+    let mut out;
+    match dtype {
+        Dtype::F32 => {
+            out = vec![0f32; bytes.len() / 4];
+            out.par_chunks_mut(CHUNK)
+                .zip(bytes.par_chunks(CHUNK * 4))
+                .for_each(|(o, b)| {
+                    for (x, c) in o.iter_mut().zip(b.chunks_exact(4)) {
+                        *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                });
+        }
+        Dtype::F16 | Dtype::BF16 => {
+            out = vec![0f32; bytes.len() / 2];
+            let bf = dtype == Dtype::BF16;
+            out.par_chunks_mut(CHUNK)
+                .zip(bytes.par_chunks(CHUNK * 2))
+                .for_each(|(o, b)| {
+                    for (x, c) in o.iter_mut().zip(b.chunks_exact(2)) {
+                        let bits = u16::from_le_bytes([c[0], c[1]]);
+                        *x = if bf {
+                            half::bf16::from_bits(bits).to_f32()
+                        } else {
+                            half::f16::from_bits(bits).to_f32()
+                        };
+                    }
+                });
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// The dtype tensors are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveDtype {
+    /// 32-bit float (exact for anything this crate computes).
+    #[default]
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl SaveDtype {
+    /// The torch name written to `config.json`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            SaveDtype::F32 => "float32",
+            SaveDtype::F16 => "float16",
+            SaveDtype::BF16 => "bfloat16",
+        }
+    }
+
+    /// From a torch dtype name (`float32`, `torch.bfloat16`, `bf16` ...).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim_start_matches("torch.") {
+            "float32" | "float" | "f32" | "fp32" => Some(SaveDtype::F32),
+            "float16" | "half" | "f16" | "fp16" => Some(SaveDtype::F16),
+            "bfloat16" | "bf16" => Some(SaveDtype::BF16),
+            _ => None,
+        }
+    }
+
+    /// The dtype the config says the checkpoint was stored in (f32 when unknown).
+    pub fn from_config(config: &LlamaConfig) -> Self {
+        config
+            .stored_dtype()
+            .and_then(Self::parse)
+            .unwrap_or_default()
+    }
+
+    fn safetensors(self) -> Dtype {
+        match self {
+            SaveDtype::F32 => Dtype::F32,
+            SaveDtype::F16 => Dtype::F16,
+            SaveDtype::BF16 => Dtype::BF16,
+        }
+    }
+}
+
+/// Load an HF model directory (`config.json` + safetensors) onto `device`.
+pub fn load_pretrained<B: Backend>(dir: &Path, device: &B::Device) -> Result<Llama<B>> {
+    let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let checkpoint = SafetensorsCheckpoint::open(dir)?;
+    build_llama(config, &checkpoint, device)
+}
+
+/// A tensor converted to bytes only when the writer asks for it, so saving streams.
+struct LazyView<B: Backend> {
+    tensor: NamedTensor<B>,
+    shape: Vec<usize>,
+    dtype: SaveDtype,
+}
+
+impl<B: Backend> View for LazyView<B> {
+    fn dtype(&self) -> Dtype {
+        self.dtype.safetensors()
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        let values = self.tensor.to_hf_f32();
+        let bytes: Vec<u8> = match self.dtype {
+            SaveDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            SaveDtype::F16 => values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            SaveDtype::BF16 => values
+                .iter()
+                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+        };
+        Cow::Owned(bytes)
+    }
+
+    fn data_len(&self) -> usize {
+        let n: usize = self.shape.iter().product();
+        n * match self.dtype {
+            SaveDtype::F32 => 4,
+            SaveDtype::F16 | SaveDtype::BF16 => 2,
+        }
+    }
+}
+
+/// Write `model` to `dir` as `config.json` + `model.safetensors` with HF names, in
+/// `dtype`. `dir` is created if needed; existing files of those names are replaced.
+pub fn save_pretrained<B: Backend>(model: &Llama<B>, dir: &Path, dtype: SaveDtype) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut config = model.config();
+    config.set_stored_dtype(dtype.torch_name());
+    config.save(&dir.join("config.json"))?;
+    let views: Vec<(String, LazyView<B>)> = hf_tensors(model)
+        .into_iter()
+        .map(|(name, tensor)| {
+            let shape = tensor.hf_shape();
+            (
+                name,
+                LazyView {
+                    tensor,
+                    shape,
+                    dtype,
+                },
+            )
+        })
+        .collect();
+    let path = dir.join("model.safetensors");
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(metadata), &path)
+        .map_err(|e| ModelError::format(&path, e.to_string()))
+}
+
+/// Copy the tokenizer and generation files that exist in `from` into `to`.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    for name in TOKENIZER_FILES {
+        let src = from.join(name);
+        if src.is_file() {
+            let dst = to.join(name);
+            std::fs::copy(&src, &dst).map_err(|e| ModelError::io(&dst, e))?;
+            copied.push(name.to_string());
+        }
+    }
+    Ok(copied)
+}

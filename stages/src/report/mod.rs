@@ -1,0 +1,106 @@
+//! Results tables: the `report` stage kind and the table behind `slayer report`.
+//!
+//! Rows are stage instances (grid combinations), columns are tasks (each task's primary
+//! metric) plus their average, like the paper's Table 3. Every row names the run record
+//! (fingerprint) its numbers come from, so a number in a paper draft can be traced with
+//! `slayer lineage` / `slayer show`.
+
+mod svg;
+mod table;
+
+pub use table::{ReportRow, ResultsTable, primary_metric};
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use slayer_engine::{
+    InputSpec, InputSpecs, Metrics, OutputSpec, Registry, StageContext, StageError, TypedStage,
+};
+
+pub fn register(r: &mut Registry) {
+    r.add_typed(Report);
+}
+
+/// The `report` stage kind.
+pub struct Report;
+
+/// Parameters of `report`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    /// Title of the table.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// Metric per task to show (task -> metric); other tasks use their primary metric
+    /// (acc_norm, else acc, else exact_match / pass@1 / recall, else the first number).
+    #[serde(default)]
+    pub metric: std::collections::BTreeMap<String, String>,
+}
+
+fn default_title() -> String {
+    "Results".into()
+}
+
+impl TypedStage for Report {
+    type Params = ReportParams;
+    const KIND: &'static str = "report";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Collect metrics.json files (e.g. `eval[*].metrics`) into a Markdown/HTML/CSV table and an SVG chart";
+
+    fn inputs() -> InputSpecs {
+        InputSpecs::Fixed(vec![InputSpec::required(
+            "metrics",
+            "metrics.json files to tabulate, usually gathered: `eval[*].metrics`",
+        )])
+    }
+
+    fn outputs(_: &ReportParams) -> Vec<OutputSpec> {
+        vec![
+            OutputSpec::new("markdown", "report.md"),
+            OutputSpec::new("html", "report.html"),
+            OutputSpec::new("csv", "report.csv"),
+            OutputSpec::new("svg", "report.svg"),
+        ]
+    }
+
+    fn run(&self, p: ReportParams, ctx: &StageContext) -> Result<Metrics, StageError> {
+        let mut rows = Vec::new();
+        for (label, path) in &ctx.input("metrics")?.items {
+            let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
+            let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                StageError::msg(format!("{}: not a metrics JSON file: {e}", path.display()))
+            })?;
+            rows.push(ReportRow {
+                label: table::row_label(label),
+                source: fingerprint_of(path).unwrap_or_else(|| path.display().to_string()),
+                metrics,
+            });
+        }
+        let table = ResultsTable::build(&p.title, rows, &p.metric);
+        write(&ctx.out("report.md"), &table.markdown())?;
+        write(&ctx.out("report.html"), &table.html())?;
+        write(&ctx.out("report.csv"), &table.csv())?;
+        write(&ctx.out("report.svg"), &svg::bar_chart(&table))?;
+        ctx.log.line(table.markdown());
+        let mut m = Metrics::new();
+        m.insert("rows".into(), table.rows.len().into());
+        m.insert("tasks".into(), table.columns.len().into());
+        Ok(m)
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), StageError> {
+    std::fs::write(path, text).map_err(|e| StageError::io(path, e))
+}
+
+/// The fingerprint of a stored output path (`…/.slayer/out/<fingerprint>/…`).
+pub fn fingerprint_of(path: &Path) -> Option<String> {
+    let comps: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    comps
+        .windows(3)
+        .find(|w| w[0] == ".slayer" && w[1] == "out")
+        .map(|w| w[2].clone())
+}
