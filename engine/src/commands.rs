@@ -548,7 +548,8 @@ pub fn exec(
             return Err(EngineError::Invalid(format!("{kind} failed: {e}")));
         }
     };
-    for o in stage.outputs(&params) {
+    let outputs = stage.outputs(&params);
+    for o in &outputs {
         if !staging.join(&o.path).exists() {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(EngineError::Invalid(format!(
@@ -557,6 +558,26 @@ pub fn exec(
             )));
         }
     }
+    // A kind whose only output is a directory (a model) gets it as --out itself.
+    let staging = match outputs.as_slice() {
+        [only] if staging.join(&only.path).is_dir() => {
+            let inner = staging.join(&only.path);
+            let lifted = parent.join(format!(
+                ".{}.lifted-{}",
+                out.file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::process::id()
+            ));
+            std::fs::rename(&inner, &lifted).map_err(|e| EngineError::Io {
+                context: inner.display().to_string(),
+                source: e,
+            })?;
+            let _ = std::fs::remove_dir_all(&staging);
+            lifted
+        }
+        _ => staging,
+    };
     let _ = std::fs::write(staging.join(marker), "written by slayer exec\n");
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| EngineError::Io {
