@@ -80,7 +80,11 @@ enum Cmd {
     /// Print the manifest JSON Schema
     Schema,
     /// List stage kinds with their inputs, outputs and parameters
-    Kinds,
+    Kinds {
+        /// The stage catalog as Markdown (docs/stages.md)
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Run one stage kind ad hoc, outside any manifest and cache
     Exec {
         kind: String,
@@ -176,8 +180,12 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        Cmd::Kinds => {
-            print!("{}", commands::kinds(&registry));
+        Cmd::Kinds { markdown } => {
+            if markdown {
+                print!("{}", commands::kinds_markdown(&registry));
+            } else {
+                print!("{}", commands::kinds(&registry));
+            }
             Ok(())
         }
         Cmd::Exec {

@@ -109,7 +109,16 @@ impl Pipeline {
 
     /// Loads and resolves a manifest file.
     pub fn load(path: &std::path::Path, registry: &Registry) -> Result<Pipeline, ManifestErrors> {
-        resolve(Manifest::load(path)?, registry)
+        resolve(Manifest::load(path)?, registry, false)
+    }
+
+    /// Like [`Pipeline::load`], but raw inputs that do not exist yet are accepted (for
+    /// `--dry-run` of experiments whose data or weights are not on this machine).
+    pub fn load_for_plan(
+        path: &std::path::Path,
+        registry: &Registry,
+    ) -> Result<Pipeline, ManifestErrors> {
+        resolve(Manifest::load(path)?, registry, true)
     }
 }
 
@@ -132,7 +141,13 @@ struct DeclInfo {
 }
 
 /// Checks everything and builds the pipeline, or returns every problem found.
-pub fn resolve(manifest: Manifest, registry: &Registry) -> Result<Pipeline, ManifestErrors> {
+/// With `missing_ok`, raw input paths that do not exist resolve to no files (the
+/// planner reports them) instead of being errors.
+pub fn resolve(
+    manifest: Manifest,
+    registry: &Registry,
+    missing_ok: bool,
+) -> Result<Pipeline, ManifestErrors> {
     let mut errors = Vec::new();
     let axis_order: Vec<String> = manifest.grid.iter().map(|a| a.name.name.clone()).collect();
     check_excludes(&manifest, &mut errors);
@@ -203,6 +218,7 @@ pub fn resolve(manifest: Manifest, registry: &Registry) -> Result<Pipeline, Mani
                 binding,
                 &instances,
                 &by_decl,
+                missing_ok,
                 &mut errors,
             );
             if let Some(inst) = built {
@@ -255,8 +271,19 @@ fn decl_info(
             Ok(found) => {
                 for p in found {
                     match p.scope {
-                        "grid" if manifest.grid.iter().any(|a| a.name.name == p.name) => {
-                            axes.insert(p.name.to_string());
+                        "grid" if grid_axis(manifest, p.name).is_some() => {
+                            let (axis, field) = split_field(p.name);
+                            if let (Some(a), Some(field)) = (grid_axis(manifest, p.name), field) {
+                                for v in &a.values {
+                                    if field_of(v, field).is_none() {
+                                        errors.push(Diagnostic::at(
+                                            &v.span,
+                                            format!("`${{grid.{}}}` is used in `{s}`, but this value of axis `{axis}` has no field `{field}`", p.name),
+                                        ));
+                                    }
+                                }
+                            }
+                            axes.insert(axis.to_string());
                         }
                         "grid" => errors.push(
                             Diagnostic::at(span, format!("unknown grid axis `{}` in `{s}`", p.name))
@@ -487,17 +514,47 @@ struct Env<'a> {
 impl Lookup for Env<'_> {
     fn lookup(&self, scope: &str, name: &str) -> Option<&Node> {
         match scope {
-            "grid" => self.binding.iter().find(|(a, _)| a == name).map(|(_, v)| v),
+            "grid" => {
+                let (axis, field) = split_field(name);
+                let value = self.binding.iter().find(|(a, _)| a == axis).map(|(_, v)| v)?;
+                match field {
+                    Some(f) => field_of(value, f),
+                    None => Some(value),
+                }
+            }
             "defaults" => self.manifest.default_value(name),
             _ => None,
         }
     }
 }
 
-/// Display form of a grid value inside an instance name.
+/// `axis.field.sub` -> (`axis`, Some(`field.sub`)).
+fn split_field(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('.') {
+        Some((axis, field)) => (axis, Some(field)),
+        None => (name, None),
+    }
+}
+
+/// The grid axis a placeholder name (`axis` or `axis.field`) refers to.
+fn grid_axis<'a>(manifest: &'a Manifest, name: &str) -> Option<&'a crate::manifest::Axis> {
+    let (axis, _) = split_field(name);
+    manifest.grid.iter().find(|a| a.name.name == axis)
+}
+
+/// A dotted field inside a mapping value (grid values may be mappings that set several
+/// parameters together, e.g. `{name: s, layout: "(2+1)x2|1|1◇", trainable: expanded}`).
+fn field_of<'a>(value: &'a Node, path: &str) -> Option<&'a Node> {
+    path.split('.').try_fold(value, |node, key| node.get(key))
+}
+
+/// Display form of a grid value inside an instance name (a mapping shows its `name`).
 fn value_label(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
+        Json::Object(m) if m.get("name").is_some_and(Json::is_string) => {
+            m["name"].as_str().unwrap_or_default().to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -522,6 +579,7 @@ fn build_instance(
     binding: Binding,
     instances: &[Instance],
     by_decl: &HashMap<usize, Vec<usize>>,
+    missing_ok: bool,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Instance> {
     let env = Env {
@@ -651,6 +709,12 @@ fn build_instance(
                     match resolve_paths(manifest, &text, &decl_names_of(manifest)) {
                         Ok(input_ref) => {
                             inputs.insert(input.clone(), input_ref);
+                        }
+                        Err(_) if missing_ok => {
+                            let pattern = text.contains(['*', '?', '[']);
+                            let source = text.clone();
+                            let items = Vec::new();
+                            inputs.insert(input.clone(), InputRef::Paths { source, pattern, items });
                         }
                         Err((msg, help)) => errors.push(
                             Diagnostic::at(span, format!("input `{input}`: {msg}")).with_help(help),

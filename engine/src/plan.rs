@@ -63,6 +63,10 @@ pub enum StaleReason {
         input: String,
         stage: String,
     },
+    InputMissing {
+        input: String,
+        path: String,
+    },
     StageVersionChanged {
         old: u32,
         new: u32,
@@ -113,6 +117,9 @@ impl fmt::Display for StaleReason {
             StaleReason::UpstreamStale { input, stage } => {
                 write!(f, "input {input} comes from {stage}, which will rerun")
             }
+            StaleReason::InputMissing { input, path } => {
+                write!(f, "input {input} ({path}) does not exist yet")
+            }
             StaleReason::StageVersionChanged { old, new } => {
                 write!(f, "stage implementation changed (version {old} -> {new})")
             }
@@ -145,8 +152,9 @@ pub struct StageStatus {
 /// Input hashes of an instance, when every upstream result is known.
 pub enum InputHashes {
     Known(BTreeMap<String, ContentHash>),
-    /// (input name, upstream instance name) of upstreams without a usable result.
-    Waiting(Vec<(String, String)>),
+    /// Why some input hashes are unknown: upstreams without a usable result, or raw
+    /// inputs that do not exist yet (only accepted by `--dry-run`).
+    Waiting(Vec<StaleReason>),
 }
 
 /// Hashes an instance's inputs: raw paths from disk (stat-cached), upstream outputs
@@ -161,6 +169,12 @@ pub fn input_hashes(
     let mut waiting = Vec::new();
     for (name, input) in &inst.inputs {
         match input {
+            InputRef::Paths { source, items, .. } if items.is_empty() => {
+                waiting.push(StaleReason::InputMissing {
+                    input: name.clone(),
+                    path: source.clone(),
+                });
+            }
             InputRef::Paths {
                 pattern: false,
                 items,
@@ -177,7 +191,10 @@ pub fn input_hashes(
                     let up = &pipeline.instances[*u];
                     match upstream(*u).and_then(|r| r.outputs.get(output).map(|o| o.hash.clone())) {
                         Some(h) => parts.push((up.name.clone(), h)),
-                        None => waiting.push((name.clone(), up.name.clone())),
+                        None => waiting.push(StaleReason::UpstreamStale {
+                            input: name.clone(),
+                            stage: up.name.clone(),
+                        }),
                     }
                 }
                 if parts.len() == items.len() {
@@ -265,13 +282,7 @@ pub fn plan(
                 }
                 known_inputs = Some(inputs);
             }
-            InputHashes::Waiting(list) => {
-                for (input, stage) in list {
-                    status
-                        .reasons
-                        .push(StaleReason::UpstreamStale { input, stage });
-                }
-            }
+            InputHashes::Waiting(list) => status.reasons.extend(list),
         }
         if status.state != State::Cached {
             if forced.contains(&i) && !status.reasons.contains(&StaleReason::Forced) {

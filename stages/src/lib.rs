@@ -3,9 +3,14 @@
 //! [`registry`] is what the `slayer` binary runs with.
 
 pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod importance;
 pub mod model;
 pub mod model_kinds;
 pub mod report;
+pub mod surgery;
+pub mod train;
 
 use slayer_engine::Registry;
 
@@ -13,6 +18,11 @@ use slayer_engine::Registry;
 pub fn registry() -> Registry {
     let mut r = Registry::with_builtins();
     model_kinds::register(&mut r);
+    data::register(&mut r);
+    surgery::register(&mut r);
+    importance::register(&mut r);
+    train::register(&mut r);
+    eval::register(&mut r);
     report::register(&mut r);
     r
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use slayer_engine::{
-    InputSpec, InputSpecs, Metrics, OutputSpec, Registry, StageContext, StageError, TypedStage,
+    InputSpecs, Metrics, OutputSpec, Registry, StageContext, StageError, TypedStage,
 };
 
 pub fn register(r: &mut Registry) {
@@ -35,6 +35,15 @@ pub struct ReportParams {
     /// (acc_norm, else acc, else exact_match / pass@1 / recall, else the first number).
     #[serde(default)]
     pub metric: std::collections::BTreeMap<String, String>,
+    /// Row label per stage instance, e.g. `{eval_base_b: base}`; a grid instance is
+    /// labelled by its grid values (`strategy=s`) unless renamed here. Instances with the
+    /// same label share a row.
+    #[serde(default)]
+    pub rows: std::collections::BTreeMap<String, String>,
+    /// Column prefix per input when prefixes are needed (default: the input's name),
+    /// e.g. `{base_b: injection}` puts a baseline's numbers under the same columns.
+    #[serde(default)]
+    pub columns: std::collections::BTreeMap<String, String>,
 }
 
 fn default_title() -> String {
@@ -47,11 +56,12 @@ impl TypedStage for Report {
     const VERSION: u32 = 1;
     const SUMMARY: &'static str = "Collect metrics.json files (e.g. `eval[*].metrics`) into a Markdown/HTML/CSV table and an SVG chart";
 
+    /// Any input names: each is a set of metrics.json files (usually gathered:
+    /// `eval[*].metrics`). Rows with the same label merge; when two inputs report the
+    /// same task for one row, columns are prefixed by the input name
+    /// (`injection/synthetic`, `forgetting/synthetic`).
     fn inputs() -> InputSpecs {
-        InputSpecs::Fixed(vec![InputSpec::required(
-            "metrics",
-            "metrics.json files to tabulate, usually gathered: `eval[*].metrics`",
-        )])
+        InputSpecs::Any
     }
 
     fn outputs(_: &ReportParams) -> Vec<OutputSpec> {
@@ -64,17 +74,55 @@ impl TypedStage for Report {
     }
 
     fn run(&self, p: ReportParams, ctx: &StageContext) -> Result<Metrics, StageError> {
-        let mut rows = Vec::new();
-        for (label, path) in &ctx.input("metrics")?.items {
-            let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
-            let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                StageError::msg(format!("{}: not a metrics JSON file: {e}", path.display()))
-            })?;
-            rows.push(ReportRow {
-                label: table::row_label(label),
-                source: fingerprint_of(path).unwrap_or_else(|| path.display().to_string()),
-                metrics,
-            });
+        if ctx.inputs.is_empty() {
+            return Err(StageError::msg(
+                "report needs at least one input of metrics.json files, e.g. `metrics: eval[*].metrics`",
+            ));
+        }
+        // (input, row label, source, metrics) for every file.
+        let mut found = Vec::new();
+        for (input, files) in &ctx.inputs {
+            for (label, path) in &files.items {
+                let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
+                let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    StageError::msg(format!("{}: not a metrics JSON file: {e}", path.display()))
+                })?;
+                let label = p
+                    .rows
+                    .get(label)
+                    .cloned()
+                    .unwrap_or_else(|| table::row_label(label));
+                let source = fingerprint_of(path).unwrap_or_else(|| path.display().to_string());
+                let group = p.columns.get(input).unwrap_or(input).clone();
+                found.push((group, label, source, metrics));
+            }
+        }
+        // Columns are prefixed by the input name only when two inputs report the same
+        // task for the same row (e.g. `injection/synthetic` and `forgetting/synthetic`).
+        let tasks = |m: &serde_json::Value| -> Vec<String> {
+            m.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+        };
+        let prefix = found.iter().enumerate().any(|(i, (inp, label, _, m))| {
+            found[..i].iter().any(|(inp2, label2, _, m2)| {
+                inp != inp2 && label == label2 && tasks(m).iter().any(|t| tasks(m2).contains(t))
+            })
+        });
+        let mut rows: Vec<ReportRow> = Vec::new();
+        for (input, label, source, metrics) in found {
+            let metrics = match (prefix, metrics) {
+                (true, serde_json::Value::Object(m)) => serde_json::Value::Object(
+                    m.into_iter().map(|(k, v)| (format!("{input}/{k}"), v)).collect(),
+                ),
+                (_, other) => other,
+            };
+            match rows.iter_mut().find(|r| r.label == label) {
+                Some(row) => row.merge(metrics, &source),
+                None => rows.push(ReportRow {
+                    label,
+                    source,
+                    metrics,
+                }),
+            }
         }
         let table = ResultsTable::build(&p.title, rows, &p.metric);
         write(&ctx.out("report.md"), &table.markdown())?;

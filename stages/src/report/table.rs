@@ -15,6 +15,18 @@ pub struct ReportRow {
     pub metrics: Value,
 }
 
+impl ReportRow {
+    /// Adds another metrics file's tasks to this row (several sources are listed).
+    pub fn merge(&mut self, metrics: Value, source: &str) {
+        if let (Some(mine), Value::Object(other)) = (self.metrics.as_object_mut(), metrics) {
+            mine.extend(other);
+        }
+        if !self.source.split(',').any(|s| s == source) {
+            self.source = format!("{},{source}", self.source);
+        }
+    }
+}
+
 /// A built table.
 #[derive(Clone, Debug)]
 pub struct ResultsTable {
@@ -67,7 +79,13 @@ impl ResultsTable {
             };
             for (task, m) in tasks {
                 let Some(m) = m.as_object() else { continue };
-                let metric = chosen.get(task).cloned().or_else(|| primary_metric(m));
+                // A chosen metric may name the task with or without its input prefix.
+                let bare = task.rsplit('/').next().unwrap_or(task);
+                let metric = chosen
+                    .get(task)
+                    .or_else(|| chosen.get(bare))
+                    .cloned()
+                    .or_else(|| primary_metric(m));
                 if let Some(metric) = metric
                     && !columns.iter().any(|(t, _)| t == task)
                 {
@@ -115,7 +133,12 @@ impl ResultsTable {
                 let mut c = vec![row.label.clone()];
                 c.extend(values.iter().map(|v| fmt(*v)));
                 c.push(fmt(*avg));
-                c.push(row.source.chars().take(12).collect());
+                let short: Vec<String> = row
+                    .source
+                    .split(',')
+                    .map(|s| s.chars().take(12).collect())
+                    .collect();
+                c.push(short.join(" "));
                 c
             })
             .collect()

@@ -1,0 +1,341 @@
+//! Log-likelihood scoring as lm-evaluation-harness computes it, done faster.
+//!
+//! Tokenisation follows lm-eval's `_encode_pair`: trailing whitespace of the context
+//! moves to the continuation, `context_enc = encode(context)`, the continuation's tokens
+//! are `encode(context + continuation)[len(context_enc)..]`, and the model sees
+//! `context_enc + continuation_enc` (an empty context becomes the prefix token). No
+//! special tokens are added unless `add_bos` (lm-eval's `add_bos_token`).
+//!
+//! Speed comes from sharing: requests with the same context form a [`Group`]; the
+//! contexts of a batch of groups are run once (left-padded, masked; rotary attention
+//! depends only on relative positions, so padding does not change the result), their
+//! key/value caches are copied to one row per continuation, and only the continuation
+//! tokens are run again. The output projection is applied only where a log-probability
+//! is needed. Groups are sorted by length so batches carry little padding.
+
+use std::collections::HashMap;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use rayon::prelude::*;
+
+use super::error::{EvalError, Result};
+use crate::model::{AttentionMask, KvCache, LayerCache, Llama, Tokenizer};
+
+/// Score of one continuation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContScore {
+    /// Sum of the continuation tokens' log-probabilities (nats).
+    pub loglik: f64,
+    /// Whether every continuation token was the model's top-1 choice.
+    pub is_greedy: bool,
+    /// Number of continuation tokens.
+    pub n_tokens: usize,
+}
+
+/// A context and the continuations scored after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Context tokens.
+    pub context: Vec<u32>,
+    /// Continuation tokens (each non-empty).
+    pub continuations: Vec<Vec<u32>>,
+}
+
+/// Tokenisation settings shared by all requests.
+pub struct Encoder<'a> {
+    /// The tokenizer.
+    pub tok: &'a Tokenizer,
+    /// Add the tokenizer's special tokens (BOS) to contexts.
+    pub add_special: bool,
+    /// Token used as context when the context is empty.
+    pub prefix_id: u32,
+    /// Longest sequence the model takes.
+    pub max_len: usize,
+}
+
+impl Encoder<'_> {
+    /// Tokenise `(context, [continuations])` the way lm-eval does.
+    pub fn encode_group(&self, context: &str, continuations: &[String]) -> Result<Group> {
+        let trimmed = context.trim_end();
+        let moved = &context[trimmed.len()..];
+        let ctx_enc = if trimmed.is_empty() {
+            Vec::new()
+        } else {
+            self.tok.encode(trimmed, self.add_special)?
+        };
+        let mut conts = Vec::with_capacity(continuations.len());
+        for cont in continuations {
+            let cont_full = format!("{moved}{cont}");
+            let ids = if ctx_enc.is_empty() {
+                self.tok.encode(&cont_full, false)?
+            } else {
+                let whole = self
+                    .tok
+                    .encode(&format!("{trimmed}{cont_full}"), self.add_special)?;
+                whole.get(ctx_enc.len()..).unwrap_or_default().to_vec()
+            };
+            if ids.is_empty() {
+                return Err(EvalError::Invalid(format!(
+                    "continuation {cont:?} has no tokens after context …{:?}",
+                    tail(context, 40)
+                )));
+            }
+            conts.push(ids);
+        }
+        let mut ctx = if ctx_enc.is_empty() {
+            vec![self.prefix_id]
+        } else {
+            ctx_enc
+        };
+        // Left-truncate as lm-eval does: at most max_len tokens go in.
+        let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+        let keep = (self.max_len + 1).saturating_sub(longest);
+        if keep == 0 {
+            return Err(EvalError::Invalid(format!(
+                "a continuation of {longest} tokens does not fit the model's {} positions",
+                self.max_len
+            )));
+        }
+        if ctx.len() > keep {
+            ctx.drain(..ctx.len() - keep);
+        }
+        Ok(Group {
+            context: ctx,
+            continuations: conts,
+        })
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.char_indices().rev().nth(n).map_or(0, |(i, _)| i);
+    &s[start..]
+}
+
+/// Tokenise many `(context, continuations)` requests in parallel, sharing equal
+/// contexts' work.
+pub fn encode_all(enc: &Encoder, requests: &[(String, Vec<String>)]) -> Result<Vec<Group>> {
+    requests
+        .par_iter()
+        .map(|(c, conts)| enc.encode_group(c, conts))
+        .collect()
+}
+
+fn ids_tensor<B: Backend>(
+    rows: &[Vec<u32>],
+    width: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let mut flat = Vec::with_capacity(rows.len() * width);
+    for r in rows {
+        flat.extend(r.iter().map(|&x| x as i64));
+        flat.extend(std::iter::repeat_n(0i64, width - r.len()));
+    }
+    Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)
+}
+
+fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| EvalError::Invalid(format!("reading log-probabilities: {e:?}")))
+}
+
+fn to_vec_i64<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Result<Vec<i64>> {
+    t.into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .map_err(|e| EvalError::Invalid(format!("reading argmax: {e:?}")))
+}
+
+/// Run `tokens` `[b, t]` through the blocks with `mask`, continuing `cache` (positions
+/// start at the cache length). Returns the final residual stream `[b, t, hidden]`.
+fn run_blocks<B: Backend>(
+    model: &Llama<B>,
+    tokens: Tensor<B, 2, Int>,
+    mask: &AttentionMask<B>,
+    cache: &mut KvCache<B>,
+) -> Tensor<B, 3> {
+    let t = tokens.dims()[1];
+    let rope = model.rope_tables(cache.len(), t);
+    let mut x = model.embed(tokens);
+    for (block, layer) in model.blocks.iter().zip(cache.layers.iter_mut()) {
+        x = block.forward(x, &rope, mask, Some(layer));
+    }
+    x
+}
+
+/// Score one batch of groups; returns one score per continuation, group by group.
+fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Vec<ContScore>>> {
+    let device = model.device();
+    let b = groups.len();
+    let lc = groups.iter().map(|g| g.context.len()).max().unwrap_or(0);
+    // Left-pad contexts so that every context ends at position lc - 1.
+    let mut rows = Vec::with_capacity(b);
+    let mut ctx_valid = Vec::with_capacity(b);
+    for g in groups {
+        let pad = lc - g.context.len();
+        let mut r = vec![0u32; pad];
+        r.extend_from_slice(&g.context);
+        rows.push(r);
+        ctx_valid.push((0..lc).map(|k| k >= pad).collect::<Vec<bool>>());
+    }
+    let ctx_padded = groups.iter().any(|g| g.context.len() != lc);
+    let mask = if ctx_padded {
+        AttentionMask::padded(&ctx_valid, lc, &device)?
+    } else {
+        AttentionMask::Causal
+    };
+    let mut cache = model.new_cache();
+    let x = run_blocks(
+        model,
+        ids_tensor::<B>(&rows, lc, &device),
+        &mask,
+        &mut cache,
+    );
+    let hidden = x.dims()[2];
+    let last = x.slice([0..b, lc - 1..lc, 0..hidden]);
+    let first_lp = log_softmax(model.head(last), 2); // [b, 1, V]
+    let vocab = first_lp.dims()[2];
+    let first_lp = first_lp.reshape([b, vocab]);
+
+    // One row per continuation.
+    let mut owner = Vec::new();
+    let mut conts: Vec<&Vec<u32>> = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        for c in &g.continuations {
+            owner.push(gi);
+            conts.push(c);
+        }
+    }
+    let r = conts.len();
+    let owner_t = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(owner.iter().map(|&o| o as i64).collect::<Vec<_>>(), [r]),
+        &device,
+    );
+    let first_tok = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(
+            conts.iter().map(|c| c[0] as i64).collect::<Vec<_>>(),
+            [r, 1],
+        ),
+        &device,
+    );
+    let first_picked = to_vec_f32(
+        first_lp
+            .clone()
+            .select(0, owner_t.clone())
+            .gather(1, first_tok),
+    )?;
+    let first_arg = to_vec_i64(first_lp.argmax(1))?;
+    let mut scores: Vec<ContScore> = (0..r)
+        .map(|i| ContScore {
+            loglik: first_picked[i] as f64,
+            is_greedy: first_arg[owner[i]] == conts[i][0] as i64,
+            n_tokens: conts[i].len(),
+        })
+        .collect();
+
+    let lk = conts.iter().map(|c| c.len()).max().unwrap_or(1);
+    if lk > 1 {
+        // Inputs: every continuation token but the last; targets: all but the first.
+        let w = lk - 1;
+        let inputs: Vec<Vec<u32>> = conts.iter().map(|c| c[..c.len() - 1].to_vec()).collect();
+        let mut cache_r = KvCache {
+            layers: cache
+                .layers
+                .into_iter()
+                .map(|l| LayerCache {
+                    k: l.k.map(|k| k.select(0, owner_t.clone())),
+                    v: l.v.map(|v| v.select(0, owner_t.clone())),
+                })
+                .collect(),
+        };
+        let cont_padded = conts.iter().any(|c| c.len() != lk);
+        let mask = if ctx_padded || cont_padded {
+            let valid: Vec<Vec<bool>> = (0..r)
+                .map(|i| {
+                    let mut v = ctx_valid[owner[i]].clone();
+                    v.extend((0..w).map(|j| j < inputs[i].len()));
+                    v
+                })
+                .collect();
+            AttentionMask::padded(&valid, w, &device)?
+        } else {
+            AttentionMask::Causal
+        };
+        let x = run_blocks(
+            model,
+            ids_tensor::<B>(&inputs, w, &device),
+            &mask,
+            &mut cache_r,
+        );
+        let lp = log_softmax(model.head(x), 2); // [r, w, V]
+        let targets: Vec<Vec<u32>> = conts.iter().map(|c| c[1..].to_vec()).collect();
+        let tgt = ids_tensor::<B>(&targets, w, &device).reshape([r, w, 1]);
+        let picked = to_vec_f32(lp.clone().gather(2, tgt))?;
+        let arg = to_vec_i64(lp.argmax(2))?;
+        for (i, t) in targets.iter().enumerate() {
+            for (j, &tok) in t.iter().enumerate() {
+                scores[i].loglik += picked[i * w + j] as f64;
+                scores[i].is_greedy &= arg[i * w + j] == tok as i64;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(b);
+    let mut it = scores.into_iter();
+    for g in groups {
+        out.push(it.by_ref().take(g.continuations.len()).collect());
+    }
+    Ok(out)
+}
+
+/// Score every group. `batch_size` bounds the continuations per forward pass (a group
+/// is never split). `on_batch` is told how many groups each finished batch held.
+pub fn score_groups<B: Backend>(
+    model: &Llama<B>,
+    groups: &[Group],
+    batch_size: usize,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Vec<Vec<ContScore>>> {
+    let vocab = model.config().vocab_size;
+    for g in groups {
+        if let Some(bad) = g
+            .context
+            .iter()
+            .chain(g.continuations.iter().flatten())
+            .find(|&&t| t as usize >= vocab)
+        {
+            return Err(EvalError::Invalid(format!(
+                "token id {bad} is outside the model's vocabulary ({vocab}); does the tokenizer belong to this model?"
+            )));
+        }
+    }
+    // Longest first (as lm-eval): padding stays small and memory peaks early.
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    let key = |g: &Group| g.context.len() + g.continuations.iter().map(Vec::len).max().unwrap_or(0);
+    order.sort_by_key(|&i| std::cmp::Reverse(key(&groups[i])));
+    let mut results: HashMap<usize, Vec<ContScore>> = HashMap::with_capacity(groups.len());
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        let mut rows = 0;
+        while end < order.len() {
+            let n = groups[order[end]].continuations.len();
+            if end > start && rows + n > batch_size.max(1) {
+                break;
+            }
+            rows += n;
+            end += 1;
+        }
+        let batch: Vec<&Group> = order[start..end].iter().map(|&i| &groups[i]).collect();
+        let scored = score_batch(model, &batch)?;
+        for (&i, s) in order[start..end].iter().zip(scored) {
+            results.insert(i, s);
+        }
+        on_batch(end - start);
+        start = end;
+    }
+    Ok((0..groups.len())
+        .map(|i| results.remove(&i).unwrap_or_default())
+        .collect())
+}

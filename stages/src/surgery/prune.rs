@@ -1,0 +1,96 @@
+//! The `prune` stage kind: delete the last D blocks (or any list of blocks) and
+//! re-initialise the final kept block from the deleted ones (the S strategy's
+//! `merge: discarded | with_final`), marking it trainable. An incoming `trainable.json`
+//! (e.g. from `expand`) is carried over with its indices renumbered.
+
+use serde::{Deserialize, Serialize};
+use slayer_engine::{
+    InputSpec, InputSpecs, Metrics, OutputSpec, ParamError, StageContext, StageError, TypedStage,
+};
+
+use super::artifact::{load_source, write_result};
+use super::expand::{log_plan, plan_metrics};
+use super::plan::{LayerPlan, Merge};
+
+/// The `prune` stage kind.
+pub struct Prune;
+
+/// Parameters of `prune`: exactly one of `delete` and `remove`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneParams {
+    /// Delete the last D blocks.
+    #[serde(default)]
+    pub delete: Option<usize>,
+    /// Delete these blocks (0-based indices of the input model).
+    #[serde(default)]
+    pub remove: Option<Vec<usize>>,
+    /// Re-initialise the final kept block from the deleted blocks after it:
+    /// `discarded` (their mean), `with_final` (mean of it and them) or `none`.
+    #[serde(default = "discarded")]
+    pub merge: Merge,
+}
+
+fn discarded() -> Merge {
+    Merge::Discarded
+}
+
+impl TypedStage for Prune {
+    type Params = PruneParams;
+    const KIND: &'static str = "prune";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "Delete the last D blocks (or a list) and merge them into the final kept block";
+
+    fn inputs() -> InputSpecs {
+        InputSpecs::Fixed(vec![InputSpec::required(
+            "model",
+            "an HF-layout model directory, possibly with trainable.json",
+        )])
+    }
+
+    fn outputs(_: &PruneParams) -> Vec<OutputSpec> {
+        vec![OutputSpec::new("model", "model")]
+    }
+
+    fn validate(p: &PruneParams) -> Result<(), ParamError> {
+        match (&p.delete, &p.remove) {
+            (Some(_), Some(_)) => Err(ParamError::new(
+                "remove",
+                "give either `delete` (last D blocks) or `remove` (a list), not both",
+            )),
+            (None, None) => Err(ParamError::new(
+                "",
+                "say what to delete: `delete: D` (the last D blocks) or `remove: [i, ...]`",
+            )),
+            (Some(0), _) => Err(ParamError::new("delete", "must be at least 1")),
+            (_, Some(list)) if list.is_empty() => {
+                Err(ParamError::new("remove", "the list of blocks is empty"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn run(&self, p: PruneParams, ctx: &StageContext) -> Result<Metrics, StageError> {
+        let src = ctx.input("model")?.single("model")?;
+        ctx.progress
+            .set_message(format!("loading {}", src.display()));
+        let source = load_source(src).map_err(StageError::other)?;
+        let n = source.model.blocks.len();
+        let removed: Vec<usize> = match (&p.delete, &p.remove) {
+            (Some(d), _) if *d >= n => {
+                return Err(StageError::msg(format!(
+                    "delete: {d} would leave no block: the model has {n}"
+                )));
+            }
+            (Some(d), _) => (n - d..n).collect(),
+            (None, Some(list)) => list.clone(),
+            (None, None) => Vec::new(),
+        };
+        let plan = LayerPlan::prune(n, &removed, p.merge).map_err(StageError::other)?;
+        log_plan(ctx, &plan);
+        let written =
+            write_result(source, src, &plan, &ctx.out("model")).map_err(StageError::other)?;
+        Ok(plan_metrics(&plan, written.trainable.trainable.len()))
+    }
+}

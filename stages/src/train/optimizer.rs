@@ -1,0 +1,342 @@
+//! AdamW over the trainable parameters only, with torch's semantics
+//! (`torch.optim.AdamW`, decoupled weight decay, bias-corrected moments):
+//!
+//! ```text
+//! m = b1 m + (1 - b1) g            v = b2 v + (1 - b2) g^2
+//! p = p (1 - lr wd)                (not for norms and biases)
+//! p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//! ```
+//!
+//! Gradients of the micro-batches of one step are summed in a [`GradBuffer`] (flat f32
+//! per parameter); [`GradBuffer::global_norm`] is the L2 norm over all of them and the
+//! step scales every gradient by `min(1, clip / (norm + 1e-6))` like
+//! `torch.nn.utils.clip_grad_norm_`. Frozen parameters never reach the buffer, so they
+//! have no optimiser state at all. State is keyed by parameter path so a checkpoint can
+//! be restored into a freshly loaded model. When the model holds parameters in a lower
+//! precision (bf16), an f32 master copy lives in the state and the model gets its cast.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::trainable::PathStack;
+use crate::model::Llama;
+
+/// Read a one-element tensor as f64.
+pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
+/// A tensor's values as f32 on the host.
+pub fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// Flat f32 view of a tensor (a free reshape; a cast only for non-f32 tensors).
+fn flat_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 1> {
+    let n = t.shape().num_elements();
+    let t = t.reshape([n]);
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(DType::F32)
+    }
+}
+
+/// Summed gradients of the trainable parameters for one optimizer step.
+pub struct GradBuffer<B: Backend> {
+    grads: HashMap<ParamId, Tensor<B, 1>>,
+}
+
+impl<B: Backend> Default for GradBuffer<B> {
+    fn default() -> Self {
+        GradBuffer {
+            grads: HashMap::new(),
+        }
+    }
+}
+
+struct Collect<'a, AB: AutodiffBackend> {
+    grads: &'a mut AB::Gradients,
+    into: &'a mut HashMap<ParamId, Tensor<AB::InnerBackend, 1>>,
+}
+
+impl<AB: AutodiffBackend> ModuleVisitor<AB> for Collect<'_, AB> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+        if let Some(g) = param.grad_remove(self.grads) {
+            let g = flat_f32(g);
+            let sum = match self.into.remove(&param.id) {
+                Some(prev) => prev + g,
+                None => g,
+            };
+            self.into.insert(param.id, sum);
+        }
+    }
+}
+
+impl<B: Backend> GradBuffer<B> {
+    /// Add the gradients of `model`'s parameters found in `grads` (frozen parameters
+    /// have none).
+    pub fn accumulate<AB>(&mut self, model: &Llama<AB>, grads: &mut AB::Gradients)
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+    {
+        model.visit(&mut Collect::<AB> {
+            grads,
+            into: &mut self.grads,
+        });
+    }
+
+    /// Number of parameters with a gradient.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// Whether no gradient has been collected.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// The gradient of parameter `id`, flattened.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<B, 1>> {
+        self.grads.get(&id)
+    }
+
+    /// L2 norm over every collected gradient (one device sync).
+    pub fn global_norm(&self) -> f64 {
+        let mut total: Option<Tensor<B, 1>> = None;
+        for g in self.grads.values() {
+            let s = g.clone().square().sum();
+            total = Some(match total {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+        total.map_or(0.0, |t| scalar(t).sqrt())
+    }
+}
+
+/// Hyper-parameters of AdamW.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Decoupled weight decay (for parameters that decay).
+    pub weight_decay: f64,
+}
+
+/// Per-parameter state: moments and, for low-precision parameters, the f32 master.
+#[derive(Clone)]
+pub struct Moments<B: Backend> {
+    /// First moment, flat.
+    pub m: Tensor<B, 1>,
+    /// Second moment, flat.
+    pub v: Tensor<B, 1>,
+    /// f32 master weights when the model parameter is not f32.
+    pub master: Option<Tensor<B, 1>>,
+}
+
+/// AdamW state over the trainable parameters.
+pub struct AdamW<B: Backend> {
+    /// Hyper-parameters.
+    pub config: AdamWConfig,
+    /// Steps taken (`t` of the bias correction).
+    pub t: u64,
+    /// State by parameter path.
+    pub state: BTreeMap<String, Moments<B>>,
+}
+
+/// Host copy of the optimiser state (for checkpoints): per path `m`, `v`, master.
+pub type HostState = BTreeMap<String, (Vec<f32>, Vec<f32>, Option<Vec<f32>>)>;
+
+impl<B: Backend> AdamW<B> {
+    /// A fresh optimiser.
+    pub fn new(config: AdamWConfig) -> Self {
+        AdamW {
+            config,
+            t: 0,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// Scalars of optimiser state held (m + v + masters).
+    pub fn state_numel(&self) -> usize {
+        self.state
+            .values()
+            .map(|s| {
+                let n = s.m.shape().num_elements();
+                n * if s.master.is_some() { 3 } else { 2 }
+            })
+            .sum()
+    }
+
+    /// One update of every parameter that has a gradient in `grads`, at learning rate
+    /// `lr`, gradients scaled by `grad_scale` (clipping). `decays(path)` says whether a
+    /// parameter gets weight decay. Consumes the buffer.
+    pub fn step<AB>(
+        &mut self,
+        model: Llama<AB>,
+        grads: GradBuffer<B>,
+        lr: f64,
+        grad_scale: f64,
+        decays: &dyn Fn(&[String]) -> bool,
+    ) -> Llama<AB>
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+    {
+        self.t += 1;
+        let mut mapper = StepMapper::<B> {
+            opt: self,
+            grads: grads.grads,
+            lr,
+            grad_scale,
+            decays,
+            path: PathStack::default(),
+        };
+        model.map(&mut mapper)
+    }
+
+    fn update(
+        &mut self,
+        path: &str,
+        param: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        lr: f64,
+        grad_scale: f64,
+        decay: bool,
+    ) -> Tensor<B, 1> {
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
+        let low_precision = param.dtype() != DType::F32;
+        let state = self.state.remove(path);
+        let (m, v, master) = match state {
+            Some(s) => (s.m, s.v, s.master),
+            None => {
+                let z = Tensor::<B, 1>::zeros_like(&grad);
+                (z.clone(), z, None)
+            }
+        };
+        let p = match master {
+            Some(mp) => mp,
+            None if low_precision => param.clone().cast(DType::F32),
+            None => param.clone(),
+        };
+        let g = if grad_scale == 1.0 {
+            grad
+        } else {
+            grad.mul_scalar(grad_scale)
+        };
+        let m = m.mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1);
+        let v = v.mul_scalar(beta2) + g.square().mul_scalar(1.0 - beta2);
+        let t = self.t as i32;
+        let bc1 = 1.0 - beta1.powi(t);
+        let bc2 = 1.0 - beta2.powi(t);
+        let p = if decay && weight_decay > 0.0 {
+            p.mul_scalar(1.0 - lr * weight_decay)
+        } else {
+            p
+        };
+        let denom = v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(eps);
+        let p = p - (m.clone() / denom).mul_scalar(lr / bc1);
+        let (out, master) = if low_precision {
+            (p.clone().cast(param.dtype()), Some(p))
+        } else {
+            (p, None)
+        };
+        self.state
+            .insert(path.to_string(), Moments { m, v, master });
+        out
+    }
+
+    /// The state on the host (checkpoints).
+    pub fn to_host(&self) -> HostState {
+        self.state
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    (
+                        host_f32(s.m.clone()),
+                        host_f32(s.v.clone()),
+                        s.master.clone().map(host_f32),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Restore state saved by [`AdamW::to_host`].
+    pub fn load_host(&mut self, t: u64, host: HostState, device: &B::Device) {
+        let up = |v: Vec<f32>| {
+            let n = v.len();
+            Tensor::<B, 1>::from_data(TensorData::new(v, [n]), (device, DType::F32))
+        };
+        self.t = t;
+        self.state = host
+            .into_iter()
+            .map(|(k, (m, v, master))| {
+                (
+                    k,
+                    Moments {
+                        m: up(m),
+                        v: up(v),
+                        master: master.map(up),
+                    },
+                )
+            })
+            .collect();
+    }
+}
+
+struct StepMapper<'a, B: Backend> {
+    opt: &'a mut AdamW<B>,
+    grads: HashMap<ParamId, Tensor<B, 1>>,
+    lr: f64,
+    grad_scale: f64,
+    decays: &'a dyn Fn(&[String]) -> bool,
+    path: PathStack,
+}
+
+impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove(&id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let inner = tensor.inner().reshape([n]);
+        let decay = (self.decays)(&self.path.0);
+        let path = self.path.dotted();
+        let updated = self
+            .opt
+            .update(&path, inner, grad, self.lr, self.grad_scale, decay);
+        let tensor = Tensor::<AB, D>::from_inner(updated.reshape(shape)).require_grad();
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}

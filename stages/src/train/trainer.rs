@@ -1,0 +1,420 @@
+//! The training loop: [`run_training`] picks the backend for the device and precision,
+//! then [`train_on`] loads the model, freezes it, resumes from the newest checkpoint,
+//! runs the optimizer steps and writes the outputs.
+//!
+//! One optimizer step: take `batch_size` sequences at the data cursor, split them into
+//! `batch_size / micro_batch` micro-batches, run forward + backward on each (loss
+//! weights normalised by the step's total target count), sum the gradients, clip by
+//! the global norm, AdamW at the scheduled learning rate. Every `checkpoint_every`
+//! steps the state goes to the scratch dir; every `eval_every` steps (and at the end)
+//! the held-out loss is measured.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use slayer_engine::stage::{Logger, Progress};
+
+use super::checkpoint::{self, CheckpointState};
+use super::data_loader::{DataOrder, PackedData};
+use super::error::TrainError;
+use super::loss::{HostBatch, weighted_cross_entropy};
+use super::metrics_log::{self, LogRow};
+use super::optimizer::{AdamW, AdamWConfig, GradBuffer, scalar};
+use super::params::{Precision, TrainParams};
+use super::schedule::LrSchedule;
+use super::trainable::{self, TrainableSet};
+use crate::model::safetensors_io::copy_tokenizer_files;
+use crate::model::{DeviceSpec, Llama, SaveDtype, load_pretrained, save_pretrained};
+
+/// Called after every step with its log row; `Break` stops the run (it then returns
+/// [`TrainError::Stopped`], as a killed process would, minus the kill).
+pub type StepControl<'a> = &'a mut dyn FnMut(&LogRow) -> ControlFlow<()>;
+
+/// Everything a training run needs.
+pub struct TrainJob {
+    /// Hyper-parameters.
+    pub params: TrainParams,
+    /// HF-layout input model (may hold `trainable.json`).
+    pub model_dir: PathBuf,
+    /// Packed Parquet files or directories.
+    pub data: Vec<PathBuf>,
+    /// Held-out packed data.
+    pub eval_data: Vec<PathBuf>,
+    /// Where `model/`, `log.csv`, `log.parquet` and `loss.svg` go.
+    pub out_dir: PathBuf,
+    /// Where checkpoints go (survives failed attempts).
+    pub scratch_dir: PathBuf,
+    /// `cpu` or `cuda:N`.
+    pub device: DeviceSpec,
+    /// Progress bar.
+    pub progress: Progress,
+    /// Log file.
+    pub log: Logger,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Held-out loss at the end (when `eval_data` was given).
+    pub eval_loss: Option<f64>,
+    /// Optimizer steps (resumed ones included).
+    pub steps: u64,
+    /// Tokens consumed (resumed ones included).
+    pub tokens: u64,
+    /// Tokens per second over the steps run in this attempt.
+    pub tokens_per_s: f64,
+    /// Scalars that train.
+    pub trainable_params: usize,
+    /// Scalars in the model.
+    pub total_params: usize,
+    /// Scalars of optimiser state (2x trainable in f32, 3x with bf16 masters).
+    pub optimizer_state_params: usize,
+    /// The step this attempt resumed from.
+    pub resumed_from: Option<u64>,
+    /// Peak resident memory seen after a step, MiB.
+    pub peak_rss_mb: f64,
+}
+
+/// Run `job` on its device, calling `control` after each step.
+pub fn run_training(job: &TrainJob, control: StepControl<'_>) -> Result<TrainSummary, TrainError> {
+    match (job.device, job.params.precision) {
+        (DeviceSpec::Cpu, Precision::Bf16) => Err(TrainError::param(
+            "precision",
+            "bf16 needs a CUDA device; on the CPU use `precision: f32`",
+        )),
+        (DeviceSpec::Cpu, Precision::F32) => {
+            train_on::<burn::backend::Autodiff<crate::model::Cpu>>(job, Default::default(), control)
+        }
+        #[cfg(feature = "cuda")]
+        (DeviceSpec::Cuda(index), precision) => {
+            use crate::model::device::Cuda;
+            let device = burn::backend::cuda::CudaDevice { index };
+            if precision == Precision::Bf16 {
+                let count = crate::model::device::cuda_device_count()?;
+                if index >= count {
+                    return Err(TrainError::param(
+                        "device",
+                        format!("cuda:{index} requested but the driver reports {count} GPU(s)"),
+                    ));
+                }
+                // Must precede any tensor on the device: every float created on it
+                // (weights, rotary tables, activations) is then bf16.
+                let set = burn::tensor::set_default_dtypes::<Cuda>(
+                    &device,
+                    burn::tensor::DType::BF16,
+                    burn::tensor::DType::I32,
+                );
+                let current = burn::tensor::get_device_settings::<Cuda>(&device);
+                if set.is_err()
+                    && burn::tensor::DType::from(current.float_dtype) != burn::tensor::DType::BF16
+                {
+                    return Err(TrainError::param(
+                        "precision",
+                        format!(
+                            "cuda:{index} was already used in f32 by this process; run the \
+                             bf16 training in its own process"
+                        ),
+                    ));
+                }
+            } else {
+                job.device.check()?;
+            }
+            train_on::<burn::backend::Autodiff<Cuda>>(job, device, control)
+        }
+        #[cfg(not(feature = "cuda"))]
+        (DeviceSpec::Cuda(_), _) => {
+            job.device.check()?;
+            Err(TrainError::param(
+                "device",
+                "CUDA support is not compiled in",
+            ))
+        }
+    }
+}
+
+/// The training run on backend `AB`.
+pub fn train_on<AB: AutodiffBackend>(
+    job: &TrainJob,
+    device: AB::Device,
+    control: StepControl<'_>,
+) -> Result<TrainSummary, TrainError> {
+    let p = &job.params;
+    let data = PackedData::open(&job.data)?;
+    let eval = if job.eval_data.is_empty() {
+        None
+    } else {
+        Some(PackedData::open(&job.eval_data)?)
+    };
+    if p.mode == super::Mode::Sft && !data.has_mask() {
+        return Err(TrainError::data(
+            data.files.first().map_or(Path::new("."), PathBuf::as_path),
+            "`mode: sft` needs a `loss_mask` column (pack the data with an SFT format)",
+        ));
+    }
+
+    let model: Llama<AB> = load_pretrained(&job.model_dir, &device)?;
+    let config = model.config();
+    for (name, d) in [("data", Some(&data)), ("eval_data", eval.as_ref())] {
+        if let Some(d) = d
+            && d.max_id() as usize >= config.vocab_size
+        {
+            return Err(TrainError::data(
+                d.files.first().map_or(Path::new(name), PathBuf::as_path),
+                format!(
+                    "token id {} is outside the model's vocabulary of {} (wrong tokenizer?)",
+                    d.max_id(),
+                    config.vocab_size
+                ),
+            ));
+        }
+    }
+    let set = TrainableSet::resolve(&p.trainable, &job.model_dir, model.blocks.len())?;
+    let mut model = trainable::freeze(model, &set);
+    let table = trainable::param_table(&model, &set);
+    let total_params: usize = table.iter().map(|t| t.numel).sum();
+    let trainable_params: usize = table.iter().filter(|t| t.trainable).map(|t| t.numel).sum();
+    let trainable_paths: Vec<String> = table
+        .iter()
+        .filter(|t| t.trainable)
+        .map(|t| t.path.clone())
+        .collect();
+
+    let total_steps = p.total_steps(data.len(), data.seq_len);
+    let schedule = LrSchedule::new(p.schedule, p.lr, p.min_lr, p.warmup, total_steps);
+    let mut opt = AdamW::<AB::InnerBackend>::new(AdamWConfig {
+        beta1: p.betas[0],
+        beta2: p.betas[1],
+        eps: p.eps,
+        weight_decay: p.weight_decay,
+    });
+    let mut order = DataOrder::new(data.len(), p.seed, p.shuffle);
+    let (mut step, mut cursor, mut tokens, mut rows) = (0u64, 0u64, 0u64, Vec::<LogRow>::new());
+    let mut resumed_from = None;
+    if let Some(dir) = checkpoint::latest(&job.scratch_dir)? {
+        let mut ckpt = checkpoint::load(&dir)?;
+        model = checkpoint::restore(model, &mut ckpt)?;
+        opt.load_host(
+            ckpt.state.adam_t,
+            std::mem::take(&mut ckpt.optimizer),
+            &device,
+        );
+        step = ckpt.state.step;
+        cursor = ckpt.state.cursor;
+        tokens = ckpt.state.tokens;
+        rows = ckpt.state.log;
+        resumed_from = Some(step);
+        job.log
+            .line(format!("resumed from {} (step {step})", dir.display()));
+    }
+    job.log.line(format!(
+        "train {:?}: {} sequences x {} tokens, {total_steps} steps of {} sequences \
+         ({} x {} accumulated); {trainable_params} of {total_params} parameters train \
+         (blocks {:?}{})",
+        p.mode,
+        data.len(),
+        data.seq_len,
+        p.batch_size,
+        p.accumulation(),
+        p.micro_batch(),
+        set.blocks,
+        if set.everything {
+            ", embeddings, norm, head"
+        } else {
+            ""
+        },
+    ));
+    job.progress.set_total(total_steps);
+    job.progress.set_position(step);
+
+    let decays = |path: &[String]| trainable::decays(path);
+    let started = Instant::now();
+    let tokens_at_start = tokens;
+    let mut peak_rss = 0f64;
+    while step < total_steps {
+        let t0 = Instant::now();
+        let indices = order.take(cursor, p.batch_size);
+        let micro: Vec<HostBatch> = indices
+            .chunks(p.micro_batch())
+            .map(|c| HostBatch::new(&data, c, p.mode))
+            .collect();
+        let norm: usize = micro.iter().map(HostBatch::count).sum();
+        let mut buffer = GradBuffer::<AB::InnerBackend>::default();
+        let mut loss_sum: Option<Tensor<AB::InnerBackend, 1>> = None;
+        for mb in &micro {
+            let (inputs, targets, weights) = mb.tensors::<AB>(norm, &device);
+            let logits = model.forward(inputs);
+            let loss = weighted_cross_entropy(logits, targets, weights);
+            let detached = loss.clone().inner();
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + detached,
+                None => detached,
+            });
+            let mut grads = loss.backward();
+            buffer.accumulate(&model, &mut grads);
+        }
+        let loss = loss_sum.map_or(0.0, scalar);
+        let grad_norm = buffer.global_norm();
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: step + 1,
+                what: "loss",
+                value: loss,
+            });
+        }
+        if !grad_norm.is_finite() {
+            return Err(TrainError::Diverged {
+                step: step + 1,
+                what: "grad_norm",
+                value: grad_norm,
+            });
+        }
+        let lr = schedule.at(step);
+        if norm > 0 {
+            let scale = p
+                .grad_clip
+                .map_or(1.0, |c| (c / (grad_norm + 1e-6)).min(1.0));
+            model = opt.step(model, buffer, lr, scale, &decays);
+        } else {
+            job.log.line(format!(
+                "step {}: no target token in the batch (all masked); update skipped",
+                step + 1
+            ));
+        }
+        step += 1;
+        cursor += indices.len() as u64;
+        let step_tokens: u64 = micro.iter().map(|m| m.tokens() as u64).sum();
+        tokens += step_tokens;
+        let dt = t0.elapsed().as_secs_f64();
+        let eval_due = eval.is_some()
+            && ((p.eval_every > 0 && step.is_multiple_of(p.eval_every)) || step == total_steps);
+        let eval_loss = match (&eval, eval_due) {
+            (Some(e), true) => Some(evaluate(&model.valid(), e, p, &device)),
+            _ => None,
+        };
+        let rss = metrics_log::rss_mb();
+        peak_rss = peak_rss.max(rss);
+        let row = LogRow {
+            step,
+            loss,
+            lr,
+            grad_norm,
+            tokens,
+            tokens_per_s: step_tokens as f64 / dt.max(1e-9),
+            rss_mb: rss,
+            eval_loss,
+        };
+        job.log.line(format!(
+            "step {step}/{total_steps} loss {loss:.4} lr {lr:.3e} grad_norm {grad_norm:.3} \
+             {:.0} tok/s{}",
+            row.tokens_per_s,
+            eval_loss
+                .map(|e| format!(" eval {e:.4}"))
+                .unwrap_or_default()
+        ));
+        job.progress.inc(1);
+        job.progress.set_message(format!("loss {loss:.4}"));
+        rows.push(row.clone());
+        if p.checkpoint_every > 0 && step.is_multiple_of(p.checkpoint_every) && step < total_steps {
+            let state = CheckpointState {
+                version: checkpoint::CHECKPOINT_VERSION,
+                step,
+                cursor,
+                tokens,
+                adam_t: opt.t,
+                trainable: trainable_paths.clone(),
+                elapsed_s: started.elapsed().as_secs_f64(),
+                log: rows.clone(),
+            };
+            let dir = checkpoint::save(&job.scratch_dir, &state, &model, &opt.to_host())?;
+            job.log.line(format!("checkpoint {}", dir.display()));
+        }
+        if control(&row).is_break() {
+            return Err(TrainError::Stopped { step });
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // Outputs: the model in the input's dtype (frozen tensors round-trip bit-exactly),
+    // its tokenizer and trainable.json, the log and the curve.
+    let model_out = job.out_dir.join("model");
+    let inner = model.valid();
+    save_pretrained(&inner, &model_out, SaveDtype::from_config(&config))?;
+    copy_tokenizer_files(&job.model_dir, &model_out)?;
+    let tj = job.model_dir.join(trainable::TRAINABLE_JSON);
+    if tj.is_file() {
+        let dst = model_out.join(trainable::TRAINABLE_JSON);
+        std::fs::copy(&tj, &dst).map_err(|e| TrainError::io(&dst, e))?;
+    }
+    metrics_log::write_csv(&job.out_dir.join("log.csv"), &rows)?;
+    metrics_log::write_parquet(&job.out_dir.join("log.parquet"), &rows)?;
+    let title = format!(
+        "{:?} loss, {} of {} parameters trained",
+        p.mode,
+        human(trainable_params),
+        human(total_params)
+    );
+    let svg = metrics_log::loss_svg(&rows, &title);
+    let svg_path = job.out_dir.join("loss.svg");
+    std::fs::write(&svg_path, svg).map_err(|e| TrainError::io(&svg_path, e))?;
+
+    let last = rows.last();
+    Ok(TrainSummary {
+        final_loss: last.map_or(f64::NAN, |r| r.loss),
+        eval_loss: rows.iter().rev().find_map(|r| r.eval_loss),
+        steps: step,
+        tokens,
+        tokens_per_s: (tokens - tokens_at_start) as f64 / elapsed.max(1e-9),
+        trainable_params,
+        total_params,
+        optimizer_state_params: opt.state_numel(),
+        resumed_from,
+        peak_rss_mb: peak_rss,
+    })
+}
+
+/// Token-mean loss of `model` over (up to `eval_batches` micro-batches of) `data`.
+pub fn evaluate<B: Backend>(
+    model: &Llama<B>,
+    data: &PackedData,
+    p: &TrainParams,
+    device: &B::Device,
+) -> f64 {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let mut sum = 0.0;
+    let mut count = 0usize;
+    let limit = p.eval_batches.unwrap_or(usize::MAX);
+    for chunk in indices.chunks(p.micro_batch()).take(limit) {
+        let mb = HostBatch::new(data, chunk, p.mode);
+        let n = mb.count();
+        if n == 0 {
+            continue;
+        }
+        let (inputs, targets, weights) = mb.tensors::<B>(1, device);
+        sum += scalar(weighted_cross_entropy(
+            model.forward(inputs),
+            targets,
+            weights,
+        ));
+        count += n;
+    }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
+}
+
+fn human(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}

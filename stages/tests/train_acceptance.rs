@@ -1,0 +1,454 @@
+//! Acceptance tests of the `train` stage on a tiny model (issue 6): the loss falls on a
+//! memorisable corpus; frozen tensors stay bit-identical while every trainable one
+//! moves; a run stopped mid-way resumes from its checkpoint to the same parameters;
+//! 4x2 gradient accumulation equals one batch of 8; SFT masks give zero gradient; the
+//! learning-rate schedule follows its formula.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::prelude::*;
+use slayer_engine::stage::{Logger, Progress, Stage, StageContext, StageInput, Typed};
+use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
+use slayer_stages::train::data_loader::{PackedData, write_packed};
+use slayer_stages::train::loss::{HostBatch, weighted_cross_entropy};
+use slayer_stages::train::optimizer::{GradBuffer, host_f32};
+use slayer_stages::train::trainable::{TrainableSet, freeze, param_table};
+use slayer_stages::train::{
+    LrSchedule, Mode, Schedule, TrainError, TrainJob, TrainParams, TrainStage, Trainable,
+    run_training,
+};
+
+type Ad = Autodiff<Cpu>;
+
+fn tiny_config() -> LlamaConfig {
+    let text = r#"{"vocab_size": 32, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "tie_word_embeddings": false, "rms_norm_eps": 1e-5}"#;
+    LlamaConfig::from_json_str(text, Path::new("config.json")).unwrap()
+}
+
+/// A tiny random model with `trainable.json` listing blocks 1 and 3.
+fn model_dir(root: &Path) -> PathBuf {
+    let dir = root.join("model");
+    let model = Llama::<Cpu>::init_random(&tiny_config(), 11, &Default::default()).unwrap();
+    save_pretrained(&model, &dir, SaveDtype::F32).unwrap();
+    std::fs::write(
+        dir.join("trainable.json"),
+        r#"{"trainable_blocks": [1, 3]}"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// Eight short sequences of a few repeating patterns (easy to memorise), with an SFT
+/// mask that hides the first half of each row.
+fn corpus_rows(n: usize, len: usize) -> Vec<(Vec<u32>, Option<Vec<bool>>)> {
+    (0..n)
+        .map(|i| {
+            let ids: Vec<u32> = (0..len)
+                .map(|t| ((i % 4) * 7 + t * (1 + i % 3)) as u32 % 32)
+                .collect();
+            let mask: Vec<bool> = (0..len).map(|t| t >= len / 2 || (t + i) % 5 == 0).collect();
+            (ids, Some(mask))
+        })
+        .collect()
+}
+
+fn data_dir(root: &Path) -> PathBuf {
+    let dir = root.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_packed(&dir.join("part-0.parquet"), &corpus_rows(8, 16)).unwrap();
+    dir
+}
+
+fn params(mode: Mode, trainable: Trainable) -> TrainParams {
+    let mut p = TrainParams::new(mode);
+    p.trainable = trainable;
+    p.lr = 1e-2;
+    p.warmup = 0.1;
+    p.batch_size = 4;
+    p.max_steps = Some(10);
+    p.checkpoint_every = 0;
+    p
+}
+
+fn job(root: &Path, name: &str, params: TrainParams) -> TrainJob {
+    let out = root.join(name).join("out");
+    let scratch = root.join(name).join("scratch");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    TrainJob {
+        params,
+        model_dir: root.join("model"),
+        data: vec![root.join("data")],
+        eval_data: Vec::new(),
+        out_dir: out,
+        scratch_dir: scratch,
+        device: DeviceSpec::Cpu,
+        progress: Progress::hidden(),
+        log: Logger::discard(),
+    }
+}
+
+/// Every tensor of a safetensors file, as raw bytes.
+fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect()
+}
+
+fn as_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn loss_decreases_over_50_steps_through_the_stage_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let model = model_dir(root);
+    let data = data_dir(root);
+    let out = root.join("out");
+    let scratch = root.join("scratch");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    let input = |p: &Path| StageInput {
+        items: vec![("x".to_string(), p.to_path_buf())],
+    };
+    let ctx = StageContext {
+        stage: "cpt".into(),
+        inputs: BTreeMap::from([
+            ("model".to_string(), input(&model)),
+            ("data".to_string(), input(&data)),
+            ("eval_data".to_string(), input(&data)),
+        ]),
+        out_dir: out.clone(),
+        work_dir: root.to_path_buf(),
+        scratch_dir: scratch,
+        device: "cpu".into(),
+        threads: 2,
+        progress: Progress::hidden(),
+        log: Logger::discard(),
+    };
+    let stage = Typed(TrainStage);
+    let raw = serde_json::json!({"mode": "cpt", "trainable": "all", "lr": 1e-2,
+        "warmup": 0.1, "batch_size": 4, "max_steps": 50, "eval_every": 25});
+    let canonical = stage.check_params(&raw).unwrap();
+    let metrics = stage.run(&canonical, &ctx).unwrap();
+
+    let csv = std::fs::read_to_string(out.join("log.csv")).unwrap();
+    let losses: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 50);
+    let first = losses[..5].iter().sum::<f64>() / 5.0;
+    let last = losses[45..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last < 0.3 * first,
+        "loss did not fall enough: first {first:.3}, last {last:.3}"
+    );
+    assert_eq!(metrics["steps"], 50);
+    assert_eq!(metrics["tokens"], 50 * 4 * 16);
+    assert_eq!(metrics["trainable_params"], metrics["total_params"]);
+    assert!(metrics["eval_loss"].as_f64().unwrap() < first);
+    for f in [
+        "model/config.json",
+        "model/model.safetensors",
+        "model/trainable.json",
+        "log.parquet",
+        "loss.svg",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    assert!(
+        std::fs::read_to_string(out.join("loss.svg"))
+            .unwrap()
+            .contains("<polyline")
+    );
+    // The output is a loadable HF dir.
+    let back =
+        slayer_stages::model::load_pretrained::<Cpu>(&out.join("model"), &Default::default())
+            .unwrap();
+    assert_eq!(back.blocks.len(), 4);
+}
+
+#[test]
+fn frozen_tensors_are_bit_identical_and_trainable_ones_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    model_dir(root);
+    data_dir(root);
+    let j = job(root, "run", params(Mode::Cpt, Trainable::Expanded));
+    let s = run_training(&j, &mut |_| ControlFlow::Continue(())).unwrap();
+    let before = tensors(&root.join("model/model.safetensors"));
+    let after = tensors(&j.out_dir.join("model/model.safetensors"));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let mut trainable = 0usize;
+    for (name, b) in &before {
+        let a = &after[name];
+        let is_trainable =
+            name.starts_with("model.layers.1.") || name.starts_with("model.layers.3.");
+        if is_trainable {
+            trainable += b.len() / 4;
+            let (x, y) = (as_f32(b), as_f32(a));
+            let changed = x.iter().zip(&y).filter(|(p, q)| p != q).count();
+            assert!(
+                changed > x.len() / 2,
+                "{name}: only {changed}/{} changed",
+                x.len()
+            );
+        } else {
+            assert!(a == b, "frozen tensor {name} changed");
+        }
+    }
+    assert_eq!(s.trainable_params, trainable);
+    // Optimiser state exists only for trainable parameters: m and v.
+    assert_eq!(s.optimizer_state_params, 2 * trainable);
+    assert!(s.trainable_params < s.total_params / 2);
+}
+
+#[test]
+fn stopped_run_resumes_to_the_same_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    model_dir(root);
+    data_dir(root);
+    let mut p = params(Mode::Sft, Trainable::Blocks(vec![0, 2]));
+    p.batch_size = 4;
+    p.micro_batch = Some(2);
+    p.max_steps = Some(10);
+
+    let straight = job(root, "straight", p.clone());
+    run_training(&straight, &mut |_| ControlFlow::Continue(())).unwrap();
+
+    p.checkpoint_every = 3;
+    let killed = job(root, "killed", p);
+    // "Kill" after step 7: the last checkpoint is step 6.
+    let err = run_training(&killed, &mut |row| {
+        if row.step == 7 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Stopped { step: 7 }), "{err}");
+    assert!(!killed.out_dir.join("model").exists());
+    let s = run_training(&killed, &mut |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(s.resumed_from, Some(6));
+    assert_eq!(s.steps, 10);
+
+    let a = tensors(&straight.out_dir.join("model/model.safetensors"));
+    let b = tensors(&killed.out_dir.join("model/model.safetensors"));
+    let mut worst = 0f32;
+    for (name, x) in &a {
+        for (p, q) in as_f32(x).iter().zip(as_f32(&b[name])) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    assert!(worst <= 1e-6, "resumed parameters differ by {worst}");
+    let log_a = std::fs::read_to_string(straight.out_dir.join("log.csv")).unwrap();
+    let log_b = std::fs::read_to_string(killed.out_dir.join("log.csv")).unwrap();
+    let losses = |s: &str| -> Vec<String> {
+        s.lines()
+            // step and loss (lr goes through JSON in the checkpoint: equal to ~1 ulp)
+            .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(losses(&log_a).len(), 11);
+    assert_eq!(
+        losses(&log_a),
+        losses(&log_b),
+        "log rows differ after resume"
+    );
+}
+
+/// Summed gradients (flattened, by parameter path) of one optimizer step's batch split
+/// into micro-batches of `micro` sequences.
+fn step_gradients(data: &PackedData, micro: usize, mode: Mode) -> BTreeMap<String, Vec<f32>> {
+    let device = Default::default();
+    let model = Llama::<Ad>::init_random(&tiny_config(), 5, &device).unwrap();
+    let set = TrainableSet {
+        everything: true,
+        blocks: (0..4).collect(),
+    };
+    let model = freeze(model, &set);
+    let indices: Vec<usize> = (0..8).collect();
+    let batches: Vec<HostBatch> = indices
+        .chunks(micro)
+        .map(|c| HostBatch::new(data, c, mode))
+        .collect();
+    let norm: usize = batches.iter().map(HostBatch::count).sum();
+    let mut buffer = GradBuffer::<Cpu>::default();
+    for b in &batches {
+        let (x, y, w) = b.tensors::<Ad>(norm, &device);
+        let loss = weighted_cross_entropy(model.forward(x), y, w);
+        let mut grads = loss.backward();
+        buffer.accumulate(&model, &mut grads);
+    }
+    param_table(&model, &set)
+        .into_iter()
+        .map(|info| {
+            let g = buffer.get(info.id).expect("every parameter has a gradient");
+            (info.path, host_f32(g.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn gradient_accumulation_4x2_equals_one_batch_of_8() {
+    let data = PackedData::from_rows(&corpus_rows(8, 16)).unwrap();
+    for mode in [Mode::Cpt, Mode::Sft] {
+        let one = step_gradients(&data, 8, mode);
+        let four = step_gradients(&data, 2, mode);
+        for (path, g1) in &one {
+            let g4 = &four[path];
+            let scale = g1.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+            let diff = g1
+                .iter()
+                .zip(g4)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                diff <= 1e-5 * scale.max(1.0) && diff / scale < 1e-4,
+                "{mode:?} {path}: max diff {diff} (scale {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn sft_gradients_are_zero_for_masked_tokens() {
+    let device = Default::default();
+    // (a) d loss / d logits is exactly zero at masked target positions.
+    let rows = corpus_rows(2, 16);
+    let data = PackedData::from_rows(&rows).unwrap();
+    let batch = HostBatch::new(&data, &[0, 1], Mode::Sft);
+    let (_, y, w) = batch.tensors::<Ad>(batch.count(), &device);
+    let logits = Tensor::<Ad, 3>::random(
+        [2, 15, 32],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    )
+    .require_grad();
+    let loss = weighted_cross_entropy(logits.clone(), y, w);
+    let grads = loss.backward();
+    let g = host_f32(logits.grad(&grads).unwrap());
+    for (pos, counted) in batch.counted.iter().enumerate() {
+        let row = &g[pos * 32..(pos + 1) * 32];
+        let norm: f32 = row.iter().map(|v| v.abs()).sum();
+        if *counted {
+            assert!(norm > 0.0, "counted position {pos} has no gradient");
+        } else {
+            assert_eq!(norm, 0.0, "masked position {pos} has gradient {norm}");
+        }
+    }
+
+    // (b) Parameter gradients ignore masked targets: changing the tokens at the masked
+    // tail of a sequence (targets only, never inputs of a counted prediction) leaves
+    // every gradient bit-identical.
+    let len = 16;
+    let ids: Vec<u32> = (0..len as u32).map(|t| (t * 3 + 1) % 32).collect();
+    let mask: Vec<bool> = (0..len).map(|t| (2..10).contains(&t)).collect();
+    let mut other = ids.clone();
+    for t in other.iter_mut().skip(10) {
+        *t = (*t + 5) % 32;
+    }
+    let grads_for = |ids: &[u32]| {
+        let d = PackedData::from_rows(&[(ids.to_vec(), Some(mask.clone()))]).unwrap();
+        let model = Llama::<Ad>::init_random(&tiny_config(), 9, &device).unwrap();
+        let set = TrainableSet {
+            everything: true,
+            blocks: (0..4).collect(),
+        };
+        let model = freeze(model, &set);
+        let b = HostBatch::new(&d, &[0], Mode::Sft);
+        let (x, y, w) = b.tensors::<Ad>(b.count(), &device);
+        let mut grads = weighted_cross_entropy(model.forward(x), y, w).backward();
+        let mut buffer = GradBuffer::<Cpu>::default();
+        buffer.accumulate(&model, &mut grads);
+        param_table(&model, &set)
+            .into_iter()
+            .map(|i| host_f32(buffer.get(i.id).unwrap().clone()))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (grads_for(&ids), grads_for(&other));
+    assert!(a.iter().any(|g| g.iter().any(|v| *v != 0.0)));
+    assert_eq!(a, b, "masked targets changed the gradients");
+}
+
+#[test]
+fn lr_schedule_matches_the_formula() {
+    let (lr, min_lr, total) = (2e-4, 2e-5, 1000u64);
+    let s = LrSchedule::new(Schedule::Cosine, lr, min_lr, 0.021, total);
+    let w = 21u64; // ceil(0.021 * 1000)
+    assert_eq!(s.warmup_steps, w);
+    let formula = |step: u64| -> f64 {
+        if step < w {
+            lr * (step + 1) as f64 / w as f64
+        } else {
+            let p = (step - w) as f64 / (total - w - 1) as f64;
+            min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+        }
+    };
+    for step in [0, 1, 9, 20, 21, 22, 100, 250, 509, 510, 700, 998, 999] {
+        let (got, want) = (s.at(step), formula(step));
+        assert!((got - want).abs() < 1e-15, "step {step}: {got} vs {want}");
+    }
+    assert!((s.at(20) - lr).abs() < 1e-15, "peak at the end of warmup");
+    assert!((s.at(21) - lr).abs() < 1e-15, "decay starts from the peak");
+    assert!(
+        (s.at(999) - min_lr).abs() < 1e-15,
+        "min_lr at the last step"
+    );
+    assert!(
+        (s.at(510) - (lr + min_lr) / 2.0).abs() < 1e-15,
+        "midpoint of the cosine"
+    );
+    let l = LrSchedule::new(Schedule::Linear, 1.0, 0.0, 0.0, 11);
+    assert!((l.at(5) - 0.5).abs() < 1e-15);
+}
+
+#[test]
+fn bf16_on_cpu_and_bad_params_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    model_dir(root);
+    data_dir(root);
+    let mut p = params(Mode::Cpt, Trainable::Expanded);
+    p.precision = slayer_stages::train::Precision::Bf16;
+    let err = run_training(&job(root, "bf16", p), &mut |_| ControlFlow::Continue(()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bf16 needs a CUDA device"), "{err}");
+
+    let err = run_training(
+        &job(root, "bad", params(Mode::Cpt, Trainable::Blocks(vec![9]))),
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("block 9 does not exist"), "{err}");
+
+    let stage = Typed(TrainStage);
+    let e = stage
+        .check_params(&serde_json::json!({"mode": "cpt", "batch_size": 8, "micro_batch": 3}))
+        .unwrap_err();
+    assert!(e.message.contains("must divide"), "{}", e.message);
+    assert!(
+        stage
+            .check_params(&serde_json::json!({"mode": "cpt", "learning_rate": 1}))
+            .is_err()
+    );
+}
