@@ -120,6 +120,9 @@ def main():
     ap.add_argument("--slayer", default=os.path.join(ROOT, "target", "release", "slayer"))
     ap.add_argument("--work", default=None, help="work dir (default: a temp dir)")
     ap.add_argument("--only", choices=["slayer", "python"], default=None)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate the two sides this many times and report medians "
+                         "(the machine may be shared: alternating spreads load changes)")
     args = ap.parse_args()
 
     work = args.work or tempfile.mkdtemp(prefix="slayer-bench-tok-")
@@ -129,27 +132,33 @@ def main():
         make_corpus(corpus, args.mb)
     size = os.path.getsize(corpus)
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="true")
+    runs = {}
+    for _ in range(args.repeat):
+        if args.only in (None, "slayer"):
+            out = os.path.join(work, "slayer-out")
+            subprocess.run(["rm", "-rf", out])
+            cmd = [args.slayer, "exec", "tokenize", "--in", f"corpus={corpus}", "--in",
+                   f"tokenizer={args.tokenizer}", "--set", f"eos_token={args.eos}", "--out", out]
+            stdout, wall, rss = timed(cmd, env)
+            m = json.loads(stdout[stdout.index("{"):])
+            runs.setdefault("slayer tokenize", []).append((m["tokens"], wall, rss))
+        if args.only in (None, "python"):
+            out = os.path.join(work, "python-out")
+            subprocess.run(["rm", "-rf", out])
+            os.makedirs(out)
+            stdout, wall, rss = timed([sys.executable, "-c", PY_SIDE, corpus, args.tokenizer, out, args.eos], env)
+            m = json.loads(stdout.strip().splitlines()[-1])
+            runs.setdefault("HF tokenizers encode_batch + pyarrow", []).append((m["tokens"], wall, rss))
     rows = []
-    if args.only in (None, "slayer"):
-        out = os.path.join(work, "slayer-out")
-        subprocess.run(["rm", "-rf", out])
-        cmd = [args.slayer, "exec", "tokenize", "--in", f"corpus={corpus}", "--in",
-               f"tokenizer={args.tokenizer}", "--set", f"eos_token={args.eos}", "--out", out]
-        stdout, wall, rss = timed(cmd, env)
-        m = json.loads(stdout[stdout.index("{"):])
-        rows.append(("slayer tokenize", m["tokens"], wall, rss))
-    if args.only in (None, "python"):
-        out = os.path.join(work, "python-out")
-        subprocess.run(["rm", "-rf", out])
-        os.makedirs(out)
-        stdout, wall, rss = timed([sys.executable, "-c", PY_SIDE, corpus, args.tokenizer, out, args.eos], env)
-        m = json.loads(stdout.strip().splitlines()[-1])
-        rows.append(("HF tokenizers encode_batch + pyarrow", m["tokens"], wall, rss))
+    for name, rs in runs.items():
+        walls = sorted(r[1] for r in rs)
+        rows.append((name, rs[0][0], walls[len(walls) // 2], max(r[2] for r in rs), walls))
     print(f"corpus: {size / 1e6:.0f} MB JSONL ({work}), threads: {args.threads}, tokenizer: {args.tokenizer}\n")
-    print("| tool | tokens | wall s | tokens/s | MB/s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
-    for name, tokens, wall, rss in rows:
-        print(f"| {name} | {tokens} | {wall:.1f} | {tokens / wall:,.0f} | {size / 1e6 / wall:.1f} | {rss / 2**20:.0f} |")
+    print("| tool | tokens | wall s (median) | tokens/s | MB/s | peak RSS MB | all walls s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, tokens, wall, rss, walls in rows:
+        print(f"| {name} | {tokens} | {wall:.1f} | {tokens / wall:,.0f} | {size / 1e6 / wall:.1f} | "
+              f"{rss / 2**20:.0f} | {', '.join(f'{w:.0f}' for w in walls)} |")
     if len(rows) == 2:
         print(f"\nratio slayer / python (tokens/s): {(rows[0][1] / rows[0][2]) / (rows[1][1] / rows[1][2]):.2f}x")
 

@@ -65,9 +65,10 @@ pub struct ImportanceParams {
     /// Initialisations of the inserted block for the insertion sweep.
     #[serde(default = "default_inits")]
     pub insert_init: Vec<Init>,
-    /// Residual streams per batched block forward (memory vs speed).
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
+    /// Residual streams per batched block forward. Default: 1 on the CPU (where
+    /// batching does not pay), 8 on a GPU.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
     /// Reuse the base model's prefix activations in the sweeps (false: one full forward
     /// pass per sweep item, for benchmarks; same numbers).
     #[serde(default = "yes")]
@@ -91,9 +92,6 @@ fn default_metrics() -> Vec<Metric> {
 }
 fn default_inits() -> Vec<Init> {
     vec![Init::Copy, Init::Average]
-}
-fn default_batch() -> usize {
-    8
 }
 fn yes() -> bool {
     true
@@ -138,7 +136,7 @@ impl TypedStage for ImportanceStage {
         if p.seq_len < 2 {
             return Err(ParamError::new("seq_len", "must be at least 2"));
         }
-        if p.batch_size == 0 {
+        if p.batch_size == Some(0) {
             return Err(ParamError::new("batch_size", "must be at least 1"));
         }
         if p.metrics.is_empty() {
@@ -241,10 +239,17 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
         remove: p.metrics.contains(&Metric::Remove),
         insert_copy: insert && p.insert_init.contains(&Init::Copy),
         insert_average: insert && p.insert_init.contains(&Init::Average),
-        batch_size: p.batch_size,
+        batch_size: 1,
         reuse_prefix: p.reuse_prefix,
     };
     let device: DeviceSpec = ctx.device.parse()?;
+    let opts = SweepOptions {
+        batch_size: p.batch_size.unwrap_or(match device {
+            DeviceSpec::Cpu => 1,
+            DeviceSpec::Cuda(_) => 8,
+        }),
+        ..opts
+    };
     ctx.log.line(format!(
         "importance: {} windows, {} tokens, device {device}",
         windows.len(),

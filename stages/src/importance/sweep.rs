@@ -22,7 +22,6 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 
 use super::error::{ImportanceError, Result};
 use crate::model::rope::RopeTables;
@@ -166,13 +165,17 @@ fn nll_rows<B: Backend>(model: &Llama<B>, x: Tensor<B, 3>, targets: &[i64]) -> R
     let [k, t, _] = x.dims();
     let logits = model.head(x);
     let vocab = logits.dims()[2];
-    let logp = log_softmax(logits.slice([0..k, 0..t - 1, 0..vocab]), 2);
+    let logits = logits.slice([0..k, 0..t - 1, 0..vocab]);
+    // -log p(target) = logsumexp(logits) - logits[target]; cheaper than a full
+    // log-softmax, which writes another [k, t, vocab] tensor.
+    let max = logits.clone().max_dim(2);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
     let idx: Vec<i64> = (0..k).flat_map(|_| targets.iter().copied()).collect();
-    let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(idx, [k, t - 1, 1]), &logp.device());
-    let picked = read_f32(logp.gather(2, idx))?;
-    Ok(picked
+    let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(idx, [k, t - 1, 1]), &lse.device());
+    let nll = read_f32(lse - logits.gather(2, idx))?;
+    Ok(nll
         .chunks(t - 1)
-        .map(|row| -row.iter().map(|&v| f64::from(v)).sum::<f64>())
+        .map(|row| row.iter().map(|&v| f64::from(v)).sum::<f64>())
         .collect())
 }
 

@@ -1,0 +1,68 @@
+//! The quickstart manifest end to end, shrunk (fewer people, one epoch) so it runs in
+//! seconds: every stage kind it uses works together, a rerun is a no-op, and changing one
+//! strategy's learning rate reruns exactly that branch and the report.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Workspace, set};
+
+fn shrunk_quickstart() -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/quickstart.yaml"),
+    )
+    .unwrap();
+    let shrunk = text
+        .replace("people_a: 60", "people_a: 6")
+        .replace("people_b: 20", "people_b: 3")
+        .replace("epochs: 36", "epochs: 1")
+        .replace("epochs: 20", "epochs: 1")
+        .replace("max_tokens: 2048", "max_tokens: 256");
+    assert_ne!(shrunk, text, "the quickstart's size knobs changed; update this test");
+    shrunk
+}
+
+#[test]
+fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
+    let ws = Workspace::new();
+    let manifest = shrunk_quickstart();
+    ws.write("quickstart.yaml", &manifest);
+    let first = ws.slayer(&["run", "quickstart.yaml"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert!(first.ran().contains("report"), "{}", first.stdout);
+    assert_eq!(first.ran().len(), 28, "{}", first.stdout);
+
+    let show = ws.slayer(&["show", "quickstart.yaml", "report", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let table = std::fs::read_to_string(v["output_paths"]["markdown"].as_str().unwrap()).unwrap();
+    for row in ["pretrained (before injection)", "strategy=full_ft", "strategy=s_strategy"] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    assert!(table.contains("injection/synthetic (recall_greedy)"), "{table}");
+
+    let again = ws.slayer(&["run", "quickstart.yaml"]);
+    assert!(again.ran().is_empty(), "{}", again.stdout);
+
+    let edited = manifest.replacen(
+        "trainable: expanded, lr: 3.0e-3}  # shallow half",
+        "trainable: expanded, lr: 1.0e-3}  # shallow half",
+        1,
+    );
+    assert_ne!(edited, manifest);
+    ws.write("quickstart.yaml", &edited);
+    let why = ws.slayer(&["why", "quickstart.yaml", "inject[strategy=s_strategy]"]);
+    assert!(why.stdout.contains("param lr changed 0.003 -> 0.001"), "{}", why.stdout);
+    let third = ws.slayer(&["run", "quickstart.yaml"]);
+    assert_eq!(
+        third.ran(),
+        set(&[
+            "inject[strategy=s_strategy]",
+            "recall_a[strategy=s_strategy]",
+            "recall_b[strategy=s_strategy]",
+            "report",
+        ]),
+        "{}",
+        third.stdout
+    );
+}
