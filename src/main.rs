@@ -127,6 +127,13 @@ fn default_manifest(m: Option<PathBuf>) -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when stdout is closed early (`slayer status | head`), as CLI tools do,
+    // instead of panicking on a broken pipe.
+    // SAFETY: called first thing in main, before any thread exists.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let registry = slayer_stages::registry();
     let result = match cli.command {
