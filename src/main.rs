@@ -77,6 +77,13 @@ enum Cmd {
         #[arg(default_value = ".")]
         workspace: PathBuf,
     },
+    /// The results table of a manifest's evaluations (from run records; runs nothing)
+    Report {
+        manifest: Option<PathBuf>,
+        /// Stages to tabulate (default: every `eval` instance)
+        #[arg(long, num_args = 1..)]
+        stages: Vec<String>,
+    },
     /// Print the manifest JSON Schema
     Schema,
     /// List stage kinds with their inputs, outputs and parameters
@@ -179,6 +186,9 @@ fn main() -> ExitCode {
             commands::gc(&manifests, &registry)
         }
         Cmd::Verify { workspace } => commands::verify(&workspace),
+        Cmd::Report { manifest, stages } => {
+            slayer_stages::report::command::print(&default_manifest(manifest), &registry, &stages)
+        }
         Cmd::Schema => {
             let schema = slayer_engine::schema::manifest_schema(&registry);
             println!(

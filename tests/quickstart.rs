@@ -41,6 +41,11 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     }
     assert!(table.contains("injection/synthetic (recall_greedy)"), "{table}");
 
+    let report = ws.slayer(&["report", "quickstart.yaml"]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    assert!(report.stdout.contains("| recall_b[strategy=s_strategy] |"), "{}", report.stdout);
+    assert!(!report.stdout.contains("Not in the table"), "{}", report.stdout);
+
     let again = ws.slayer(&["run", "quickstart.yaml"]);
     assert!(again.ran().is_empty(), "{}", again.stdout);
 

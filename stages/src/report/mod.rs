@@ -5,6 +5,7 @@
 //! (fingerprint) its numbers come from, so a number in a paper draft can be traced with
 //! `slayer lineage` / `slayer show`.
 
+pub mod command;
 mod svg;
 mod table;
 

@@ -1,0 +1,45 @@
+//! `slayer report [MANIFEST]`: the results table of a manifest's evaluations, read from
+//! their run records (nothing runs), printed as Markdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use slayer_engine::{EngineError, Registry, State, commands, plan};
+
+use super::{ReportRow, ResultsTable};
+
+/// Prints the table of the named stages (default: every `eval` instance) that have a
+/// current result; stale or missing ones are listed below it.
+pub fn print(manifest: &Path, registry: &Registry, stages: &[String]) -> Result<(), EngineError> {
+    let (pipeline, store) = commands::open(manifest, registry)?;
+    let selected: BTreeSet<usize> = if stages.is_empty() {
+        (0..pipeline.instances.len())
+            .filter(|&i| pipeline.instances[i].kind.kind() == "eval")
+            .collect()
+    } else {
+        commands::select(&pipeline, stages)?.into_iter().collect()
+    };
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    for i in selected {
+        let s = &statuses[i];
+        match (&s.state, &s.record) {
+            (State::Cached, Some(r)) => rows.push(ReportRow {
+                label: pipeline.instances[i].name.clone(),
+                source: r.fingerprint.clone(),
+                metrics: r.metrics.clone(),
+            }),
+            _ => missing.push(format!("{} ({}: {})", s.stage, s.state, s.reason)),
+        }
+    }
+    let title = format!("{}: results", pipeline.manifest.name);
+    print!("{}", ResultsTable::build(&title, rows, &BTreeMap::new()).markdown());
+    if !missing.is_empty() {
+        println!("\nNot in the table (run `slayer run` first):");
+        for m in missing {
+            println!("- {m}");
+        }
+    }
+    Ok(())
+}
