@@ -108,7 +108,8 @@ def timed(cmd, env):
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
-    return p.stdout, wall, rss
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([\d.]+)", p.stderr).group(1)) for k in ("User", "System"))
+    return p.stdout, wall, rss, cpu
 
 
 def main():
@@ -139,28 +140,31 @@ def main():
             subprocess.run(["rm", "-rf", out])
             cmd = [args.slayer, "exec", "tokenize", "--in", f"corpus={corpus}", "--in",
                    f"tokenizer={args.tokenizer}", "--set", f"eos_token={args.eos}", "--out", out]
-            stdout, wall, rss = timed(cmd, env)
+            stdout, wall, rss, cpu = timed(cmd, env)
             m = json.loads(stdout[stdout.index("{"):])
-            runs.setdefault("slayer tokenize", []).append((m["tokens"], wall, rss))
+            runs.setdefault("slayer tokenize", []).append((m["tokens"], wall, rss, cpu))
         if args.only in (None, "python"):
             out = os.path.join(work, "python-out")
             subprocess.run(["rm", "-rf", out])
             os.makedirs(out)
-            stdout, wall, rss = timed([sys.executable, "-c", PY_SIDE, corpus, args.tokenizer, out, args.eos], env)
+            stdout, wall, rss, cpu = timed([sys.executable, "-c", PY_SIDE, corpus, args.tokenizer, out, args.eos], env)
             m = json.loads(stdout.strip().splitlines()[-1])
-            runs.setdefault("HF tokenizers encode_batch + pyarrow", []).append((m["tokens"], wall, rss))
+            runs.setdefault("HF tokenizers encode_batch + pyarrow", []).append((m["tokens"], wall, rss, cpu))
     rows = []
     for name, rs in runs.items():
         walls = sorted(r[1] for r in rs)
-        rows.append((name, rs[0][0], walls[len(walls) // 2], max(r[2] for r in rs), walls))
+        cpus = sorted(r[3] for r in rs)
+        median = walls[(len(walls) - 1) // 2]
+        rows.append((name, rs[0][0], median, max(r[2] for r in rs), [r[1] for r in rs], cpus[(len(cpus) - 1) // 2]))
     print(f"corpus: {size / 1e6:.0f} MB JSONL ({work}), threads: {args.threads}, tokenizer: {args.tokenizer}\n")
-    print("| tool | tokens | wall s (median) | tokens/s | MB/s | peak RSS MB | all walls s |")
-    print("|---|---|---|---|---|---|---|")
-    for name, tokens, wall, rss, walls in rows:
+    print("| tool | tokens | wall s (median) | tokens/s | MB/s | CPU s (median) | peak RSS MB | every wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, tokens, wall, rss, walls, cpu in rows:
         print(f"| {name} | {tokens} | {wall:.1f} | {tokens / wall:,.0f} | {size / 1e6 / wall:.1f} | "
-              f"{rss / 2**20:.0f} | {', '.join(f'{w:.0f}' for w in walls)} |")
+              f"{cpu:.0f} | {rss / 2**20:.0f} | {', '.join(f'{w:.0f}' for w in walls)} |")
     if len(rows) == 2:
-        print(f"\nratio slayer / python (tokens/s): {(rows[0][1] / rows[0][2]) / (rows[1][1] / rows[1][2]):.2f}x")
+        print(f"\nratio slayer / python (tokens/s, median walls): {rows[1][2] / rows[0][2]:.2f}x; "
+              f"CPU seconds python / slayer: {rows[1][5] / rows[0][5]:.2f}x")
 
 
 if __name__ == "__main__":

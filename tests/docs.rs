@@ -20,12 +20,19 @@ fn stage_catalog_matches_the_registered_kinds() {
 
 #[test]
 fn manifest_reference_names_every_key() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/manifest.md")).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/manifest.md"))
+            .unwrap();
     let ws = common::Workspace::new();
     let schema: serde_json::Value = serde_json::from_str(&ws.slayer(&["schema"]).stdout).unwrap();
     let top = schema["properties"].as_object().unwrap();
-    let stage = schema["properties"]["stages"]["additionalProperties"]["properties"].as_object().unwrap();
+    let stage = schema["properties"]["stages"]["additionalProperties"]["properties"]
+        .as_object()
+        .unwrap();
     for key in top.keys().chain(stage.keys()) {
-        assert!(text.contains(&format!("`{key}`")), "docs/manifest.md does not document `{key}`");
+        assert!(
+            text.contains(&format!("`{key}`")),
+            "docs/manifest.md does not document `{key}`"
+        );
     }
 }

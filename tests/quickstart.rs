@@ -19,7 +19,10 @@ fn shrunk_quickstart() -> String {
         .replace("epochs: 36", "epochs: 1")
         .replace("epochs: 20", "epochs: 1")
         .replace("max_tokens: 2048", "max_tokens: 256");
-    assert_ne!(shrunk, text, "the quickstart's size knobs changed; update this test");
+    assert_ne!(
+        shrunk, text,
+        "the quickstart's size knobs changed; update this test"
+    );
     shrunk
 }
 
@@ -36,15 +39,30 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     let show = ws.slayer(&["show", "quickstart.yaml", "report", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     let table = std::fs::read_to_string(v["output_paths"]["markdown"].as_str().unwrap()).unwrap();
-    for row in ["pretrained (before injection)", "strategy=full_ft", "strategy=s_strategy"] {
+    for row in [
+        "pretrained (before injection)",
+        "strategy=full_ft",
+        "strategy=s_strategy",
+    ] {
         assert!(table.contains(row), "{row} missing from\n{table}");
     }
-    assert!(table.contains("injection/synthetic (recall_greedy)"), "{table}");
+    assert!(
+        table.contains("injection/synthetic (recall_greedy)"),
+        "{table}"
+    );
 
     let report = ws.slayer(&["report", "quickstart.yaml"]);
     assert_eq!(report.code, 0, "{}", report.stderr);
-    assert!(report.stdout.contains("| recall_b[strategy=s_strategy] |"), "{}", report.stdout);
-    assert!(!report.stdout.contains("Not in the table"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("| recall_b[strategy=s_strategy] |"),
+        "{}",
+        report.stdout
+    );
+    assert!(
+        !report.stdout.contains("Not in the table"),
+        "{}",
+        report.stdout
+    );
 
     let again = ws.slayer(&["run", "quickstart.yaml"]);
     assert!(again.ran().is_empty(), "{}", again.stdout);
@@ -57,7 +75,11 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     assert_ne!(edited, manifest);
     ws.write("quickstart.yaml", &edited);
     let why = ws.slayer(&["why", "quickstart.yaml", "inject[strategy=s_strategy]"]);
-    assert!(why.stdout.contains("param lr changed 0.003 -> 0.001"), "{}", why.stdout);
+    assert!(
+        why.stdout.contains("param lr changed 0.003 -> 0.001"),
+        "{}",
+        why.stdout
+    );
     let third = ws.slayer(&["run", "quickstart.yaml"]);
     assert_eq!(
         third.ran(),

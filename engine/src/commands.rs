@@ -711,7 +711,10 @@ pub fn kinds_markdown(registry: &Registry) -> String {
                         .unwrap_or("")
                         .replace('\n', " ")
                         .replace('|', "\\|");
-                    out.push_str(&format!("| `{name}` | {} | {doc} |\n", default.replace('|', "\\|")));
+                    out.push_str(&format!(
+                        "| `{name}` | {} | {doc} |\n",
+                        default.replace('|', "\\|")
+                    ));
                 }
             }
             _ => out.push_str("Parameters: none.\n"),

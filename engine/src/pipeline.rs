@@ -516,7 +516,11 @@ impl Lookup for Env<'_> {
         match scope {
             "grid" => {
                 let (axis, field) = split_field(name);
-                let value = self.binding.iter().find(|(a, _)| a == axis).map(|(_, v)| v)?;
+                let value = self
+                    .binding
+                    .iter()
+                    .find(|(a, _)| a == axis)
+                    .map(|(_, v)| v)?;
                 match field {
                     Some(f) => field_of(value, f),
                     None => Some(value),
@@ -714,7 +718,14 @@ fn build_instance(
                             let pattern = text.contains(['*', '?', '[']);
                             let source = text.clone();
                             let items = Vec::new();
-                            inputs.insert(input.clone(), InputRef::Paths { source, pattern, items });
+                            inputs.insert(
+                                input.clone(),
+                                InputRef::Paths {
+                                    source,
+                                    pattern,
+                                    items,
+                                },
+                            );
                         }
                         Err((msg, help)) => errors.push(
                             Diagnostic::at(span, format!("input `{input}`: {msg}")).with_help(help),

@@ -227,13 +227,20 @@ fn bad_input_names_file_and_line_or_is_skipped_and_counted() {
     let big = "Alice Abbott was born in the city of Paris.\n".repeat(60_000);
     let late = write(
         &dir.join("bad/late.jsonl"),
-        &format!("{}\n{}\n{{\"text\": oops}}\n", json!({"text": big}), json!({"text": big})),
+        &format!(
+            "{}\n{}\n{{\"text\": oops}}\n",
+            json!({"text": big}),
+            json!({"text": big})
+        ),
     );
     let out = dir.join("late-out");
     let e = run(
         "tokenize",
         json!({"shard_rows": 1}),
-        &[("corpus", &[late.as_path()]), ("tokenizer", &[tok.as_path()])],
+        &[
+            ("corpus", &[late.as_path()]),
+            ("tokenizer", &[tok.as_path()]),
+        ],
         &out,
         2,
     )
@@ -264,27 +271,60 @@ fn bad_input_names_file_and_line_or_is_skipped_and_counted() {
 fn code_text(lines: usize) -> String {
     let mut rng = slayer_stages::data::rng::Rng::new(11, 0);
     let pieces = [
-        "def f(x):", "    return x + 1", "\tindent = 2", "", "  trailing  ", "x = [1, 2, 3]",
-        "# café ünïcode — 東京", "if a:\r", "    pass", "\u{3000}wide space", "12345 67",
-        "}", "print('hi')  # done", "    ", "class A:", "<|endoftext|>",
+        "def f(x):",
+        "    return x + 1",
+        "\tindent = 2",
+        "",
+        "  trailing  ",
+        "x = [1, 2, 3]",
+        "# café ünïcode — 東京",
+        "if a:\r",
+        "    pass",
+        "\u{3000}wide space",
+        "12345 67",
+        "}",
+        "print('hi')  # done",
+        "    ",
+        "class A:",
+        "<|endoftext|>",
     ];
-    (0..lines).map(|_| *rng.pick(&pieces)).collect::<Vec<_>>().join("\n")
+    (0..lines)
+        .map(|_| *rng.pick(&pieces))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
 fn chunked_encoding_of_long_documents_equals_whole_encoding() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = write(&tmp.path().join("code.txt"), &code_text(4000));
-    run("tokenizer.train", json!({"vocab_size": 800}), &[("corpus", &[corpus.as_path()])], &tmp.path().join("tok"), 1)
-        .unwrap();
+    run(
+        "tokenizer.train",
+        json!({"vocab_size": 800}),
+        &[("corpus", &[corpus.as_path()])],
+        &tmp.path().join("tok"),
+        1,
+    )
+    .unwrap();
     let path = tmp.path().join("tok/tokenizer.json");
     let loaded = slayer_stages::data::common::load_tokenizer(&path).unwrap();
     assert!(loaded.chunkable, "a trained byte-level BPE splits safely");
     let text = code_text(60_000);
     assert!(text.len() > 20 * slayer_stages::data::chunk::CHUNK_BYTES);
-    let doc = slayer_stages::data::source::Document { id: "d".into(), source: "s".into(), text: text.clone() };
-    let chunked = slayer_stages::data::tokenize::encode_docs(&loaded.inner, &[doc], false, None, None, true).unwrap();
-    let whole = loaded.inner.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+    let doc = slayer_stages::data::source::Document {
+        id: "d".into(),
+        source: "s".into(),
+        text: text.clone(),
+    };
+    let chunked =
+        slayer_stages::data::tokenize::encode_docs(&loaded.inner, &[doc], false, None, None, true)
+            .unwrap();
+    let whole = loaded
+        .inner
+        .encode(text.as_str(), false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     assert_eq!(chunked[0].len(), whole.len());
     assert_eq!(chunked[0], whole);
 }

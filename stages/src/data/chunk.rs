@@ -33,9 +33,10 @@ pub fn splits_safely(tokenizer_json: &Value) -> bool {
                     .is_some_and(|c| !c.chars().any(char::is_whitespace))
             })
         });
-    let model_ok = tokenizer_json
-        .get("model")
-        .is_some_and(|m| m.get("type").and_then(Value::as_str) == Some("BPE") && m.get("dropout").is_none_or(Value::is_null));
+    let model_ok = tokenizer_json.get("model").is_some_and(|m| {
+        m.get("type").and_then(Value::as_str) == Some("BPE")
+            && m.get("dropout").is_none_or(Value::is_null)
+    });
     normalizer_ok && added_ok && model_ok && pre_ok(tokenizer_json.get("pre_tokenizer"))
 }
 
@@ -57,11 +58,13 @@ fn pre_ok(pre: Option<&Value>) -> bool {
                 .filter(|p| p.get("type").and_then(Value::as_str) == Some("ByteLevel"))
                 .count();
             byte_level == 1
-                && list.iter().all(|p| match p.get("type").and_then(Value::as_str) {
-                    Some("Digits") => true,
-                    Some("ByteLevel") => pre_ok(Some(p)),
-                    _ => false,
-                })
+                && list
+                    .iter()
+                    .all(|p| match p.get("type").and_then(Value::as_str) {
+                        Some("Digits") => true,
+                        Some("ByteLevel") => pre_ok(Some(p)),
+                        _ => false,
+                    })
         }
         _ => false,
     }
@@ -78,7 +81,12 @@ pub fn chunk_ranges(text: &str, target: usize) -> Vec<Range<usize>> {
         let mut cut = None;
         let mut i = start + target;
         while i < bytes.len() {
-            if bytes[i] == b'\n' && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()) {
+            if bytes[i] == b'\n'
+                && text[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| !c.is_whitespace())
+            {
                 cut = Some(i);
                 break;
             }

@@ -355,7 +355,7 @@ pub fn encode_docs(
             let ranges = if split && d.text.len() > CHUNK_BYTES {
                 chunk_ranges(&d.text, CHUNK_BYTES)
             } else {
-                vec![0..d.text.len()]
+                std::iter::once(0..d.text.len()).collect()
             };
             ranges.into_iter().map(move |r| (i, r))
         })

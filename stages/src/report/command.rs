@@ -34,7 +34,10 @@ pub fn print(manifest: &Path, registry: &Registry, stages: &[String]) -> Result<
         }
     }
     let title = format!("{}: results", pipeline.manifest.name);
-    print!("{}", ResultsTable::build(&title, rows, &BTreeMap::new()).markdown());
+    print!(
+        "{}",
+        ResultsTable::build(&title, rows, &BTreeMap::new()).markdown()
+    );
     if !missing.is_empty() {
         println!("\nNot in the table (run `slayer run` first):");
         for m in missing {

@@ -101,7 +101,9 @@ impl TypedStage for Report {
         // Columns are prefixed by the input name only when two inputs report the same
         // task for the same row (e.g. `injection/synthetic` and `forgetting/synthetic`).
         let tasks = |m: &serde_json::Value| -> Vec<String> {
-            m.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+            m.as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
         };
         let prefix = found.iter().enumerate().any(|(i, (inp, label, _, m))| {
             found[..i].iter().any(|(inp2, label2, _, m2)| {
@@ -112,7 +114,9 @@ impl TypedStage for Report {
         for (input, label, source, metrics) in found {
             let metrics = match (prefix, metrics) {
                 (true, serde_json::Value::Object(m)) => serde_json::Value::Object(
-                    m.into_iter().map(|(k, v)| (format!("{input}/{k}"), v)).collect(),
+                    m.into_iter()
+                        .map(|(k, v)| (format!("{input}/{k}"), v))
+                        .collect(),
                 ),
                 (_, other) => other,
             };
