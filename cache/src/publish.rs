@@ -87,6 +87,11 @@ impl Store {
             std::path::absolute(staging).map_err(|e| CacheError::io("resolve", staging, e))?;
 
         // 1. Hash. The staged files are about to move, so the stat cache is bypassed.
+        // The stage has finished writing, so its files' mtimes are first moved safely
+        // into the past: the stat entries recorded below are then trusted at once, and
+        // the first no-op check after a run reads nothing (instead of re-reading every
+        // output that was written within the racy window of its hashing).
+        settle_mtimes(&staging);
         let hashed_at = now_ns();
         let hasher = self.hasher(Mode::Bypass);
         let mut trees: Vec<(String, String, Tree)> = Vec::new();
@@ -264,6 +269,29 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Sets the mtime of every regular, singly-linked file below a finished stage's private
+/// staging dir to a few seconds ago (best effort). Files reached through symlinks or with
+/// other hard links may belong to the user and are left alone.
+fn settle_mtimes(dir: &Path) {
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            settle_mtimes(&entry.path());
+        } else if meta.is_file()
+            && link_count(&meta) <= 1
+            && let Ok(f) = fs::OpenOptions::new().write(true).open(entry.path())
+        {
+            let _ = f.set_modified(past);
+        }
     }
 }
 

@@ -766,3 +766,24 @@ fn concurrent_publish_of_one_fingerprint_ends_with_one_valid_record() {
     assert_eq!(leftovers, vec![std::ffi::OsString::from("same")]);
     assert!(store.verify().expect("verify").is_clean());
 }
+
+/// Regression: right after a run, the first no-op check re-read every output written
+/// within the stat cache's racy window (5 s for the quickstart's models).
+#[test]
+fn first_check_right_after_publish_reads_nothing() {
+    let (_dir, store) = workspace();
+    // Written just now, as a stage does right before it returns (no ageing).
+    let staging = store.staging_dir("fresh").expect("staging");
+    write(&staging.join("model.bin"), b"weights");
+    write(&staging.join("shards/0.parquet"), b"shard");
+    let outs = outputs(&[("model", "model.bin"), ("shards", "shards")]);
+    let rec = store
+        .publish(&staging, &outs, record("fresh"))
+        .expect("publish");
+    let before = store.files_hashed();
+    assert!(matches!(
+        store.check_outputs(&rec).unwrap(),
+        OutputState::Intact
+    ));
+    assert_eq!(store.files_hashed(), before, "a fresh result was re-read");
+}

@@ -109,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_cover_the_text_and_cut_only_between_non_whitespace() {
+    fn ranges_cover_the_text_and_cut_only_before_a_newline_after_non_whitespace() {
         let text = "alpha\nbeta  \ngamma\n  delta\nepsilon\nzeta".repeat(50);
         let ranges = chunk_ranges(&text, 40);
         assert!(ranges.len() > 10);
