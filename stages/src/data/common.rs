@@ -253,3 +253,20 @@ pub fn metrics<const N: usize>(pairs: [(&str, u64); N]) -> Metrics {
     }
     m
 }
+
+/// Serde defaults shared by the data kinds' parameter structs.
+pub fn yes() -> bool {
+    true
+}
+/// Default name of the text field/column.
+pub fn text_field() -> String {
+    "text".into()
+}
+/// Default name of the document id field.
+pub fn id_field() -> String {
+    "id".into()
+}
+/// Default name of the source field.
+pub fn source_field() -> String {
+    "source".into()
+}

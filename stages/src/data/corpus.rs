@@ -31,18 +31,6 @@ fn min_bytes() -> u64 {
 fn max_bytes() -> u64 {
     1 << 20
 }
-fn yes() -> bool {
-    true
-}
-fn text_field() -> String {
-    "text".into()
-}
-fn id_field() -> String {
-    "id".into()
-}
-fn source_field() -> String {
-    "source".into()
-}
 
 fn corpus_output() -> Vec<OutputSpec> {
     vec![OutputSpec::new("corpus", "corpus.jsonl")]
@@ -73,7 +61,7 @@ pub struct CorpusFilesParams {
     pub max_bytes: u64,
     /// Drop files whose content equals an earlier file's (blake3), counted in
     /// `duplicates`.
-    #[serde(default = "yes")]
+    #[serde(default = "super::common::yes")]
     pub dedup: bool,
     /// Split each file into documents at this separator (empty parts dropped); none =
     /// one document per file.
@@ -281,17 +269,17 @@ pub struct CorpusRecords<const PARQUET: bool>;
 #[serde(deny_unknown_fields)]
 pub struct CorpusRecordsParams {
     /// Field (JSONL) or column (Parquet) holding the text.
-    #[serde(default = "text_field")]
+    #[serde(default = "super::common::text_field")]
     pub text_field: String,
     /// Take this chat field (`[{role, content}]`) instead of a text field; output lines
     /// then carry `messages` for `sft.format`.
     #[serde(default)]
     pub messages_field: Option<String>,
     /// Field holding the document id; absent -> `file:line`.
-    #[serde(default = "id_field")]
+    #[serde(default = "super::common::id_field")]
     pub id_field: String,
     /// Field holding the source name; absent -> the file's label.
-    #[serde(default = "source_field")]
+    #[serde(default = "super::common::source_field")]
     pub source_field: String,
     /// Drop records whose text (or messages) equals an earlier one's (blake3).
     #[serde(default)]

@@ -37,9 +37,6 @@ pub struct Pack;
 fn seq_len() -> usize {
     2048
 }
-fn yes() -> bool {
-    true
-}
 fn shuffle_buffer() -> usize {
     8192
 }
@@ -90,7 +87,7 @@ pub struct PackParams {
     pub seed: u64,
     /// Insert EOS between documents unless a document already ends with it (as
     /// `tokenize` writes them by default).
-    #[serde(default = "yes")]
+    #[serde(default = "super::common::yes")]
     pub eos_between: bool,
     /// EOS id; default: the `slayer.eos_id` the shards record.
     #[serde(default)]

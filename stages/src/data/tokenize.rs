@@ -39,18 +39,6 @@ pub const BATCH_BYTES: usize = 4 << 20;
 /// The `tokenize` stage kind.
 pub struct Tokenize;
 
-fn yes() -> bool {
-    true
-}
-fn text_field() -> String {
-    "text".into()
-}
-fn id_field() -> String {
-    "id".into()
-}
-fn source_field() -> String {
-    "source".into()
-}
 fn shard_tokens() -> Option<u64> {
     Some(50_000_000)
 }
@@ -65,19 +53,19 @@ pub struct TokenizeParams {
     #[serde(default)]
     pub format: Format,
     /// Field (JSONL) or column (Parquet) holding the text.
-    #[serde(default = "text_field")]
+    #[serde(default = "super::common::text_field")]
     pub text_field: String,
     /// Field holding the document id; absent -> `file:line` (or the file's label).
-    #[serde(default = "id_field")]
+    #[serde(default = "super::common::id_field")]
     pub id_field: String,
     /// Field holding the source name; absent -> the file's label.
-    #[serde(default = "source_field")]
+    #[serde(default = "super::common::source_field")]
     pub source_field: String,
     /// Prepend the BOS token to every document.
     #[serde(default)]
     pub add_bos: bool,
     /// Append the EOS token to every document (the separator `pack` relies on).
-    #[serde(default = "yes")]
+    #[serde(default = "super::common::yes")]
     pub add_eos: bool,
     /// BOS token text; default: the first of `<s>`, `<|begin_of_text|>`, `<bos>`,
     /// `<|endoftext|>` in the vocabulary.
@@ -101,7 +89,7 @@ pub struct TokenizeParams {
     #[serde(default)]
     pub compression: Compression,
     /// Drop documents whose text encodes to no token (counted as `dropped`).
-    #[serde(default = "yes")]
+    #[serde(default = "super::common::yes")]
     pub drop_empty: bool,
     /// Bad records (malformed JSON line, invalid UTF-8, missing field): `fail` with the
     /// file and line, or `skip` and count them in `skipped`.

@@ -35,9 +35,6 @@ fn specials() -> Vec<String> {
         "<|im_end|>".into(),
     ]
 }
-fn text_field() -> String {
-    "text".into()
-}
 
 /// Parameters of `tokenizer.train`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -60,7 +57,7 @@ pub struct TokenizerTrainParams {
     #[serde(default)]
     pub format: Format,
     /// Field (JSONL) or column (Parquet) holding the text.
-    #[serde(default = "text_field")]
+    #[serde(default = "super::common::text_field")]
     pub text_field: String,
     /// Bad records: `fail` (naming file and line) or `skip` (counted in `skipped`).
     #[serde(default)]

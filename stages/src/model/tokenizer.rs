@@ -60,13 +60,7 @@ impl Tokenizer {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Ok(Tokenizer {
-            inner,
-            path: path.to_path_buf(),
-            bos_token: None,
-            eos_token: None,
-            chat_template: None,
-        })
+        Ok(Self::bare(inner, path))
     }
 
     /// Parse `tokenizer.json` text (`path` names it in errors).
@@ -77,13 +71,18 @@ impl Tokenizer {
                     path: path.to_path_buf(),
                     message: e.to_string(),
                 })?;
-        Ok(Tokenizer {
+        Ok(Self::bare(inner, path))
+    }
+
+    /// A tokenizer without BOS/EOS texts or chat template (set by `apply_config`).
+    fn bare(inner: tokenizers::Tokenizer, path: &Path) -> Self {
+        Tokenizer {
             inner,
             path: path.to_path_buf(),
             bos_token: None,
             eos_token: None,
             chat_template: None,
-        })
+        }
     }
 
     /// Take BOS/EOS texts and the chat template from a `tokenizer_config.json` value.
