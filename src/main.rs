@@ -161,7 +161,14 @@ fn main() -> ExitCode {
                 dry_run,
                 quiet,
             };
-            commands::run(&default_manifest(manifest), &registry, &args)
+            let manifest = default_manifest(manifest);
+            commands::run(&manifest, &registry, &args).and_then(|()| {
+                if args.dry_run || args.quiet {
+                    Ok(())
+                } else {
+                    slayer_stages::report::command::print_stage_reports(&manifest, &registry)
+                }
+            })
         }
         Cmd::Status { manifest, json } => {
             commands::status(&default_manifest(manifest), &registry, json)

@@ -50,6 +50,8 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
         table.contains("injection/synthetic (recall_greedy)"),
         "{table}"
     );
+    // `slayer run` ends by printing the report stage's table.
+    assert!(first.stdout.contains(table.trim_end()), "{}", first.stdout);
 
     let report = ws.slayer(&["report", "quickstart.yaml"]);
     assert_eq!(report.code, 0, "{}", report.stderr);

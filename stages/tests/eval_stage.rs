@@ -147,6 +147,63 @@ fn eval_stage_synthetic_recall() {
 }
 
 #[test]
+fn eval_stage_recall_scores_the_target_exactly_as_written() {
+    // The target of the first question is what the model itself generates greedily after
+    // the prompt (leading space included, as the synthetic corpus writes " Paris"), so
+    // both recall metrics must count it; the second question's target is not.
+    type B = slayer_stages::model::Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = tiny_model_dir(dir.path());
+    let device = Default::default();
+    let model = slayer_stages::model::load_model::<B>(&model_dir, &device).unwrap();
+    let tok = slayer_stages::model::load_tokenizer(&model_dir).unwrap();
+    // The byte-level fixture tokenizer can generate bytes that are not UTF-8; take the
+    // longest prefix of a greedy continuation that is printable text re-encoding to the
+    // same ids, from the first prompt that has one.
+    let opts = slayer_stages::model::GenerateOptions {
+        max_new_tokens: 3,
+        ..Default::default()
+    };
+    let prompts = [
+        "Alma Vex was born in",
+        "Bo Tarn works for",
+        "The city of",
+        "A",
+        "Q",
+        "x=",
+    ];
+    let (prompt, target) = prompts
+        .iter()
+        .find_map(|&p| {
+            let ids = tok.encode(p, false).unwrap();
+            let g = slayer_stages::model::generate(&model, &ids, &opts, |_| true).unwrap();
+            (1..=g.tokens.len()).rev().find_map(|n| {
+                let t = tok.decode(&g.tokens[..n], false).unwrap();
+                let ok = tok.encode(&t, false).unwrap() == g.tokens[..n]
+                    && t.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                    && !t.trim().is_empty();
+                ok.then_some((p, t))
+            })
+        })
+        .expect("no fixture prompt has a printable greedy continuation");
+    let file = dir.path().join("questions.jsonl");
+    let q = |id: &str, target: &str| {
+        json!({"id": id, "question": "Where was Alma Vex born?", "choices": ["Oslo", "Lima"],
+               "answer": 1, "prompt": prompt, "target": target})
+        .to_string()
+    };
+    std::fs::write(
+        &file,
+        format!("{}\n{}\n", q("hit", &target), q("miss", " zzzz")),
+    )
+    .unwrap();
+    let (_d, r) = run(json!({"tasks": ["synthetic"]}), Some(file));
+    let s = &r.unwrap()["synthetic"];
+    assert_eq!(s["recall_top1"], 0.5, "{s}");
+    assert_eq!(s["recall_greedy"], 0.5, "{s}");
+}
+
+#[test]
 fn eval_stage_errors_are_clear() {
     let (_d, r) = run(json!({"tasks": ["arc_easy"], "limit": 2}), None);
     let e = r.unwrap_err();

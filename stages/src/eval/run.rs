@@ -226,10 +226,7 @@ impl<B: Backend> Evaluator<'_, B> {
                 _ => requests.push((item.contexts[0].clone(), item.continuations.clone())),
             }
             if let Some((prompt, target)) = &item.recall {
-                requests.push((
-                    prompt.clone(),
-                    vec![format!("{}{target}", def.target_delimiter)],
-                ));
+                requests.push((prompt.clone(), vec![target.clone()]));
             }
             spans.push(start..requests.len());
         }

@@ -85,7 +85,7 @@ pub struct EvalParams {
 impl TypedStage for Eval {
     type Params = EvalParams;
     const KIND: &'static str = "eval";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2; // 2: recall targets scored exactly as written
     const SUMMARY: &'static str =
         "Score a model on benchmarks (lm-eval-compatible log-likelihoods, generation, HumanEval)";
 

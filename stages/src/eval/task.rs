@@ -87,7 +87,9 @@ pub struct Extractor {
 pub struct Recall {
     /// Template of the short-answer prompt.
     pub prompt: String,
-    /// Template of the expected answer.
+    /// Template of the expected answer: the continuation of the prompt exactly as
+    /// rendered (no `target_delimiter` is inserted; the synthetic targets carry their
+    /// own leading space, " Paris").
     pub target: String,
     /// Generation budget (default: the target's tokens + 8).
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! `slayer report [MANIFEST]`: the results table of a manifest's evaluations, read from
-//! their run records (nothing runs), printed as Markdown.
+//! their run records (nothing runs), printed as Markdown; and, after `slayer run`, the
+//! tables that the manifest's own `report` stages wrote.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -42,6 +43,26 @@ pub fn print(manifest: &Path, registry: &Registry, stages: &[String]) -> Result<
         println!("\nNot in the table (run `slayer run` first):");
         for m in missing {
             println!("- {m}");
+        }
+    }
+    Ok(())
+}
+
+/// After a run: prints the `report.md` of every `report` stage of the manifest that has
+/// a current result, so that `slayer run` ends with the experiment's results table.
+pub fn print_stage_reports(manifest: &Path, registry: &Registry) -> Result<(), EngineError> {
+    let (pipeline, store) = commands::open(manifest, registry)?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    for (inst, s) in pipeline.instances.iter().zip(&statuses) {
+        if inst.kind.kind() != "report" {
+            continue;
+        }
+        let path = match (&s.state, &s.record) {
+            (State::Cached, Some(r)) => store.output_path(r, "markdown"),
+            _ => None,
+        };
+        if let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
+            println!("\n{}", text.trim_end());
         }
     }
     Ok(())
