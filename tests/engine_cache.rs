@@ -75,6 +75,33 @@ fn param_edit_reruns_that_stage_and_descendants() {
 }
 
 #[test]
+fn another_manifests_stage_of_the_same_name_is_not_its_previous_run() {
+    let ws = chain();
+    ws.write(
+        "second.yaml",
+        &PIPELINE
+            .replace("name: chain", "name: second")
+            .replace("mode: upper", "mode: shout"),
+    );
+    // `upper` of manifest `second` has never run: no diff against `chain`'s `upper`.
+    let why = ws.slayer(&["why", "second.yaml", "upper"]);
+    assert!(why.stdout.contains("never run"), "{}", why.stdout);
+    assert!(!why.stdout.contains("changed"), "{}", why.stdout);
+    // Within one manifest the diff still names the edit.
+    ws.write(
+        "slayer.yaml",
+        &PIPELINE.replace("mode: upper", "mode: loud"),
+    );
+    let why = ws.slayer(&["why", "upper"]);
+    assert!(
+        why.stdout
+            .contains("param params.mode changed upper -> loud"),
+        "{}",
+        why.stdout
+    );
+}
+
+#[test]
 fn changed_output_reruns_descendants() {
     let ws = chain();
     ws.write(

@@ -21,6 +21,10 @@ pub struct RunRecord {
     pub fingerprint: String,
     /// Instance name, e.g. `expand[layout=(2+1)x8|16]`.
     pub stage: String,
+    /// Name of the manifest whose run produced it (absent in older records): "what
+    /// changed since the last run" compares an instance only with its own manifest's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
     pub kind: String,
     pub stage_version: u32,
     /// Canonical parameters (defaults filled in).

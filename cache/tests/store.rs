@@ -57,6 +57,7 @@ fn make_writable(path: &Path) {
 
 fn record(fingerprint: &str) -> RunRecord {
     RunRecord {
+        manifest: None,
         fingerprint: fingerprint.to_string(),
         stage: "expand[layout=(2+1)x8|16]".to_string(),
         kind: "expand".to_string(),

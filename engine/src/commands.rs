@@ -254,7 +254,7 @@ pub fn show(
         let s = &statuses[t];
         let record = match &s.record {
             Some(r) => Some(r.clone()),
-            None => plan::latest_records(&store).remove(&s.stage),
+            None => plan::latest_records(&store, &pipeline.manifest.name).remove(&s.stage),
         };
         let Some(record) = record else {
             return Err(EngineError::Invalid(format!(
@@ -360,7 +360,7 @@ pub fn lineage(manifest: &Path, registry: &Registry, target: &str) -> Result<(),
         let rec = targets
             .first()
             .and_then(|t| statuses[*t].record.clone())
-            .or_else(|| plan::latest_records(&store).remove(target));
+            .or_else(|| plan::latest_records(&store, &pipeline.manifest.name).remove(target));
         (rec, store)
     };
     match record {

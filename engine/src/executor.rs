@@ -356,6 +356,7 @@ fn run_instance(
         let record = RunRecord {
             fingerprint: fp.clone(),
             stage: inst.name.clone(),
+            manifest: Some(pipeline.manifest.name.clone()),
             kind: inst.kind.kind().to_string(),
             stage_version: inst.kind.version(),
             params: inst.params.clone(),

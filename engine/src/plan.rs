@@ -289,7 +289,8 @@ pub fn plan(
                 status.reasons.insert(0, StaleReason::Forced);
             }
             if status.record.is_none() {
-                let prev = previous.get_or_insert_with(|| latest_records(store));
+                let prev =
+                    previous.get_or_insert_with(|| latest_records(store, &pipeline.manifest.name));
                 match prev.get(&inst.name) {
                     Some(old) => {
                         let diff = diff_record(inst, known_inputs.as_ref(), old);
@@ -315,10 +316,16 @@ pub fn plan(
     Ok(statuses)
 }
 
-/// The most recent record of each instance name.
-pub fn latest_records(store: &Store) -> BTreeMap<String, RunRecord> {
+/// The most recent record of each instance name among the runs of manifest `manifest`
+/// (and records that predate the `manifest` field), so that two manifests in one
+/// workspace with a stage of the same name are never compared with each other.
+pub fn latest_records(store: &Store, manifest: &str) -> BTreeMap<String, RunRecord> {
     let mut latest: BTreeMap<String, RunRecord> = BTreeMap::new();
-    for r in store.records().unwrap_or_default() {
+    let records = store.records().unwrap_or_default();
+    for r in records
+        .into_iter()
+        .filter(|r| r.manifest.as_deref().is_none_or(|m| m == manifest))
+    {
         let newer = latest
             .get(&r.stage)
             .is_none_or(|old| old.finished_at < r.finished_at);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::RowAccessor;
 use serde_json::{Value, json};
 use slayer_engine::Registry;
 use slayer_engine::stage::{Logger, Progress, StageContext, StageInput};
@@ -201,6 +202,47 @@ fn eval_stage_recall_scores_the_target_exactly_as_written() {
     let s = &r.unwrap()["synthetic"];
     assert_eq!(s["recall_top1"], 0.5, "{s}");
     assert_eq!(s["recall_greedy"], 0.5, "{s}");
+}
+
+#[test]
+fn eval_stage_max_gen_toks_caps_generation() {
+    // A random model rarely stops on its own: with the task's 256-token budget its
+    // GSM8K answers run long; `max_gen_toks: 3` caps every one at 3 (byte) tokens.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gsm8k.jsonl");
+    let item = |q: &str| json!({"question": q, "answer": "1 + 1 = 2\n#### 2"}).to_string();
+    std::fs::write(
+        &file,
+        format!("{}\n{}\n", item("What is 1+1?"), item("And 2+2?")),
+    )
+    .unwrap();
+    let generations = |max: Option<usize>| {
+        let mut p = json!({"tasks": ["gsm8k"], "num_fewshot": 0});
+        if let Some(m) = max {
+            p["max_gen_toks"] = json!(m);
+        }
+        let (d, r) = run(p, Some(file.clone()));
+        assert_eq!(r.unwrap()["gsm8k"]["n"], 2);
+        let reader = SerializedFileReader::new(
+            std::fs::File::open(d.path().join("out/items.parquet")).unwrap(),
+        )
+        .unwrap();
+        let idx = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == "generation")
+            .unwrap();
+        reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| row.unwrap().get_string(idx).unwrap().chars().count())
+            .collect::<Vec<_>>()
+    };
+    assert!(generations(Some(3)).iter().all(|&n| n <= 3));
+    assert!(generations(None).iter().any(|&n| n > 3));
 }
 
 #[test]

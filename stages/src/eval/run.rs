@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub max_length: Option<usize>,
     /// Add the tokenizer's special tokens (BOS) to prompts.
     pub add_bos: bool,
+    /// Generation budget of generation tasks (`None`: each task's `max_gen_toks`).
+    pub max_gen_toks: Option<usize>,
     /// HumanEval samples per problem.
     pub num_samples: usize,
     /// HumanEval sampling temperature (0 = greedy).
@@ -62,6 +64,7 @@ impl Default for RunConfig {
             batch_size: 16,
             max_length: None,
             add_bos: false,
+            max_gen_toks: None,
             num_samples: 1,
             temperature: 0.0,
             memory_mb: 2048,
@@ -324,7 +327,7 @@ impl<B: Backend> Evaluator<'_, B> {
     fn gen_settings(&self, task: &Task, temperature: f32, seed: u64) -> GenSettings {
         GenSettings {
             until: task.def.until.clone(),
-            max_new_tokens: task.def.max_gen_toks,
+            max_new_tokens: self.cfg.max_gen_toks.unwrap_or(task.def.max_gen_toks),
             max_len: self.max_len(),
             add_special: self.cfg.add_bos,
             temperature,

@@ -68,6 +68,10 @@ pub struct EvalParams {
     /// Prepend the tokenizer's special tokens (BOS); lm-eval's `add_bos_token`.
     #[serde(default)]
     pub add_bos: bool,
+    /// Generation tasks (GSM8K, HumanEval): most new tokens per answer; default: each
+    /// task's `max_gen_toks` (lm-eval's `--gen_kwargs max_gen_toks=N`).
+    #[serde(default)]
+    pub max_gen_toks: Option<usize>,
     /// HumanEval: samples per problem (pass@k needs k of them).
     #[serde(default = "d_samples")]
     pub num_samples: usize,
@@ -238,6 +242,7 @@ fn run_stage(p: &EvalParams, ctx: &StageContext) -> Result<Metrics> {
         batch_size: p.batch_size,
         max_length: p.max_length,
         add_bos: p.add_bos,
+        max_gen_toks: p.max_gen_toks,
         num_samples: p.num_samples,
         temperature: p.temperature,
         memory_mb: p.memory_mb,
