@@ -8,7 +8,8 @@ Both sides read that JSONL, encode without the post-processor, append the EOS id
 write `doc_id, source, input_ids: list<uint32>, n_tokens` shards with zstd(1).
 Peak RSS comes from `/usr/bin/time -v` (GNU time) for each side.
 
-Usage (from the repo root, after `cargo build --release`):
+Usage (from the repo root, after `cargo build`: the dev profile optimises the
+dependencies and the stage crate):
     pip install pyarrow tokenizers
     python3 bench/data_tokenize.py --tokenizer path/to/tokenizer.json [--mb 200] [--threads 2]
 
@@ -118,7 +119,7 @@ def main():
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eos", default="<|endoftext|>")
-    ap.add_argument("--slayer", default=os.path.join(ROOT, "target", "release", "slayer"))
+    ap.add_argument("--slayer", default=os.path.join(ROOT, "target", "debug", "slayer"))
     ap.add_argument("--work", default=None, help="work dir (default: a temp dir)")
     ap.add_argument("--only", choices=["slayer", "python"], default=None)
     ap.add_argument("--repeat", type=int, default=1,

@@ -13,7 +13,7 @@ would add dataset download and prompt rendering on top; these requests are built
 local file because the HF hub may be unreachable.)
 
 Usage: python3 bench/eval_arc_easy_vs_lm_eval.py --model DIR --data-dir ../shared/data/evals \
-    [--slayer target/release/slayer] [--threads 2] [--batch-size 16] [--limit N]
+    [--slayer target/debug/slayer] [--threads 2] [--batch-size 16] [--limit N]
 Prints one JSON line with both wall times and the ratio.
 """
 import argparse
@@ -28,7 +28,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--slayer", default="target/release/slayer")
+    ap.add_argument("--slayer", default="target/debug/slayer")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--limit", type=int, default=0, help="0 = all 2376 items")

@@ -20,6 +20,6 @@ export TRAIN_BENCH_SHAPE=llama-0.5b
 export TRAIN_BENCH_TRAINABLE=${TRAIN_BENCH_TRAINABLE:-all}
 export TRAIN_BENCH_DIR=${TRAIN_BENCH_DIR:-$(mktemp -d)}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-cargo test --release --features cuda -p slayer-stages --test train_bench --no-run
-cargo test --release --features cuda -q -p slayer-stages --test train_bench -- \
+cargo test --features cuda -p slayer-stages --test train_bench --no-run
+cargo test --features cuda -q -p slayer-stages --test train_bench -- \
   --ignored --nocapture 2>&1 | grep -E "^(RESULT|step )"

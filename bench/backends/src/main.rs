@@ -2,13 +2,13 @@
 //! CPU backend compiled in, printing tokens/s per backend. Usage: `MODEL_DIR [THREADS]`
 //! (threads go to rayon for Flex and NdArray, and to OpenBLAS through its env vars).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
 use slayer_stages::model::llama::SplitMix64;
 use slayer_stages::model::{GenerateOptions, generate, load_model};
 
-fn bench<B: Backend>(name: &str, dir: &PathBuf, device: &B::Device) {
+fn bench<B: Backend>(name: &str, dir: &Path, device: &B::Device) {
     let model = load_model::<B>(dir, device).expect("loading the model");
     let vocab = model.config().vocab_size as u64;
     let mut rng = SplitMix64::new(0);
@@ -43,7 +43,11 @@ fn main() {
     bench::<burn::backend::Flex>("flex", &dir, &Default::default());
     #[cfg(feature = "ndarray")]
     bench::<burn::backend::NdArray>(
-        if cfg!(feature = "openblas") { "ndarray+openblas" } else { "ndarray" },
+        if cfg!(feature = "openblas") {
+            "ndarray+openblas"
+        } else {
+            "ndarray"
+        },
         &dir,
         &Default::default(),
     );
