@@ -54,6 +54,28 @@ fn still_linked(file: &File, path: &Path) -> Result<bool, CacheError> {
 impl FileLock {
     /// Blocks until the lock is held. Returns the lock and whether it had to wait.
     pub fn acquire(path: &Path, kind: LockKind) -> Result<(FileLock, bool), CacheError> {
+        Self::take(path, kind, true)?.ok_or_else(|| {
+            CacheError::io(
+                "lock",
+                path,
+                std::io::Error::other("blocking lock not taken"),
+            )
+        })
+    }
+
+    /// Takes the lock if nobody holds it; `None` if someone does.
+    pub fn try_acquire(path: &Path, kind: LockKind) -> Result<Option<FileLock>, CacheError> {
+        Ok(Self::take(path, kind, false)?.map(|(lock, _)| lock))
+    }
+
+    /// Locks the file at `path` (waiting for a holder when `block`, else giving up with
+    /// `None`), retrying when gc unlinked the file meanwhile. Returns the lock and
+    /// whether it had to wait.
+    fn take(
+        path: &Path,
+        kind: LockKind,
+        block: bool,
+    ) -> Result<Option<(FileLock, bool)>, CacheError> {
         let mut waited = false;
         loop {
             let file = open_lock_file(path)?;
@@ -63,6 +85,7 @@ impl FileLock {
             };
             match attempt {
                 Ok(()) => {}
+                Err(TryLockError::WouldBlock) if !block => return Ok(None),
                 Err(TryLockError::WouldBlock) => {
                     waited = true;
                     let blocking = match kind {
@@ -78,29 +101,7 @@ impl FileLock {
                     file,
                     path: path.to_path_buf(),
                 };
-                return Ok((lock, waited));
-            }
-        }
-    }
-
-    /// Takes the lock if nobody holds it; `None` if someone does.
-    pub fn try_acquire(path: &Path, kind: LockKind) -> Result<Option<FileLock>, CacheError> {
-        loop {
-            let file = open_lock_file(path)?;
-            let attempt = match kind {
-                LockKind::Shared => file.try_lock_shared(),
-                LockKind::Exclusive => file.try_lock(),
-            };
-            match attempt {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) => return Err(CacheError::io("lock", path, e)),
-            }
-            if still_linked(&file, path)? {
-                return Ok(Some(FileLock {
-                    file,
-                    path: path.to_path_buf(),
-                }));
+                return Ok(Some((lock, waited)));
             }
         }
     }

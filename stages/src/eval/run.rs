@@ -373,21 +373,10 @@ impl<B: Backend> Evaluator<'_, B> {
             }
             let (extracted, hit) = first.unwrap_or_default();
             ms.n += 1;
-            rows.push(ItemRecord {
-                task: task.name.clone(),
-                item: item.index as i64,
-                item_id: item.id.clone(),
-                prompt_hash: prompt_hash(&item.prompt_text()),
-                pred: -1,
-                pred_norm: -1,
-                gold: -1,
-                correct: hit,
-                correct_norm: hit,
-                score: f64::from(u8::from(hit)),
-                generation: Some(response),
-                extracted: Some(extracted),
-                ..Default::default()
-            });
+            let score = f64::from(u8::from(hit));
+            rows.push(generation_record(
+                task, item, hit, score, response, extracted,
+            ));
             on_progress(&task.name, 1);
         }
         Ok((ms, rows))
@@ -457,23 +446,42 @@ impl<B: Backend> Evaluator<'_, B> {
                 ms.push(&format!("pass@{k}"), pass_at_k(n, c, k));
             }
             ms.n += 1;
-            rows.push(ItemRecord {
-                task: task.name.clone(),
-                item: item.index as i64,
-                item_id: item.id.clone(),
-                prompt_hash: prompt_hash(&item.prompt_text()),
-                pred: -1,
-                pred_norm: -1,
-                gold: -1,
-                correct: outs[0].passed(),
-                correct_norm: outs[0].passed(),
-                score: c as f64 / n as f64,
-                generation: Some(programs[i * n].1.clone()),
-                extracted: Some(outs[0].describe()),
-                ..Default::default()
-            });
+            rows.push(generation_record(
+                task,
+                item,
+                outs[0].passed(),
+                c as f64 / n as f64,
+                programs[i * n].1.clone(),
+                outs[0].describe(),
+            ));
         }
         Ok((ms, rows))
+    }
+}
+
+/// The per-item record of a generation task (no choices: `pred`/`gold` are -1).
+fn generation_record(
+    task: &Task,
+    item: &Item,
+    correct: bool,
+    score: f64,
+    generation: String,
+    extracted: String,
+) -> ItemRecord {
+    ItemRecord {
+        task: task.name.clone(),
+        item: item.index as i64,
+        item_id: item.id.clone(),
+        prompt_hash: prompt_hash(&item.prompt_text()),
+        pred: -1,
+        pred_norm: -1,
+        gold: -1,
+        correct,
+        correct_norm: correct,
+        score,
+        generation: Some(generation),
+        extracted: Some(extracted),
+        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BooleanBuilder, ListBuilder, UInt32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, GenericListArray, OffsetSizeTrait, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -274,29 +274,28 @@ struct ListRows {
     values: ArrayRef,
 }
 
+impl ListRows {
+    fn of<O: OffsetSizeTrait>(list: &GenericListArray<O>) -> ListRows {
+        ListRows {
+            offsets: list
+                .value_offsets()
+                .windows(2)
+                .map(|w| (w[0].as_usize(), w[1].as_usize()))
+                .collect(),
+            values: list.values().clone(),
+        }
+    }
+}
+
 fn list_rows(path: &Path, batch: &RecordBatch, name: &str) -> Result<ListRows, TrainError> {
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| TrainError::data(path, format!("no `{name}` column")))?;
     if let Some(list) = col.as_list_opt::<i32>() {
-        let o = list.value_offsets();
-        return Ok(ListRows {
-            offsets: o
-                .windows(2)
-                .map(|w| (w[0] as usize, w[1] as usize))
-                .collect(),
-            values: list.values().clone(),
-        });
+        return Ok(ListRows::of(list));
     }
     if let Some(list) = col.as_list_opt::<i64>() {
-        let o = list.value_offsets();
-        return Ok(ListRows {
-            offsets: o
-                .windows(2)
-                .map(|w| (w[0] as usize, w[1] as usize))
-                .collect(),
-            values: list.values().clone(),
-        });
+        return Ok(ListRows::of(list));
     }
     Err(TrainError::data(
         path,
