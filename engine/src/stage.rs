@@ -70,6 +70,18 @@ impl ParamError {
             message: message.into(),
         }
     }
+
+    /// Checks a count that must be positive: `Err` ("must be at least 1") naming `key`
+    /// when `value` is `Some(0)`; `None` (an optional count left unset) passes.
+    pub fn at_least_one<T: Default + PartialEq>(
+        key: &str,
+        value: Option<T>,
+    ) -> Result<(), ParamError> {
+        match value {
+            Some(v) if v == T::default() => Err(ParamError::new(key, "must be at least 1")),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What inputs a kind accepts.

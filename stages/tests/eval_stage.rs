@@ -246,6 +246,25 @@ fn eval_stage_max_gen_toks_caps_generation() {
 }
 
 #[test]
+fn eval_stage_rejects_zero_counts_naming_the_key() {
+    let mut registry = Registry::default();
+    slayer_stages::eval::register(&mut registry);
+    let stage = registry.get("eval").unwrap().clone();
+    for key in ["batch_size", "num_samples", "max_gen_toks"] {
+        let mut p = json!({"tasks": ["gsm8k"]});
+        p[key] = json!(0);
+        let e = stage.check_params(&p).unwrap_err();
+        assert_eq!(format!("{:?}", e.path), format!("[Key(\"{key}\")]"));
+        assert_eq!(e.message, "must be at least 1");
+    }
+    assert!(
+        stage
+            .check_params(&json!({"tasks": ["gsm8k"], "max_gen_toks": 1}))
+            .is_ok()
+    );
+}
+
+#[test]
 fn eval_stage_errors_are_clear() {
     let (_d, r) = run(json!({"tasks": ["arc_easy"], "limit": 2}), None);
     let e = r.unwrap_err();

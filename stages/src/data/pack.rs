@@ -130,18 +130,10 @@ impl TypedStage for Pack {
     }
 
     fn validate(p: &PackParams) -> Result<(), ParamError> {
-        if p.seq_len == 0 {
-            return Err(ParamError::new("seq_len", "must be at least 1"));
-        }
-        if p.shuffle_buffer == 0 {
-            return Err(ParamError::new("shuffle_buffer", "must be at least 1"));
-        }
-        if p.shard_rows == 0 {
-            return Err(ParamError::new("shard_rows", "must be at least 1"));
-        }
-        if p.token_budget == Some(0) {
-            return Err(ParamError::new("token_budget", "must be at least 1"));
-        }
+        ParamError::at_least_one("seq_len", Some(p.seq_len))?;
+        ParamError::at_least_one("shuffle_buffer", Some(p.shuffle_buffer))?;
+        ParamError::at_least_one("shard_rows", Some(p.shard_rows))?;
+        ParamError::at_least_one("token_budget", p.token_budget)?;
         for (k, v) in &p.mix {
             if !(v.is_finite() && *v > 0.0) {
                 return Err(ParamError {

@@ -134,12 +134,8 @@ impl TypedStage for SftFormat {
     }
 
     fn validate(p: &SftParams) -> Result<(), ParamError> {
-        if p.max_len == 0 {
-            return Err(ParamError::new("max_len", "must be at least 1"));
-        }
-        if p.shard_rows == 0 {
-            return Err(ParamError::new("shard_rows", "must be at least 1"));
-        }
+        ParamError::at_least_one("max_len", Some(p.max_len))?;
+        ParamError::at_least_one("shard_rows", Some(p.shard_rows))?;
         Ok(())
     }
 

@@ -121,12 +121,8 @@ impl TypedStage for Tokenize {
     }
 
     fn validate(p: &TokenizeParams) -> Result<(), ParamError> {
-        if p.shard_rows == Some(0) {
-            return Err(ParamError::new("shard_rows", "must be at least 1"));
-        }
-        if p.shard_tokens == Some(0) {
-            return Err(ParamError::new("shard_tokens", "must be at least 1"));
-        }
+        ParamError::at_least_one("shard_rows", p.shard_rows)?;
+        ParamError::at_least_one("shard_tokens", p.shard_tokens)?;
         Ok(())
     }
 

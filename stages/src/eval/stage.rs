@@ -120,18 +120,15 @@ impl TypedStage for Eval {
                 "name at least one task, e.g. [arc_easy]",
             ));
         }
-        if p.batch_size == 0 {
-            return Err(ParamError::new("batch_size", "must be at least 1"));
-        }
+        ParamError::at_least_one("batch_size", Some(p.batch_size))?;
         if p.limit == Some(0) {
             return Err(ParamError::new(
                 "limit",
                 "must be at least 1 (or left out for all items)",
             ));
         }
-        if p.num_samples == 0 {
-            return Err(ParamError::new("num_samples", "must be at least 1"));
-        }
+        ParamError::at_least_one("num_samples", Some(p.num_samples))?;
+        ParamError::at_least_one("max_gen_toks", p.max_gen_toks)?;
         if p.temperature.is_nan() || p.temperature < 0.0 {
             return Err(ParamError::new("temperature", "must be >= 0"));
         }

@@ -136,9 +136,7 @@ impl TypedStage for ImportanceStage {
         if p.seq_len < 2 {
             return Err(ParamError::new("seq_len", "must be at least 2"));
         }
-        if p.batch_size == Some(0) {
-            return Err(ParamError::new("batch_size", "must be at least 1"));
-        }
+        ParamError::at_least_one("batch_size", p.batch_size)?;
         if p.metrics.is_empty() {
             return Err(ParamError::new(
                 "metrics",

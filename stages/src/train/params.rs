@@ -255,9 +255,7 @@ impl TrainParams {
         if let Some(c) = self.grad_clip {
             positive("grad_clip", c)?;
         }
-        if self.batch_size == 0 {
-            return Err(ParamError::new("batch_size", "must be at least 1"));
-        }
+        ParamError::at_least_one("batch_size", Some(self.batch_size))?;
         let micro = self.micro_batch();
         if micro == 0 || !self.batch_size.is_multiple_of(micro) {
             return Err(ParamError::new(
@@ -272,20 +270,14 @@ impl TrainParams {
         if let Some(e) = self.epochs {
             positive("epochs", e)?;
         }
-        if self.max_steps == Some(0) {
-            return Err(ParamError::new("max_steps", "must be at least 1"));
-        }
-        if self.max_tokens == Some(0) {
-            return Err(ParamError::new("max_tokens", "must be at least 1"));
-        }
+        ParamError::at_least_one("max_steps", self.max_steps)?;
+        ParamError::at_least_one("max_tokens", self.max_tokens)?;
         if let Trainable::Blocks(b) = &self.trainable
             && b.is_empty()
         {
             return Err(ParamError::new("trainable", "`blocks` lists no block"));
         }
-        if self.eval_batches == Some(0) {
-            return Err(ParamError::new("eval_batches", "must be at least 1"));
-        }
+        ParamError::at_least_one("eval_batches", self.eval_batches)?;
         Ok(())
     }
 }

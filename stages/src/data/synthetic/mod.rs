@@ -231,12 +231,9 @@ impl TypedStage for Synthetic {
                 ),
             ));
         }
-        if p.people_a == 0 {
-            return Err(ParamError::new("people_a", "must be at least 1"));
-        }
-        if p.bios_per_person == 0 || p.bios_per_person_b == Some(0) {
-            return Err(ParamError::new("bios_per_person", "must be at least 1"));
-        }
+        ParamError::at_least_one("people_a", Some(p.people_a))?;
+        ParamError::at_least_one("bios_per_person", Some(p.bios_per_person))?;
+        ParamError::at_least_one("bios_per_person", p.bios_per_person_b)?;
         if !(2..=10).contains(&p.choices) {
             return Err(ParamError::new("choices", "must be between 2 and 10"));
         }
