@@ -90,17 +90,8 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Every batch of a Parquet file, with its key-value metadata.
 pub fn read_parquet(path: &Path) -> (Vec<RecordBatch>, BTreeMap<String, String>) {
+    let meta = slayer_stages::data::shard::file_metadata(path).unwrap();
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
-    let meta = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
     let batches = builder.build().unwrap().map(|b| b.unwrap()).collect();
     (batches, meta)
 }
