@@ -9,6 +9,7 @@ pub mod importance;
 pub mod model;
 pub mod model_kinds;
 pub mod report;
+pub mod rng;
 pub mod surgery;
 pub mod train;
 

@@ -11,10 +11,10 @@ use data_support::{
     bool_lists, metric, parquet_files, read_parquet, run, tree_hashes, u32_lists, write,
 };
 use serde_json::json;
-use slayer_stages::data::rng::Rng;
 use slayer_stages::data::shard::{ShardOptions, ShardWriter, documents_schema};
 use slayer_stages::data::source::Document;
 use slayer_stages::data::tokenize::documents_batch;
+use slayer_stages::rng::SplitMix64;
 
 const EOS: u32 = 0;
 
@@ -49,7 +49,7 @@ fn shards(dir: &Path, docs: &[Vec<u32>]) -> PathBuf {
 
 /// `n` documents with ids unique across sources (`base + …`), lengths 5..200, EOS-ended.
 fn docs(n: usize, base: u32, seed: u64) -> Vec<Vec<u32>> {
-    let mut rng = Rng::new(seed, 0);
+    let mut rng = SplitMix64::with_stream(seed, 0);
     let mut next = base;
     (0..n)
         .map(|_| {

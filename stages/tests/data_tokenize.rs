@@ -269,7 +269,7 @@ fn bad_input_names_file_and_line_or_is_skipped_and_counted() {
 
 /// Code-like text with every kind of whitespace around newlines.
 fn code_text(lines: usize) -> String {
-    let mut rng = slayer_stages::data::rng::Rng::new(11, 0);
+    let mut rng = slayer_stages::rng::SplitMix64::with_stream(11, 0);
     let pieces = [
         "def f(x):",
         "    return x + 1",

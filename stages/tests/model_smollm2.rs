@@ -99,7 +99,7 @@ fn bench_prefill_and_decode() {
     };
     let model = load_model::<Cpu>(&dir, &Default::default()).unwrap();
     let vocab = model.config().vocab_size as u64;
-    let mut rng = slayer_stages::model::llama::SplitMix64::new(0);
+    let mut rng = slayer_stages::rng::SplitMix64::new(0);
     let prompt: Vec<u32> = (0..512).map(|_| (rng.next_u64() % vocab) as u32).collect();
     // Warm-up (thread pools, allocator).
     generate(

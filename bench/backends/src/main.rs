@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
-use slayer_stages::model::llama::SplitMix64;
+use slayer_stages::rng::SplitMix64;
 use slayer_stages::model::{GenerateOptions, generate, load_model};
 
 fn bench<B: Backend>(name: &str, dir: &Path, device: &B::Device) {

@@ -12,8 +12,8 @@
 //!
 //! Shared pieces: [`source`] streams records (JSONL lines, Parquet rows, text files)
 //! naming file and line in every error, [`shard`] writes and reads Parquet shards,
-//! [`common`] holds the `on_error` policy and file helpers, [`rng`] the seeded generator
-//! behind "same seed, same bytes", [`error`] the [`DataError`] enum.
+//! [`common`] holds the `on_error` policy and file helpers, [`error`] the [`DataError`]
+//! enum; the seeded generator behind "same seed, same bytes" is [`crate::rng`].
 
 pub mod arrow_value;
 pub mod chunk;
@@ -21,7 +21,6 @@ pub mod common;
 pub mod corpus;
 pub mod error;
 pub mod pack;
-pub mod rng;
 pub mod sft;
 pub mod shard;
 pub mod source;

@@ -25,11 +25,11 @@ use slayer_engine::{
 };
 
 use super::error::{DataError, Result};
-use super::rng::Rng;
 use super::shard::{
     Compression, IdsReader, META_EOS, META_KIND, META_TOKENIZER, ShardOptions, ShardWriter,
     column_u32, file_metadata, ids_builder, list_u32, mask_builder, sequences_schema, shard_files,
 };
+use crate::rng::SplitMix64;
 
 /// The `pack` stage kind.
 pub struct Pack;
@@ -227,7 +227,7 @@ struct Source {
     files: Vec<PathBuf>,
     share: f64,
     total: u64,
-    rng: Rng,
+    rng: SplitMix64,
     seed: u64,
     index: u64,
     queue: Vec<PathBuf>,
@@ -243,7 +243,7 @@ struct Source {
 impl Source {
     fn start_epoch(&mut self) {
         let mut order = self.files.clone();
-        let mut rng = Rng::new(self.seed, (self.index << 32) ^ self.epochs);
+        let mut rng = SplitMix64::with_stream(self.seed, (self.index << 32) ^ self.epochs);
         rng.shuffle(&mut order);
         order.reverse(); // popped from the back
         self.queue = order;
@@ -346,7 +346,7 @@ pub fn pack(
             files,
             share: 0.0,
             total,
-            rng: Rng::new(p.seed, 0x9ac4 ^ index as u64),
+            rng: SplitMix64::with_stream(p.seed, 0x9ac4 ^ index as u64),
             seed: p.seed,
             index: index as u64,
             queue: Vec::new(),

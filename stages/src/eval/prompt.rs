@@ -16,7 +16,7 @@ use super::data::{Doc, Field, at};
 use super::error::{EvalError, Result};
 use super::task::{ChoicesSpec, Sampler, Task, TaskDef, TaskType};
 use super::template::{apply_filter, render};
-use crate::model::llama::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// One item ready to score.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,8 @@ use burn::tensor::activation::log_softmax;
 
 use super::attention::AttentionMask;
 use super::error::{ModelError, Result};
-use super::llama::{Llama, SplitMix64};
+use super::llama::Llama;
+use crate::rng::SplitMix64;
 
 /// How to generate.
 #[derive(Debug, Clone, PartialEq)]

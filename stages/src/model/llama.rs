@@ -18,6 +18,7 @@ use super::error::{ModelError, Result};
 use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
 use super::rope::{Rope, RopeTables};
+use crate::rng::SplitMix64;
 
 /// A Llama-family causal language model.
 #[derive(Module, Debug)]
@@ -312,58 +313,5 @@ impl<B: Backend> Llama<B> {
             states.push(x.clone());
         }
         states
-    }
-}
-
-/// A tiny deterministic RNG (SplitMix64 + Box-Muller) so that seeded initialisation
-/// gives the same bytes on every backend and platform.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// Seeded generator.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `(0, 1]`.
-    pub fn next_f64(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// `n` samples of normal(0, std).
-    pub fn normal_vec(&mut self, n: usize, std: f32) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            let (u1, u2) = (self.next_f64(), self.next_f64());
-            let r = (-2.0 * u1.ln()).sqrt();
-            let theta = 2.0 * std::f64::consts::PI * u2;
-            out.push((r * theta.cos()) as f32 * std);
-            out.push((r * theta.sin()) as f32 * std);
-        }
-        out.truncate(n);
-        out
-    }
-
-    /// A `[rows, cols]` tensor of normal(0, std) samples.
-    pub fn normal_tensor<B: Backend>(
-        &mut self,
-        shape: [usize; 2],
-        std: f32,
-        device: &B::Device,
-    ) -> Tensor<B, 2> {
-        let data = self.normal_vec(shape[0] * shape[1], std);
-        Tensor::from_data(TensorData::new(data, shape), device)
     }
 }

@@ -21,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::error::TrainError;
-use crate::model::llama::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// Column with the token ids.
 pub const IDS_COLUMN: &str = "input_ids";

@@ -1,7 +1,7 @@
 //! `corpus.synthetic`: a deterministic world of fictional people written as biographies,
 //! split into populations (A for pre-training, B for knowledge injection), with matching
 //! question sets. Same parameters, same bytes: the generator uses this crate's own
-//! [`Rng`](crate::data::rng::Rng) and writes fields in a fixed order.
+//! [`SplitMix64`](crate::rng::SplitMix64) and writes fields in a fixed order.
 //!
 //! - [`world`]: value pools and people (unique names).
 //! - [`text`]: biography templates, recall prompts, multiple-choice questions.
@@ -22,7 +22,7 @@ use slayer_engine::{
 
 use super::common::{AtomicFile, metrics};
 use super::error::Result;
-use super::rng::Rng;
+use crate::rng::SplitMix64;
 use text::{TemplatePlan, biography, question_text, recall};
 use world::{Attribute, Person, Pools, draw_people, max_people};
 
@@ -129,7 +129,7 @@ pub struct World {
 
 /// Generate the world of `p` (pure: no I/O).
 pub fn generate(p: &SyntheticParams) -> World {
-    let mut rng = Rng::new(p.seed, 0x5157);
+    let mut rng = SplitMix64::with_stream(p.seed, 0x5157);
     let pools = Pools::new(&mut rng);
     let people = draw_people(&mut rng, &pools, &[("a", p.people_a), ("b", p.people_b)]);
     let mut world = World::default();
@@ -172,7 +172,7 @@ fn make_question(
     attr: Attribute,
     pools: &Pools,
     n: usize,
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
 ) -> Question {
     let correct = person.get(attr);
     let others: Vec<&str> = pools

@@ -9,7 +9,7 @@
 //! verbatim in the person's biographies.
 
 use super::world::{Attribute, Person};
-use crate::data::rng::Rng;
+use crate::rng::SplitMix64;
 
 fn templates(attr: Attribute) -> &'static [&'static str] {
     match attr {
@@ -104,7 +104,7 @@ pub struct TemplatePlan {
 
 impl TemplatePlan {
     /// A random plan for one person.
-    pub fn new(rng: &mut Rng) -> TemplatePlan {
+    pub fn new(rng: &mut SplitMix64) -> TemplatePlan {
         let order = Attribute::ALL
             .iter()
             .map(|_| {
@@ -120,7 +120,7 @@ impl TemplatePlan {
 /// Paraphrase `k` of `person`'s biography: one sentence per attribute in random order;
 /// the first sentence and every recall-prompt sentence name the person, the others do so
 /// half of the time.
-pub fn biography(person: &Person, plan: &TemplatePlan, k: usize, rng: &mut Rng) -> String {
+pub fn biography(person: &Person, plan: &TemplatePlan, k: usize, rng: &mut SplitMix64) -> String {
     let mut attrs: Vec<(usize, Attribute)> = Attribute::ALL.iter().copied().enumerate().collect();
     rng.shuffle(&mut attrs);
     let mut sentences = Vec::with_capacity(attrs.len());

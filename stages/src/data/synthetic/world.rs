@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::data::rng::Rng;
+use crate::rng::SplitMix64;
 
 /// First names with their grammatical gender (`true` = she/her).
 const FIRST_NAMES: &[(&str, bool)] = &[
@@ -356,7 +356,7 @@ pub struct Pools {
 
 impl Pools {
     /// Draw the seeded pools.
-    pub fn new(rng: &mut Rng) -> Pools {
+    pub fn new(rng: &mut SplitMix64) -> Pools {
         let mut dates = Vec::with_capacity(DATES);
         while dates.len() < DATES {
             let d = format!(
@@ -434,7 +434,11 @@ pub fn max_people() -> usize {
 }
 
 /// Draw `counts[i]` people for population `names[i]`, all names distinct.
-pub fn draw_people(rng: &mut Rng, pools: &Pools, populations: &[(&str, usize)]) -> Vec<Person> {
+pub fn draw_people(
+    rng: &mut SplitMix64,
+    pools: &Pools,
+    populations: &[(&str, usize)],
+) -> Vec<Person> {
     let total: usize = populations.iter().map(|(_, n)| n).sum();
     let names = rng.sample_indices(max_people(), total);
     let mut names = names.into_iter();

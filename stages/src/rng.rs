@@ -1,18 +1,26 @@
-//! [`Rng`]: a tiny seeded generator (SplitMix64) owned by this crate, so that "same seed,
-//! same bytes" holds across dependency upgrades (a `rand` release may change streams).
+//! [`SplitMix64`]: the crate's one seeded generator, fully specified here so that "same
+//! seed, same bytes" holds across dependency upgrades (a `rand` release may change its
+//! streams) and on every backend and platform: data shuffles and picks, model
+//! initialisation (Box-Muller normals), sampling, demonstration choice.
 
-/// SplitMix64: fast, statistically fine for shuffles and picks, fully specified here.
+use burn::prelude::*;
+
+/// SplitMix64: fast, statistically fine for shuffles, picks and initialisation.
 #[derive(Debug, Clone)]
-pub struct Rng {
+pub struct SplitMix64 {
     state: u64,
 }
 
-impl Rng {
-    /// A generator for `seed`; `stream` separates independent uses of one seed.
-    pub fn new(seed: u64, stream: u64) -> Rng {
-        let mut r = Rng {
-            state: seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03),
-        };
+impl SplitMix64 {
+    /// A generator whose state is `seed` itself.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    /// A generator for `seed` on stream `stream` (independent uses of one seed), its
+    /// first output discarded.
+    pub fn with_stream(seed: u64, stream: u64) -> Self {
+        let mut r = SplitMix64::new(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
         r.next_u64();
         r
     }
@@ -56,6 +64,36 @@ impl Rng {
         all.truncate(k.min(n));
         all
     }
+
+    /// Uniform in `(0, 1]`.
+    pub fn next_f64(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// `n` samples of normal(0, std).
+    pub fn normal_vec(&mut self, n: usize, std: f32) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let (u1, u2) = (self.next_f64(), self.next_f64());
+            let r = (-2.0 * u1.ln()).sqrt();
+            let theta = 2.0 * std::f64::consts::PI * u2;
+            out.push((r * theta.cos()) as f32 * std);
+            out.push((r * theta.sin()) as f32 * std);
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// A `[rows, cols]` tensor of normal(0, std) samples.
+    pub fn normal_tensor<B: Backend>(
+        &mut self,
+        shape: [usize; 2],
+        std: f32,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let data = self.normal_vec(shape[0] * shape[1], std);
+        Tensor::from_data(TensorData::new(data, shape), device)
+    }
 }
 
 #[cfg(test)]
@@ -66,19 +104,19 @@ mod tests {
     fn same_seed_same_stream() {
         let a: Vec<u64> = (0..4)
             .map({
-                let mut r = Rng::new(7, 1);
+                let mut r = SplitMix64::with_stream(7, 1);
                 move |_| r.next_u64()
             })
             .collect();
         let b: Vec<u64> = (0..4)
             .map({
-                let mut r = Rng::new(7, 1);
+                let mut r = SplitMix64::with_stream(7, 1);
                 move |_| r.next_u64()
             })
             .collect();
         let c: Vec<u64> = (0..4)
             .map({
-                let mut r = Rng::new(7, 2);
+                let mut r = SplitMix64::with_stream(7, 2);
                 move |_| r.next_u64()
             })
             .collect();
@@ -88,7 +126,7 @@ mod tests {
 
     #[test]
     fn sample_is_distinct_and_in_range() {
-        let mut r = Rng::new(1, 0);
+        let mut r = SplitMix64::with_stream(1, 0);
         let s = r.sample_indices(10, 10);
         let mut sorted = s.clone();
         sorted.sort();
