@@ -8,10 +8,11 @@
 //!
 //! Speed comes from sharing: requests with the same context form a [`Group`]; the
 //! contexts of a batch of groups are run once (left-padded, masked; rotary attention
-//! depends only on relative positions, so padding does not change the result), their
-//! key/value caches are copied to one row per continuation, and only the continuation
-//! tokens are run again. The output projection is applied only where a log-probability
-//! is needed. Groups are sorted by length so batches carry little padding.
+//! depends only on relative positions, so padding does not change the result), then
+//! each group's continuations run together in one row after its cached context, masked
+//! so that each sees only the context and itself (a prefix tree). The output projection
+//! is applied only where a log-probability is needed. Groups are sorted by length so
+//! batches carry little padding.
 
 use std::collections::HashMap;
 
@@ -20,7 +21,8 @@ use burn::tensor::activation::log_softmax;
 use rayon::prelude::*;
 
 use super::error::{EvalError, Result};
-use crate::model::{AttentionMask, KvCache, LayerCache, Llama, Tokenizer};
+use crate::model::rope::RopeTables;
+use crate::model::{AttentionMask, KvCache, Llama, Tokenizer};
 
 /// Score of one continuation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,19 +150,18 @@ fn to_vec_i64<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Result<Vec<i6
         .map_err(|e| EvalError::Invalid(format!("reading argmax: {e:?}")))
 }
 
-/// Run `tokens` `[b, t]` through the blocks with `mask`, continuing `cache` (positions
-/// start at the cache length). Returns the final residual stream `[b, t, hidden]`.
+/// Run `tokens` `[b, t]` at the positions of `rope` through the blocks with `mask`,
+/// continuing `cache`. Returns the final residual stream `[b, t, hidden]`.
 fn run_blocks<B: Backend>(
     model: &Llama<B>,
     tokens: Tensor<B, 2, Int>,
+    rope: &RopeTables<B>,
     mask: &AttentionMask<B>,
     cache: &mut KvCache<B>,
 ) -> Tensor<B, 3> {
-    let t = tokens.dims()[1];
-    let rope = model.rope_tables(cache.len(), t);
     let mut x = model.embed(tokens);
     for (block, layer) in model.blocks.iter().zip(cache.layers.iter_mut()) {
-        x = block.forward(x, &rope, mask, Some(layer));
+        x = block.forward(x, rope, mask, Some(layer));
     }
     x
 }
@@ -190,6 +191,7 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
     let x = run_blocks(
         model,
         ids_tensor::<B>(&rows, lc, &device),
+        &model.rope_tables(0, lc),
         &mask,
         &mut cache,
     );
@@ -199,7 +201,8 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
     let vocab = first_lp.dims()[2];
     let first_lp = first_lp.reshape([b, vocab]);
 
-    // One row per continuation.
+    // One score per continuation, started with its first token, which is predicted
+    // at the context's last position.
     let mut owner = Vec::new();
     let mut conts: Vec<&Vec<u32>> = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
@@ -235,58 +238,108 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
         })
         .collect();
 
-    let lk = conts.iter().map(|c| c.len()).max().unwrap_or(1);
-    if lk > 1 {
-        // Inputs: every continuation token but the last; targets: all but the first.
-        let w = lk - 1;
-        let inputs: Vec<Vec<u32>> = conts.iter().map(|c| c[..c.len() - 1].to_vec()).collect();
-        let mut cache_r = KvCache {
-            layers: cache
-                .layers
-                .into_iter()
-                .map(|l| LayerCache {
-                    k: l.k.map(|k| k.select(0, owner_t.clone())),
-                    v: l.v.map(|v| v.select(0, owner_t.clone())),
-                })
-                .collect(),
-        };
-        let cont_padded = conts.iter().any(|c| c.len() != lk);
-        let mask = if ctx_padded || cont_padded {
-            let valid: Vec<Vec<bool>> = (0..r)
-                .map(|i| {
-                    let mut v = ctx_valid[owner[i]].clone();
-                    v.extend((0..w).map(|j| j < inputs[i].len()));
-                    v
-                })
-                .collect();
-            AttentionMask::padded(&valid, w, &device)?
-        } else {
-            AttentionMask::Causal
-        };
-        let x = run_blocks(
-            model,
-            ids_tensor::<B>(&inputs, w, &device),
-            &mask,
-            &mut cache_r,
-        );
-        let lp = log_softmax(model.head(x), 2); // [r, w, V]
-        let targets: Vec<Vec<u32>> = conts.iter().map(|c| c[1..].to_vec()).collect();
-        let tgt = ids_tensor::<B>(&targets, w, &device).reshape([r, w, 1]);
-        let picked = to_vec_f32(lp.clone().gather(2, tgt))?;
-        let arg = to_vec_i64(lp.argmax(2))?;
-        for (i, t) in targets.iter().enumerate() {
-            for (j, &tok) in t.iter().enumerate() {
-                scores[i].loglik += picked[i * w + j] as f64;
-                scores[i].is_greedy &= arg[i * w + j] == tok as i64;
-            }
-        }
-    }
+    score_rest(model, groups, &ctx_valid, cache, &mut scores)?;
     let mut out = Vec::with_capacity(b);
     let mut it = scores.into_iter();
     for g in groups {
         out.push(it.by_ref().take(g.continuations.len()).collect());
     }
     Ok(out)
+}
+
+/// Where a token of the continuation pass comes from: continuation `cont` (index into
+/// the batch's continuations), offset `at` within it.
+#[derive(Clone, Copy)]
+struct Slot {
+    cont: usize,
+    at: usize,
+}
+
+/// Add the log-probabilities of every continuation token after the first to `scores`.
+///
+/// Each group's continuations are packed into one row after its cached context (all
+/// tokens but each continuation's last), every one restarting at the position that
+/// follows the context, and a mask lets a token see the context and the earlier
+/// tokens of its own continuation only — a prefix tree in one row, so no context cache
+/// is copied and no continuation is padded to the longest one. The output projection
+/// runs only on real tokens.
+fn score_rest<B: Backend>(
+    model: &Llama<B>,
+    groups: &[&Group],
+    ctx_valid: &[Vec<bool>],
+    mut cache: KvCache<B>,
+    scores: &mut [ContScore],
+) -> Result<()> {
+    let device = model.device();
+    let lc = cache.len();
+    let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(groups.len());
+    let mut conts: Vec<&Vec<u32>> = Vec::new();
+    for g in groups {
+        let mut row = Vec::new();
+        for c in &g.continuations {
+            row.extend((0..c.len() - 1).map(|at| Slot {
+                cont: conts.len(),
+                at,
+            }));
+            conts.push(c);
+        }
+        slots.push(row);
+    }
+    let w = slots.iter().map(Vec::len).max().unwrap_or(0);
+    if w == 0 {
+        return Ok(());
+    }
+    let tokens: Vec<Vec<u32>> = slots
+        .iter()
+        .map(|row| row.iter().map(|s| conts[s.cont][s.at]).collect())
+        .collect();
+    let positions: Vec<Vec<usize>> = slots
+        .iter()
+        .map(|row| {
+            (0..w)
+                .map(|j| lc + row.get(j).map_or(0, |s| s.at))
+                .collect()
+        })
+        .collect();
+    let mask = AttentionMask::from_fn(groups.len(), w, lc + w, &device, |g, q, k| {
+        if k < lc {
+            return ctx_valid[g][k];
+        }
+        match (slots[g].get(q), slots[g].get(k - lc)) {
+            (Some(sq), Some(sk)) => sq.cont == sk.cont && sk.at <= sq.at,
+            _ => false,
+        }
+    });
+    let x = run_blocks(
+        model,
+        ids_tensor::<B>(&tokens, w, &device),
+        &model.rope_tables_at(&positions),
+        &mask,
+        &mut cache,
+    );
+    let hidden = x.dims()[2];
+    let real: Vec<i64> = slots
+        .iter()
+        .enumerate()
+        .flat_map(|(g, row)| (0..row.len()).map(move |j| (g * w + j) as i64))
+        .collect();
+    let n = real.len();
+    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(real, [n]), &device);
+    let x = x.reshape([groups.len() * w, hidden]).select(0, idx);
+    let lp = log_softmax(model.head(x.reshape([1, n, hidden])), 2); // [1, n, V]
+    let targets: Vec<i64> = slots
+        .iter()
+        .flatten()
+        .map(|s| conts[s.cont][s.at + 1] as i64)
+        .collect();
+    let tgt = Tensor::<B, 3, Int>::from_data(TensorData::new(targets.clone(), [1, n, 1]), &device);
+    let picked = to_vec_f32(lp.clone().gather(2, tgt))?;
+    let arg = to_vec_i64(lp.argmax(2))?;
+    for (k, s) in slots.iter().flatten().enumerate() {
+        scores[s.cont].loglik += picked[k] as f64;
+        scores[s.cont].is_greedy &= arg[k] == targets[k];
+    }
+    Ok(())
 }
 
 /// Score every group. `batch_size` bounds the continuations per forward pass (a group

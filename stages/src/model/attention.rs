@@ -5,14 +5,19 @@
 //! head_dim]`. `num_attention_heads` query heads share `num_key_value_heads` key/value
 //! heads (each kv head serves `heads / kv_heads` consecutive query heads, as in HF's
 //! `repeat_kv`). The cache stores keys after rotation, like HF's `DynamicCache`.
+//!
+//! The attention product itself is written as two batched matmuls around a softmax,
+//! with the query heads that share a kv head folded into the query axis: keys and
+//! values are never repeated, every step is a multi-threaded kernel on the CPU backend,
+//! and masks are additive biases laid out so that adding them is a row broadcast.
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::softmax;
 
 use super::error::{ModelError, Result};
 use super::rope::RopeTables;
+use super::token_linear::token_linear;
 
 /// Which key positions each query may attend to.
 #[derive(Debug, Clone)]
@@ -20,9 +25,10 @@ pub enum AttentionMask<B: Backend> {
     /// Plain causal attention, aligned so the last query sees every key (the cached
     /// past included).
     Causal,
-    /// Causal attention that also hides padding keys: a bool tensor `[batch, 1, seq_q,
-    /// seq_kv]` where `true` means "masked out". Build it with [`AttentionMask::padded`].
-    Explicit(Tensor<B, 4, Bool>),
+    /// Causal attention that also hides padding keys: an additive bias `[batch, 1,
+    /// seq_q * seq_kv]`, `0` where a key is visible and `f32::MIN` where it is masked
+    /// out. Build it with [`AttentionMask::padded`].
+    Explicit(Tensor<B, 3>),
 }
 
 impl<B: Backend> AttentionMask<B> {
@@ -46,29 +52,38 @@ impl<B: Backend> AttentionMask<B> {
             )));
         }
         let offset = seq_kv - seq_q;
-        let mut data = Vec::with_capacity(batch * seq_q * seq_kv);
-        let mut row_mask = vec![false; seq_kv];
-        for row in valid {
+        // A query that would see no real key (all real keys lie after it) sees the
+        // causal prefix instead.
+        let first_real: Vec<usize> = valid
+            .iter()
+            .map(|row| row.iter().position(|&v| v).unwrap_or(seq_kv))
+            .collect();
+        Ok(Self::from_fn(batch, seq_q, seq_kv, device, |b, q, k| {
+            let last = q + offset;
+            k <= last && (valid[b][k] || first_real[b] > last)
+        }))
+    }
+
+    /// A mask from a visibility rule: `visible(row, query, key)` says whether query
+    /// position `query` of batch row `row` attends to key position `key` (over past and
+    /// current tokens). Every query should see at least one key; one that sees none
+    /// attends uniformly and its output is meaningless.
+    pub fn from_fn(
+        batch: usize,
+        seq_q: usize,
+        seq_kv: usize,
+        device: &B::Device,
+        visible: impl Fn(usize, usize, usize) -> bool,
+    ) -> Self {
+        let mut data: Vec<f32> = Vec::with_capacity(batch * seq_q * seq_kv);
+        for b in 0..batch {
             for q in 0..seq_q {
-                let last = q + offset;
-                let mut any = false;
-                for (k, m) in row_mask.iter_mut().enumerate() {
-                    *m = k > last || !row[k];
-                    any |= !*m;
-                }
-                if !any {
-                    for (k, m) in row_mask.iter_mut().enumerate() {
-                        *m = k > last;
-                    }
-                }
-                data.extend_from_slice(&row_mask);
+                data.extend((0..seq_kv).map(|k| if visible(b, q, k) { 0.0 } else { f32::MIN }));
             }
         }
-        let mask = Tensor::<B, 4, Bool>::from_data(
-            TensorData::new(data, [batch, 1, seq_q, seq_kv]),
-            device,
-        );
-        Ok(AttentionMask::Explicit(mask))
+        let bias =
+            Tensor::<B, 3>::from_data(TensorData::new(data, [batch, 1, seq_q * seq_kv]), device);
+        AttentionMask::Explicit(bias)
     }
 }
 
@@ -145,23 +160,17 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward(x.clone())
-            .reshape([b, t, h, d])
+        // Rotary positions are applied in the projections' own `[b, t, heads, d]`
+        // layout, before heads move in front of the sequence axis.
+        let q = rope
+            .apply(token_linear(&self.q_proj, x.clone()).reshape([b, t, h, d]))
             .swap_dims(1, 2);
-        let k = self
-            .k_proj
-            .forward(x.clone())
+        let k = rope
+            .apply(token_linear(&self.k_proj, x.clone()).reshape([b, t, kvh, d]))
+            .swap_dims(1, 2);
+        let v = token_linear(&self.v_proj, x)
             .reshape([b, t, kvh, d])
             .swap_dims(1, 2);
-        let v = self
-            .v_proj
-            .forward(x)
-            .reshape([b, t, kvh, d])
-            .swap_dims(1, 2);
-        let q = rope.apply(q);
-        let k = rope.apply(k);
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
@@ -169,46 +178,36 @@ impl<B: Backend> Attention<B> {
         let s = k.dims()[2];
         let rep = h / kvh;
 
-        let out = match mask {
-            // One new token sees every key: fold the query heads sharing a kv head into
-            // the query axis instead of repeating keys and values `rep` times.
-            AttentionMask::Causal if t == 1 && rep > 1 => {
-                let q = q.reshape([b, kvh, rep, d]);
-                let o = attention(q, k, v, None, None, AttentionModuleOptions::default());
-                o.reshape([b, h, 1, d])
-            }
+        // Scaling q by 1/sqrt(d) before the product equals HF's scaling of the scores
+        // (exactly so for power-of-two head widths) and touches t*d, not t*s, values.
+        let q = q
+            .mul_scalar(1.0 / (d as f64).sqrt())
+            .reshape([b, kvh, rep * t, d]);
+        let scores = q.matmul(k.swap_dims(2, 3)); // [b, kvh, rep * t, s]
+        let scores = match mask {
+            // A single new token sees every key.
+            AttentionMask::Causal if t == 1 => scores,
             AttentionMask::Causal => {
-                let options = AttentionModuleOptions {
-                    is_causal: true,
-                    ..Default::default()
-                };
-                attention(q, repeat_kv(k, rep), repeat_kv(v, rep), None, None, options)
+                let bias = causal_bias::<B>(t, s, &scores.device());
+                (scores.reshape([b * h, t * s]) + bias).reshape([b, kvh, rep * t, s])
             }
-            AttentionMask::Explicit(m) => {
-                let m = m.clone().expand([b, h, t, s]);
-                attention(
-                    q,
-                    repeat_kv(k, rep),
-                    repeat_kv(v, rep),
-                    Some(m),
-                    None,
-                    AttentionModuleOptions::default(),
-                )
+            AttentionMask::Explicit(bias) => {
+                let bias = bias.clone().repeat_dim(1, h); // [b, h, t * s]
+                (scores.reshape([b, h, t * s]) + bias).reshape([b, kvh, rep * t, s])
             }
         };
+        let out = softmax(scores, 3).matmul(v).reshape([b, h, t, d]);
         let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
-        self.o_proj.forward(out)
+        token_linear(&self.o_proj, out)
     }
 }
 
-/// `[b, kvh, s, d]` -> `[b, kvh * rep, s, d]`, each kv head repeated for `rep`
-/// consecutive query heads (HF `repeat_kv`).
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, rep: usize) -> Tensor<B, 4> {
-    if rep == 1 {
-        return x;
-    }
-    let [b, kvh, s, d] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kvh, rep, s, d])
-        .reshape([b, kvh * rep, s, d])
+/// Additive causal bias `[1, t * s]` for `t` queries that end a sequence of `s` keys
+/// (query `i` sees keys `0..=s - t + i`).
+fn causal_bias<B: Backend>(t: usize, s: usize, device: &B::Device) -> Tensor<B, 2> {
+    let offset = s - t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j > i + offset { f32::MIN } else { 0.0 }))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [1, t * s]), device)
 }

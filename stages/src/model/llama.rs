@@ -18,6 +18,7 @@ use super::error::{ModelError, Result};
 use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
 use super::rope::{Rope, RopeTables};
+use super::token_linear::token_linear;
 use crate::rng::SplitMix64;
 
 /// A Llama-family causal language model.
@@ -227,7 +228,17 @@ impl<B: Backend> Llama<B> {
 
     /// Rotary tables for positions `start..start + len`.
     pub fn rope_tables(&self, start: usize, len: usize) -> RopeTables<B> {
-        self.rope.tables(start, len, &self.device())
+        let positions: Vec<usize> = (start..start + len).collect();
+        self.rope_tables_at(&[positions])
+    }
+
+    /// Rotary tables for explicit positions, one row per batch row (or one shared row).
+    pub fn rope_tables_at(&self, rows: &[Vec<usize>]) -> RopeTables<B> {
+        let heads = [
+            self.config.num_attention_heads,
+            self.config.num_key_value_heads(),
+        ];
+        self.rope.tables_at(rows, &heads, &self.device())
     }
 
     /// Token embeddings `[batch, seq, hidden]` (`x_0` of the residual stream).
@@ -239,7 +250,7 @@ impl<B: Backend> Llama<B> {
     pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
         match &self.lm_head {
-            Some(lm_head) => lm_head.forward(x),
+            Some(lm_head) => token_linear(lm_head, x),
             None => {
                 // A 2-D matmul against the transposed view: the backend reads the
                 // embedding with strides, where a 3-D broadcast would first copy it.

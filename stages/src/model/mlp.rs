@@ -4,6 +4,8 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
+use super::token_linear::token_linear;
+
 /// SwiGLU MLP. Linear weights are burn's `[in, out]` (HF stores `[out, in]`).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
@@ -18,8 +20,8 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// Apply to `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        let up = self.up_proj.forward(x);
-        self.down_proj.forward(gate * up)
+        let gate = silu(token_linear(&self.gate_proj, x.clone()));
+        let up = token_linear(&self.up_proj, x);
+        token_linear(&self.down_proj, gate * up)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: [`LlamaConfig`], HF `config.json` with HF field names.
 //! - [`llama`]: [`Llama`] (embedding, `blocks`, norm, `lm_head`), [`KvCache`], seeded init.
-//! - [`block`], [`attention`], [`mlp`], [`rms_norm`], [`rope`]: the pieces of a block.
+//! - [`block`], [`attention`], [`mlp`], [`rms_norm`], [`rope`]: the pieces of a block;
+//!   [`token_linear`]: their linear layers as one 2-D product over all tokens.
 //! - [`device`]: [`DeviceSpec`] (`cpu`, `cuda:N`) and the CPU backend alias [`Cpu`].
 //! - [`safetensors_io`]: HF directories in and out ([`load_pretrained`], [`save_pretrained`]).
 //! - [`weights`]: assembling a model from HF-named tensors, whatever the file format.
@@ -26,6 +27,7 @@ pub mod mlp;
 pub mod rms_norm;
 pub mod rope;
 pub mod safetensors_io;
+pub mod token_linear;
 pub mod tokenizer;
 pub mod weights;
 

@@ -22,13 +22,17 @@ pub struct Rope {
     head_dim: usize,
 }
 
-/// `cos` and `sin` for a run of positions, each `[seq, head_dim]`.
+/// `cos` and `sin` for a run of positions, laid out for activations `[batch, seq,
+/// heads, head_dim]`: per head count, a `[1 | batch, seq * heads * head_dim]` table (one
+/// row shared by the batch, or one per batch row), so that the
+/// rotation is a plain row-broadcast product (the CPU backend's fast path; a `[seq,
+/// head_dim]` table broadcast over heads walks strided indices and is ~100x slower).
 #[derive(Debug, Clone)]
 pub struct RopeTables<B: Backend> {
-    /// Cosines, repeated over both halves of the head.
-    pub cos: Tensor<B, 2>,
-    /// Sines, repeated over both halves of the head.
-    pub sin: Tensor<B, 2>,
+    len: usize,
+    /// `(heads, cos, sin)`, cos/sin repeated over both halves of each head and over
+    /// heads.
+    by_heads: Vec<(usize, Tensor<B, 2>, Tensor<B, 2>)>,
 }
 
 impl Rope {
@@ -79,19 +83,24 @@ impl Rope {
         self.head_dim
     }
 
-    /// `cos`/`sin` tables for positions `start..start + len`.
-    pub fn tables<B: Backend>(
+    /// `cos`/`sin` tables for explicit positions, for activations with each of the given
+    /// head counts (e.g. query heads and key/value heads): one row of positions per
+    /// batch row (all of the same length), or a single row shared by the whole batch.
+    pub fn tables_at<B: Backend>(
         &self,
-        start: usize,
-        len: usize,
+        rows: &[Vec<usize>],
+        head_counts: &[usize],
         device: &B::Device,
     ) -> RopeTables<B> {
+        let len = rows.first().map_or(0, Vec::len);
+        debug_assert!(rows.iter().all(|r| r.len() == len), "ragged position rows");
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(len * self.head_dim);
-        let mut sin = Vec::with_capacity(len * self.head_dim);
+        // Per position: cos and sin repeated over both halves of the head.
+        let mut cos = Vec::with_capacity(rows.len() * len * self.head_dim);
+        let mut sin = Vec::with_capacity(rows.len() * len * self.head_dim);
         let mut row_cos = vec![0f32; half];
         let mut row_sin = vec![0f32; half];
-        for pos in start..start + len {
+        for &pos in rows.iter().flatten() {
             for (i, f) in self.inv_freq.iter().enumerate() {
                 // The angle is an f32 product as in transformers; cos/sin then evaluated
                 // in f64 and rounded, i.e. correctly rounded f32 results.
@@ -104,25 +113,44 @@ impl Rope {
             sin.extend_from_slice(&row_sin);
             sin.extend_from_slice(&row_sin);
         }
-        RopeTables {
-            cos: Tensor::from_data(TensorData::new(cos, [len, self.head_dim]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [len, self.head_dim]), device),
+        let mut by_heads: Vec<(usize, Tensor<B, 2>, Tensor<B, 2>)> = Vec::new();
+        for &heads in head_counts {
+            if by_heads.iter().any(|(h, _, _)| *h == heads) {
+                continue;
+            }
+            let expand = |table: &[f32]| {
+                let mut flat = Vec::with_capacity(table.len() * heads);
+                for pos in table.chunks(self.head_dim) {
+                    for _ in 0..heads {
+                        flat.extend_from_slice(pos);
+                    }
+                }
+                let shape = [rows.len(), len * heads * self.head_dim];
+                Tensor::from_data(TensorData::new(flat, shape), device)
+            };
+            by_heads.push((heads, expand(&cos), expand(&sin)));
         }
+        RopeTables { len, by_heads }
     }
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// Rotate `x` of shape `[batch, heads, seq, head_dim]` (seq must match the tables).
+    /// Rotate `x` of shape `[batch, seq, heads, head_dim]` (seq must match the tables,
+    /// and the tables must have been built for this head count).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
+        let [b, t, h, d] = x.dims();
+        debug_assert_eq!(t, self.len, "rope tables cover {} positions", self.len);
+        let (_, cos, sin) = self
+            .by_heads
+            .iter()
+            .find(|(heads, _, _)| *heads == h)
+            .unwrap_or_else(|| panic!("rope tables were not built for {h} heads"));
         let half = d / 2;
-        let cos = self.cos.clone().reshape([1, 1, t, d]);
-        let sin = self.sin.clone().reshape([1, 1, t, d]);
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        debug_assert_eq!(rotated.dims(), [b, h, t, d]);
-        x * cos + rotated * sin
+        let flat = [b, t * h * d];
+        (x.reshape(flat) * cos.clone() + rotated.reshape(flat) * sin.clone()).reshape([b, t, h, d])
     }
 }
 
