@@ -176,30 +176,74 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         let s = k.dims()[2];
-        let rep = h / kvh;
-
         // Scaling q by 1/sqrt(d) before the product equals HF's scaling of the scores
         // (exactly so for power-of-two head widths) and touches t*d, not t*s, values.
-        let q = q
-            .mul_scalar(1.0 / (d as f64).sqrt())
-            .reshape([b, kvh, rep * t, d]);
-        let scores = q.matmul(k.swap_dims(2, 3)); // [b, kvh, rep * t, s]
-        let scores = match mask {
+        let q = q.mul_scalar(1.0 / (d as f64).sqrt());
+        let out = match mask {
             // A single new token sees every key.
-            AttentionMask::Causal if t == 1 => scores,
+            AttentionMask::Causal if t == 1 => attend(q, k, v, None),
+            // Long causal runs go by blocks of queries, each against the keys it can
+            // see: the score tensors shrink by up to half and stay cache-sized.
             AttentionMask::Causal => {
-                let bias = causal_bias::<B>(t, s, &scores.device());
-                (scores.reshape([b * h, t * s]) + bias).reshape([b, kvh, rep * t, s])
+                let blocks: Vec<Tensor<B, 4>> = (0..t)
+                    .step_by(CAUSAL_BLOCK)
+                    .map(|q0| {
+                        let q1 = (q0 + CAUSAL_BLOCK).min(t);
+                        let keys = s - t + q1;
+                        let bias = causal_bias::<B>(q1 - q0, keys, &q.device());
+                        attend(
+                            q.clone().slice([0..b, 0..h, q0..q1, 0..d]),
+                            k.clone().slice([0..b, 0..kvh, 0..keys, 0..d]),
+                            v.clone().slice([0..b, 0..kvh, 0..keys, 0..d]),
+                            Some(Bias::Shared(bias)),
+                        )
+                    })
+                    .collect();
+                Tensor::cat(blocks, 2)
             }
             AttentionMask::Explicit(bias) => {
-                let bias = bias.clone().repeat_dim(1, h); // [b, h, t * s]
-                (scores.reshape([b, h, t * s]) + bias).reshape([b, kvh, rep * t, s])
+                attend(q, k, v, Some(Bias::PerRow(bias.clone().repeat_dim(1, h))))
             }
         };
-        let out = softmax(scores, 3).matmul(v).reshape([b, h, t, d]);
         let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
         token_linear(&self.o_proj, out)
     }
+}
+
+/// Query positions per block of causal attention.
+const CAUSAL_BLOCK: usize = 256;
+
+/// An additive attention bias over `[t, s]` scores.
+enum Bias<B: Backend> {
+    /// `[1, t * s]`, the same for every batch row and head.
+    Shared(Tensor<B, 2>),
+    /// `[b, h, t * s]`.
+    PerRow(Tensor<B, 3>),
+}
+
+/// `softmax(q k^T + bias) v` for (pre-scaled) `q` `[b, h, t, d]` and `k`, `v` `[b, kvh,
+/// s, d]`, with the `h / kvh` query heads of each kv head folded into the query axis so
+/// that keys and values are never repeated. Returns `[b, h, t, d]`.
+fn attend<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Bias<B>>,
+) -> Tensor<B, 4> {
+    let [b, h, t, d] = q.dims();
+    let [_, kvh, s, _] = k.dims();
+    let rep = h / kvh;
+    let scores = q.reshape([b, kvh, rep * t, d]).matmul(k.swap_dims(2, 3));
+    let scores = match bias {
+        None => scores,
+        Some(Bias::Shared(bias)) => {
+            (scores.reshape([b * h, t * s]) + bias).reshape([b, kvh, rep * t, s])
+        }
+        Some(Bias::PerRow(bias)) => {
+            (scores.reshape([b, h, t * s]) + bias).reshape([b, kvh, rep * t, s])
+        }
+    };
+    softmax(scores, 3).matmul(v).reshape([b, h, t, d])
 }
 
 /// Additive causal bias `[1, t * s]` for `t` queries that end a sequence of `s` keys
@@ -210,4 +254,52 @@ fn causal_bias<B: Backend>(t: usize, s: usize, device: &B::Device) -> Tensor<B, 
         .flat_map(|i| (0..s).map(move |j| if j > i + offset { f32::MIN } else { 0.0 }))
         .collect();
     Tensor::from_data(TensorData::new(data, [1, t * s]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::LinearConfig;
+
+    use super::*;
+    use crate::model::Cpu;
+    use crate::model::config::{RopeScaling, RopeSettings};
+    use crate::model::rope::Rope;
+
+    /// Causal attention over more than one block of queries (blocked, each block against
+    /// the keys it can see) equals the same attention through an explicit all-visible
+    /// padding mask (one unblocked product).
+    #[test]
+    fn blocked_causal_attention_equals_unblocked() {
+        let device = Default::default();
+        let (hidden, h, kvh, d) = (32, 4, 2, 8);
+        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init::<Cpu>(&device);
+        let attn = Attention {
+            q_proj: linear(hidden, h * d),
+            k_proj: linear(hidden, kvh * d),
+            v_proj: linear(hidden, kvh * d),
+            o_proj: linear(h * d, hidden),
+            num_heads: h,
+            num_kv_heads: kvh,
+            head_dim: d,
+        };
+        let t = CAUSAL_BLOCK * 2 + 37;
+        let x = Tensor::<Cpu, 3>::random(
+            [2, t, hidden],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let rope = Rope::new(
+            d,
+            RopeSettings {
+                theta: 10000.0,
+                scaling: RopeScaling::None,
+            },
+        )
+        .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], &device);
+        let blocked = attn.forward(x.clone(), &rope, &AttentionMask::Causal, None);
+        let all = AttentionMask::padded(&vec![vec![true; t]; 2], t, &device).unwrap();
+        let whole = attn.forward(x, &rope, &all, None);
+        let diff: f32 = (blocked - whole).abs().max().into_scalar();
+        assert!(diff < 1e-5, "blocked vs unblocked: max difference {diff}");
+    }
 }
