@@ -272,7 +272,11 @@ mod tests {
     fn blocked_causal_attention_equals_unblocked() {
         let device = Default::default();
         let (hidden, h, kvh, d) = (32, 4, 2, 8);
-        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init::<Cpu>(&device);
+        let linear = |i, o| {
+            LinearConfig::new(i, o)
+                .with_bias(false)
+                .init::<Cpu>(&device)
+        };
         let attn = Attention {
             q_proj: linear(hidden, h * d),
             k_proj: linear(hidden, kvh * d),
