@@ -348,7 +348,7 @@ pub fn score_groups<B: Backend>(
     model: &Llama<B>,
     groups: &[Group],
     batch_size: usize,
-    mut on_batch: impl FnMut(usize),
+    on_batch: impl FnMut(usize) + Send,
 ) -> Result<Vec<Vec<ContScore>>> {
     let vocab = model.config().vocab_size;
     for g in groups {
@@ -367,7 +367,7 @@ pub fn score_groups<B: Backend>(
     let mut order: Vec<usize> = (0..groups.len()).collect();
     let key = |g: &Group| g.context.len() + g.continuations.iter().map(Vec::len).max().unwrap_or(0);
     order.sort_by_key(|&i| std::cmp::Reverse(key(&groups[i])));
-    let mut results: HashMap<usize, Vec<ContScore>> = HashMap::with_capacity(groups.len());
+    let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
     let mut start = 0;
     while start < order.len() {
         let mut end = start;
@@ -380,13 +380,29 @@ pub fn score_groups<B: Backend>(
             rows += n;
             end += 1;
         }
-        let batch: Vec<&Group> = order[start..end].iter().map(|&i| &groups[i]).collect();
-        let scored = score_batch(model, &batch)?;
-        for (&i, s) in order[start..end].iter().zip(scored) {
+        batches.push(start..end);
+        start = end;
+    }
+    // Batches run concurrently on the rayon pool: the backend's elementwise ops are
+    // single-threaded, so one batch at a time leaves cores idle between its products
+    // (which still split over idle threads when there are any).
+    let on_batch = std::sync::Mutex::new(on_batch);
+    let scored: Vec<Vec<Vec<ContScore>>> = batches
+        .par_iter()
+        .map(|range| {
+            let batch: Vec<&Group> = order[range.clone()].iter().map(|&i| &groups[i]).collect();
+            let scored = score_batch(model, &batch)?;
+            if let Ok(mut tick) = on_batch.lock() {
+                tick(range.len());
+            }
+            Ok(scored)
+        })
+        .collect::<Result<_>>()?;
+    let mut results: HashMap<usize, Vec<ContScore>> = HashMap::with_capacity(groups.len());
+    for (range, scored) in batches.iter().zip(scored) {
+        for (&i, s) in order[range.clone()].iter().zip(scored) {
             results.insert(i, s);
         }
-        on_batch(end - start);
-        start = end;
     }
     Ok((0..groups.len())
         .map(|i| results.remove(&i).unwrap_or_default())

@@ -190,7 +190,9 @@ fn nll_rows<B: Backend>(model: &Llama<B>, x: Tensor<B, 3>, targets: &[i64]) -> R
         .collect())
 }
 
-/// Run `block` on every stream, `batch` streams per forward.
+/// Run `block` on every stream, `batch` streams per forward. The forwards run
+/// concurrently on the rayon pool: on the CPU backend elementwise ops are
+/// single-threaded, so one forward at a time would leave cores idle between products.
 fn forward_all<B: Backend>(
     block: &Block<B>,
     streams: Vec<Tensor<B, 3>>,
@@ -198,23 +200,28 @@ fn forward_all<B: Backend>(
     mask: &AttentionMask<B>,
     batch: usize,
 ) -> Vec<Tensor<B, 3>> {
-    let mut out = Vec::with_capacity(streams.len());
+    let mut chunks: Vec<Vec<Tensor<B, 3>>> = Vec::new();
     let mut it = streams.into_iter().peekable();
     while it.peek().is_some() {
-        let chunk: Vec<Tensor<B, 3>> = it.by_ref().take(batch.max(1)).collect();
-        let n = chunk.len();
-        if n == 1 {
-            out.extend(
+        chunks.push(it.by_ref().take(batch.max(1)).collect());
+    }
+    let outs: Vec<Vec<Tensor<B, 3>>> = chunks
+        .into_par_iter()
+        .map(|chunk| {
+            let n = chunk.len();
+            if n == 1 {
                 chunk
                     .into_iter()
-                    .map(|x| block.forward(x, rope, mask, None)),
-            );
-        } else {
-            let y = block.forward(Tensor::cat(chunk, 0), rope, mask, None);
-            out.extend(y.chunk(n, 0));
-        }
-    }
-    out
+                    .map(|x| block.forward(x, rope, mask, None))
+                    .collect()
+            } else {
+                block
+                    .forward(Tensor::cat(chunk, 0), rope, mask, None)
+                    .chunk(n, 0)
+            }
+        })
+        .collect();
+    outs.into_iter().flatten().collect()
 }
 
 /// Streams per head evaluation so that logits stay near 64 Mi floats.
