@@ -182,6 +182,10 @@ impl<B: Backend> Attention<B> {
         let out = match mask {
             // A single new token sees every key.
             AttentionMask::Causal if t == 1 => attend(q, k, v, None),
+            AttentionMask::Causal if t <= CAUSAL_BLOCK => {
+                let bias = causal_bias::<B>(t, s, &q.device());
+                attend(q, k, v, Some(Bias::Shared(bias)))
+            }
             // Long causal runs go by blocks of queries, each against the keys it can
             // see: the score tensors shrink by up to half and stay cache-sized.
             AttentionMask::Causal => {
