@@ -127,8 +127,10 @@ fn padded_batch_matches_transformers_on_real_tokens() {
         vec![true; t],
         (0..t).map(|i| i < short.len()).collect::<Vec<_>>(),
     ];
-    let mask = AttentionMask::padded(&valid, t, &Default::default()).unwrap();
-    let logits = values(model().forward_masked(tokens(&[ids, padded]), &mask));
+    let model = model();
+    let heads = model.config().num_attention_heads;
+    let mask = AttentionMask::padded(&valid, t, heads, &Default::default()).unwrap();
+    let logits = values(model.forward_masked(tokens(&[ids, padded]), &mask));
     let (shape, expected) = r.f32("logits_padded");
     let vocab = shape[2];
     let mut d: f32 = 0.0;

@@ -183,7 +183,8 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
     }
     let ctx_padded = groups.iter().any(|g| g.context.len() != lc);
     let mask = if ctx_padded {
-        AttentionMask::padded(&ctx_valid, lc, &device)?
+        let heads = model.config().num_attention_heads;
+        AttentionMask::padded(&ctx_valid, lc, heads, &device)?
     } else {
         AttentionMask::Causal
     };
@@ -301,7 +302,8 @@ fn score_rest<B: Backend>(
                 .collect()
         })
         .collect();
-    let mask = AttentionMask::from_fn(groups.len(), w, lc + w, &device, |g, q, k| {
+    let heads = model.config().num_attention_heads;
+    let mask = AttentionMask::from_fn(groups.len(), heads, w, lc + w, &device, |g, q, k| {
         if k < lc {
             return ctx_valid[g][k];
         }

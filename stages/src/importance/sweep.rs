@@ -168,7 +168,7 @@ fn angular<B: Backend>(a: &Tensor<B, 3>, b: &Tensor<B, 3>) -> Result<Vec<f64>> {
 /// the same reduction as tensor ops would be five single-threaded passes over `[k, T,
 /// vocab]` on the CPU backend.
 fn nll_rows<B: Backend>(model: &Llama<B>, x: Tensor<B, 3>, targets: &[i64]) -> Result<Vec<f64>> {
-    let [k, t, _] = x.dims();
+    let t = x.dims()[1];
     let logits = model.head(x);
     let vocab = logits.dims()[2];
     let logits = read_f32(logits)?;
@@ -186,7 +186,6 @@ fn nll_rows<B: Backend>(model: &Llama<B>, x: Tensor<B, 3>, targets: &[i64]) -> R
     Ok(per_token
         .chunks(t - 1)
         .map(|row| row.iter().sum::<f64>())
-        .take(k)
         .collect())
 }
 

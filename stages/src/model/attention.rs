@@ -25,9 +25,10 @@ pub enum AttentionMask<B: Backend> {
     /// Plain causal attention, aligned so the last query sees every key (the cached
     /// past included).
     Causal,
-    /// Causal attention that also hides padding keys: an additive bias `[batch, 1,
-    /// seq_q * seq_kv]`, `0` where a key is visible and `f32::MIN` where it is masked
-    /// out. Build it with [`AttentionMask::padded`].
+    /// Causal attention that also hides padding keys: an additive bias `[batch, heads,
+    /// seq_q * seq_kv]` (the same pattern for every query head, laid out once so that
+    /// no block has to expand it), `0` where a key is visible and `f32::MIN` where it is
+    /// masked out. Build it with [`AttentionMask::padded`] or [`AttentionMask::from_fn`].
     Explicit(Tensor<B, 3>),
 }
 
@@ -36,8 +37,14 @@ impl<B: Backend> AttentionMask<B> {
     /// (over past and current tokens, `seq_kv = past_len + seq_q` entries) of row `b`
     /// holds a real token. A query row that would see no key at all (a pad before any
     /// real token, as with left padding) falls back to plain causal attention so that
-    /// softmax stays finite; its output is meaningless and should be ignored.
-    pub fn padded(valid: &[Vec<bool>], seq_q: usize, device: &B::Device) -> Result<Self> {
+    /// softmax stays finite; its output is meaningless and should be ignored. `heads`
+    /// is the model's number of query heads.
+    pub fn padded(
+        valid: &[Vec<bool>],
+        seq_q: usize,
+        heads: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
         let batch = valid.len();
         let seq_kv = valid.first().map_or(0, Vec::len);
         if batch == 0 || seq_kv < seq_q {
@@ -58,31 +65,44 @@ impl<B: Backend> AttentionMask<B> {
             .iter()
             .map(|row| row.iter().position(|&v| v).unwrap_or(seq_kv))
             .collect();
-        Ok(Self::from_fn(batch, seq_q, seq_kv, device, |b, q, k| {
-            let last = q + offset;
-            k <= last && (valid[b][k] || first_real[b] > last)
-        }))
+        Ok(Self::from_fn(
+            batch,
+            heads,
+            seq_q,
+            seq_kv,
+            device,
+            |b, q, k| {
+                let last = q + offset;
+                k <= last && (valid[b][k] || first_real[b] > last)
+            },
+        ))
     }
 
     /// A mask from a visibility rule: `visible(row, query, key)` says whether query
     /// position `query` of batch row `row` attends to key position `key` (over past and
-    /// current tokens). Every query should see at least one key; one that sees none
-    /// attends uniformly and its output is meaningless.
+    /// current tokens), the same for each of the model's `heads` query heads. Every
+    /// query should see at least one key; one that sees none attends uniformly and its
+    /// output is meaningless.
     pub fn from_fn(
         batch: usize,
+        heads: usize,
         seq_q: usize,
         seq_kv: usize,
         device: &B::Device,
         visible: impl Fn(usize, usize, usize) -> bool,
     ) -> Self {
-        let mut data: Vec<f32> = Vec::with_capacity(batch * seq_q * seq_kv);
+        let tile = seq_q * seq_kv;
+        let mut data: Vec<f32> = Vec::with_capacity(batch * heads * tile);
         for b in 0..batch {
+            let start = data.len();
             for q in 0..seq_q {
                 data.extend((0..seq_kv).map(|k| if visible(b, q, k) { 0.0 } else { f32::MIN }));
             }
+            for _ in 1..heads {
+                data.extend_from_within(start..start + tile);
+            }
         }
-        let bias =
-            Tensor::<B, 3>::from_data(TensorData::new(data, [batch, 1, seq_q * seq_kv]), device);
+        let bias = Tensor::<B, 3>::from_data(TensorData::new(data, [batch, heads, tile]), device);
         AttentionMask::Explicit(bias)
     }
 }
@@ -205,9 +225,7 @@ impl<B: Backend> Attention<B> {
                     .collect();
                 Tensor::cat(blocks, 2)
             }
-            AttentionMask::Explicit(bias) => {
-                attend(q, k, v, Some(Bias::PerRow(bias.clone().repeat_dim(1, h))))
-            }
+            AttentionMask::Explicit(bias) => attend(q, k, v, Some(Bias::PerRow(bias.clone()))),
         };
         let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
         token_linear(&self.o_proj, out)
@@ -305,7 +323,7 @@ mod tests {
         )
         .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], &device);
         let blocked = attn.forward(x.clone(), &rope, &AttentionMask::Causal, None);
-        let all = AttentionMask::padded(&vec![vec![true; t]; 2], t, &device).unwrap();
+        let all = AttentionMask::padded(&vec![vec![true; t]; 2], t, h, &device).unwrap();
         let whole = attn.forward(x, &rope, &all, None);
         let diff: f32 = (blocked - whole).abs().max().into_scalar();
         assert!(diff < 1e-5, "blocked vs unblocked: max difference {diff}");

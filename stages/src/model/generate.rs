@@ -210,7 +210,7 @@ pub fn token_logprobs<B: Backend>(model: &Llama<B>, rows: &[Vec<u32>]) -> Result
             .iter()
             .map(|r| (0..t).map(|i| i < r.len()).collect())
             .collect();
-        AttentionMask::padded(&valid, t, &device)?
+        AttentionMask::padded(&valid, t, model.config().num_attention_heads, &device)?
     };
     let b = rows.len();
     let logits = model.forward_masked(id_tensor::<B>(&refs, &device), &mask);

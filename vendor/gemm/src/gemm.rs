@@ -175,7 +175,7 @@ pub unsafe fn gemm<T: 'static>(
     parallelism: Parallelism,
 ) {
     // slayer: f32 products go to OpenBLAS when it was found at build time (src/openblas.rs).
-    #[cfg(gemm_openblas)]
+    #[cfg(all(gemm_openblas, feature = "rayon"))]
     if TypeId::of::<T>() == TypeId::of::<f32>()
         && crate::openblas::sgemm(
             m,

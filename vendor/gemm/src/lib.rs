@@ -2,7 +2,7 @@
 #![warn(rust_2018_idioms)]
 
 mod gemm;
-#[cfg(gemm_openblas)]
+#[cfg(all(gemm_openblas, feature = "rayon"))]
 mod openblas;
 
 #[cfg(feature = "f16")]

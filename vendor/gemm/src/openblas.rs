@@ -90,7 +90,6 @@ pub unsafe fn sgemm(
             alpha, beta, parallelism,
         );
     }
-    let too_big = [m, n, k].iter().any(|&d| d > c_int::MAX as usize);
     let (Some((ta, lda)), Some((tb, ldb)), Some((_, ldc))) = (
         as_row_major(m, k, lhs_rs, lhs_cs),
         as_row_major(k, n, rhs_rs, rhs_cs),
@@ -98,7 +97,7 @@ pub unsafe fn sgemm(
     ) else {
         return false;
     };
-    if too_big || [lda, ldb, ldc].iter().any(|&d| d > c_int::MAX as usize) {
+    if [m, n, k, lda, ldb, ldc].iter().any(|&d| d > c_int::MAX as usize) {
         return false;
     }
     static SINGLE_THREADED: Once = Once::new();
@@ -130,8 +129,6 @@ pub unsafe fn sgemm(
         Parallelism::None => 1,
         Parallelism::Rayon(0) => rayon::current_num_threads(),
         Parallelism::Rayon(t) => t,
-        #[allow(unreachable_patterns)]
-        _ => 1,
     };
     if threads <= 1 || m * n * k < SPLIT_THRESHOLD {
         block(0, m, 0, n);
@@ -141,7 +138,7 @@ pub unsafe fn sgemm(
     let split_rows = m >= n;
     let len = if split_rows { m } else { n };
     let step = len.div_ceil(threads).div_ceil(16) * 16;
-    let starts: Vec<usize> = (0..len).step_by(step.max(1)).collect();
+    let starts: Vec<usize> = (0..len).step_by(step).collect();
     let run = |s: usize| {
         let e = (s + step).min(len);
         if split_rows {
