@@ -1,11 +1,13 @@
 //! Log-likelihood scoring against a naive reference: the batched, left-padded,
 //! prefix-shared computation in `eval::lm` must equal scoring each `context +
-//! continuation` on its own (tiny Llama fixture, byte-level tokenizer).
+//! continuation` on its own (tiny Llama fixture, byte-level tokenizer); rolling
+//! perplexity must equal scoring each of lm-eval's windows on its own.
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use slayer_stages::eval::lm::{Encoder, Group, score_groups};
+use slayer_stages::eval::perplexity::{Document, rolling_windows, score_documents};
 use slayer_stages::model::{Cpu, Llama, Tokenizer, load_pretrained, token_logprobs};
 
 fn fixtures() -> PathBuf {
@@ -121,4 +123,67 @@ fn eval_encode_pair_moves_trailing_space_like_lm_eval() {
     let long = "a".repeat(40);
     let g = enc.encode_group(&long, &["bcd".to_string()]).unwrap();
     assert_eq!(g.context.len() + 3, 17);
+}
+
+/// Rolling perplexity (batched, right-padded, head on scored rows only, windows of one
+/// document spread over batches) equals scoring every window on its own, and a
+/// document that fits one window equals scoring `prefix + tokens` in one pass.
+#[test]
+fn eval_rolling_perplexity_matches_naive_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let model: Llama<Cpu> =
+        load_pretrained(&tiny_model_dir(dir.path()), &Default::default()).unwrap();
+    let (prefix, max_len) = (3u32, 16usize);
+    let mut s = 11u64;
+    let docs: Vec<Document> = [0usize, 1, 5, 16, 17, 40, 63]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Document {
+            index: i,
+            id: format!("d{i}"),
+            tokens: (0..n).map(|_| lcg(&mut s)).collect(),
+            counted: "a b".into(),
+        })
+        .collect();
+    for batch in [1, 3, 64] {
+        let mut finished = 0;
+        let scores =
+            score_documents(&model, &docs, prefix, max_len, batch, || finished += 1).unwrap();
+        assert_eq!(finished, docs.len(), "batch {batch}");
+        for (doc, got) in docs.iter().zip(&scores) {
+            let windows = rolling_windows(&doc.tokens, prefix, max_len);
+            assert_eq!(
+                windows.iter().map(|w| w.predict).sum::<usize>(),
+                doc.tokens.len(),
+                "every token is predicted exactly once"
+            );
+            let naive: f64 = windows
+                .iter()
+                .map(|w| {
+                    let lp = token_logprobs(&model, &[w.tokens.clone()]).unwrap();
+                    lp[0][lp[0].len() - w.predict..]
+                        .iter()
+                        .map(|&x| x as f64)
+                        .sum::<f64>()
+                })
+                .sum();
+            assert!(
+                (got.loglik - naive).abs() < 1e-4,
+                "batch {batch} doc {}: {} vs {naive}",
+                doc.id,
+                got.loglik
+            );
+            if !doc.tokens.is_empty() && doc.tokens.len() <= max_len {
+                let mut seq = vec![prefix];
+                seq.extend_from_slice(&doc.tokens);
+                let one: f64 = token_logprobs(&model, &[seq]).unwrap()[0]
+                    .iter()
+                    .map(|&x| x as f64)
+                    .sum();
+                assert!((got.loglik - one).abs() < 1e-4, "doc {}", doc.id);
+            }
+            assert_eq!((got.tokens, got.bytes, got.words), (doc.tokens.len(), 3, 2));
+        }
+        assert_eq!(scores[0].loglik, 0.0, "an empty document predicts nothing");
+    }
 }

@@ -286,3 +286,205 @@ fn eval_stage_errors_are_clear() {
         "{e}"
     );
 }
+
+/// `items.parquet` rows as JSON records of the columns perplexity tasks fill.
+fn parquet_records(path: &Path) -> Vec<Value> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let (lls, ids) = (col("logliks"), col("item_id"));
+        for row in 0..batch.num_rows() {
+            let mut rec = serde_json::Map::new();
+            let ll = lls.as_list::<i32>().value(row);
+            let ll: Vec<f64> = ll.as_primitive::<Float64Type>().values().to_vec();
+            rec.insert("logliks".into(), json!(ll));
+            rec.insert("item_id".into(), json!(ids.as_string::<i32>().value(row)));
+            for k in ["n_tokens", "n_bytes", "n_words"] {
+                let c = col(k);
+                let v = c.as_primitive::<Int64Type>();
+                rec.insert(
+                    k.into(),
+                    if v.is_null(row) {
+                        Value::Null
+                    } else {
+                        json!(v.value(row))
+                    },
+                );
+            }
+            out.push(Value::Object(rec));
+        }
+    }
+    out
+}
+
+/// Token shards with the byte tokenizer's ids of `texts`, one row each.
+fn write_token_shard(path: &Path, texts: &[&str]) {
+    use arrow_array::builder::{ListBuilder, UInt32Builder};
+    let tok =
+        slayer_stages::model::Tokenizer::from_file(&fixtures().join("eval/byte_tokenizer.json"))
+            .unwrap();
+    let mut ids = ListBuilder::new(UInt32Builder::new());
+    for t in texts {
+        ids.values().append_slice(&tok.encode(t, false).unwrap());
+        ids.append(true);
+    }
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "input_ids",
+        std::sync::Arc::new(ids.finish()) as _,
+    )])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn eval_stage_perplexity_from_text_records_and_token_shards() {
+    let texts = [
+        "The quick brown fox jumps over the lazy dog. It was not amused.",
+        "  Two  spaces and\na newline ",
+        "",
+        "Short.",
+    ];
+    let src = tempfile::tempdir().unwrap();
+    let jsonl = src.path().join("docs.jsonl");
+    let lines: Vec<String> = texts
+        .iter()
+        .map(|t| json!({ "text": t }).to_string())
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    // max_length 8 forces several rolling windows per document.
+    let params = json!({"tasks": ["perplexity"], "max_length": 8, "batch_size": 3});
+    let (dir, r) = run(params.clone(), Some(jsonl));
+    let m = r.unwrap();
+    let p = &m["perplexity"];
+    assert_eq!(p["n"], 4);
+    assert!(p.get("bits_per_byte_stderr").is_none());
+    let rows = parquet_records(&dir.path().join("out/items.parquet"));
+    let ll: Vec<f64> = rows
+        .iter()
+        .map(|r| r["logliks"][0].as_f64().unwrap())
+        .collect();
+    let count = |k: &str| -> Vec<f64> { rows.iter().map(|r| r[k].as_f64().unwrap()).collect() };
+    // Python: len(s.encode()), len(re.split(r"\s+", s)); the byte tokenizer: one token a byte.
+    assert_eq!(count("n_bytes"), vec![63.0, 28.0, 0.0, 6.0]);
+    assert_eq!(count("n_words"), vec![13.0, 7.0, 1.0, 1.0]);
+    assert_eq!(count("n_tokens"), count("n_bytes"));
+    assert_eq!(ll[2], 0.0);
+    assert!(
+        ll.iter().enumerate().all(|(i, &x)| i == 2 || x < 0.0),
+        "{ll:?}"
+    );
+    let total: f64 = ll.iter().sum();
+    let bpb = -total / 97.0 / std::f64::consts::LN_2;
+    assert!((p["bits_per_byte"].as_f64().unwrap() - bpb).abs() < 1e-9);
+    assert!((p["byte_perplexity"].as_f64().unwrap() - (-total / 97.0).exp()).abs() < 1e-9);
+    assert!((p["word_perplexity"].as_f64().unwrap() - (-total / 22.0).exp()).abs() < 1e-6);
+    assert!((p["token_perplexity"].as_f64().unwrap() - (-total / 97.0).exp()).abs() < 1e-9);
+
+    // The same documents as Parquet token shards (a file, then a folder) score the same.
+    let shards = src.path().join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_token_shard(&shards.join("part-00000.parquet"), &texts[..2]);
+    write_token_shard(&shards.join("part-00001.parquet"), &texts[2..]);
+    let (dir2, r2) = run(params.clone(), Some(shards.clone()));
+    assert_eq!(r2.unwrap()["perplexity"]["n"], 4);
+    let rows2 = parquet_records(&dir2.path().join("out/items.parquet"));
+    for (a, b) in rows.iter().zip(&rows2) {
+        assert!(
+            (a["logliks"][0].as_f64().unwrap() - b["logliks"][0].as_f64().unwrap()).abs() < 1e-6
+        );
+        assert_eq!(a["n_words"], b["n_words"]);
+    }
+    assert_eq!(rows2[3]["item_id"], "part-00001:1");
+    let (_d3, r3) = run(
+        json!({"tasks": ["perplexity"], "max_length": 8, "limit": 1}),
+        Some(shards.join("part-00001.parquet")),
+    );
+    assert_eq!(r3.unwrap()["perplexity"]["n"], 1);
+
+    // A plain text file is one document.
+    let txt = src.path().join("corpus.txt");
+    std::fs::write(&txt, texts[0]).unwrap();
+    let (_d4, r4) = run(params, Some(txt));
+    let one = r4.unwrap();
+    assert_eq!(one["perplexity"]["n"], 1);
+    let want = (-ll[0] / 63.0 / std::f64::consts::LN_2
+        - one["perplexity"]["bits_per_byte"].as_f64().unwrap())
+    .abs();
+    assert!(want < 1e-9);
+}
+
+#[test]
+fn eval_stage_wikitext_counts_the_original_page() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("wiki.jsonl");
+    let page = " = Title = \n The cat 's hat @-@ box , red . \n";
+    std::fs::write(&file, json!({ "page": page }).to_string() + "\n").unwrap();
+    let (dir, r) = run(json!({"tasks": ["wikitext"]}), Some(file));
+    let m = r.unwrap();
+    for k in ["word_perplexity", "byte_perplexity", "bits_per_byte"] {
+        assert!(
+            m["wikitext"][k].as_f64().unwrap() > 1.0 || k == "bits_per_byte",
+            "{k}"
+        );
+    }
+    assert!(m["wikitext"].get("token_perplexity").is_none());
+    let rows = parquet_records(&dir.path().join("out/items.parquet"));
+    // Python: len(page.encode()) = 45, len(re.split(r"\s+", page)) = 14; the scored text
+    // is the detokenized " = Title =\nThe cat's hat-box, red.\n" (35 byte tokens).
+    assert_eq!(rows[0]["n_bytes"], 45);
+    assert_eq!(rows[0]["n_words"], 14);
+    assert_eq!(rows[0]["n_tokens"], 35);
+}
+
+#[test]
+fn eval_stage_perplexity_rejects_demonstrations_and_foreign_metrics() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("docs.jsonl");
+    std::fs::write(&file, "{\"text\": \"abc\"}\n").unwrap();
+    let (_d, r) = run(
+        json!({"tasks": ["perplexity"], "num_fewshot": 2}),
+        Some(file.clone()),
+    );
+    let e = r.unwrap_err();
+    assert!(e.contains("take no demonstrations"), "{e}");
+    let task = src.path().join("ppl.yaml");
+    std::fs::write(
+        &task,
+        "name: ppl\ntype: perplexity\nfile: docs.jsonl\ncontext: \"{text}\"\nmetrics: [acc]\n",
+    )
+    .unwrap();
+    let (_d, r) = run(
+        json!({"tasks": [task.display().to_string()], "data_dir": src.path().display().to_string()}),
+        None,
+    );
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("metric `acc` does not apply to perplexity tasks"),
+        "{e}"
+    );
+    // A record without the templated field names the file and line.
+    std::fs::write(&file, "{\"text\": \"abc\"}\n{\"body\": \"x\"}\n").unwrap();
+    let (_d, r) = run(json!({"tasks": ["perplexity"]}), Some(file));
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("docs.jsonl:2") && e.contains("no field `text`"),
+        "{e}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Benchmark records: [`Field`] (a JSON value whose objects keep their key order, which
 //! TruthfulQA's `{answer: label}` maps rely on), [`Doc`] (one record with the file and
-//! line it came from) and [`load_docs`] for JSONL, JSON arrays and header-less CSV.
+//! line it came from) and [`load_docs`] for JSONL, JSON arrays, header-less CSV and plain
+//! text (the whole file is one record with a `text` field).
 //!
 //! Every parse error names the file and line.
 
@@ -155,6 +156,8 @@ pub enum Format {
     JsonArray,
     /// Comma-separated values without a header; these are the column names.
     Csv(Vec<String>),
+    /// Plain text (`.txt`, `.md`): one record, its `text` field the whole file.
+    Text,
 }
 
 impl Format {
@@ -163,6 +166,7 @@ impl Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => Format::Csv(columns.to_vec()),
             Some("json") => Format::JsonArray,
+            Some("txt" | "md") => Format::Text,
             _ => Format::Jsonl,
         }
     }
@@ -175,6 +179,11 @@ pub fn load_docs(path: &Path, format: &Format) -> Result<Vec<Doc>> {
         Format::Jsonl => parse_jsonl(path, &text),
         Format::JsonArray => parse_json_array(path, &text),
         Format::Csv(columns) => parse_csv(path, &text, columns),
+        Format::Text => Ok(vec![Doc {
+            index: 0,
+            line: 1,
+            fields: Field::Map(vec![("text".into(), Field::Str(text))]),
+        }]),
     }
 }
 

@@ -67,6 +67,9 @@ pub enum EvalError {
     /// The model or tokenizer failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Reading Parquet token shards failed (the message names the file).
+    #[error(transparent)]
+    Shards(#[from] crate::data::error::DataError),
     /// Executing a generated program failed for a reason other than the program itself.
     #[error("sandbox: {0}")]
     Sandbox(String),

@@ -1,5 +1,7 @@
 //! Aggregate metrics: the mean of per-item values with lm-eval's standard error (sample
-//! standard deviation over `sqrt(n)`), and the per-task JSON objects of `metrics.json`.
+//! standard deviation over `sqrt(n)`), the ratio aggregates of perplexity tasks
+//! (lm-eval's `weighted_perplexity` and `bits_per_byte`: totals over the corpus, not
+//! means of per-item ratios) and the per-task JSON objects of `metrics.json`.
 
 use serde_json::{Map, Value};
 
@@ -22,55 +24,104 @@ pub fn stderr(values: &[f64]) -> f64 {
     (var / n as f64).sqrt()
 }
 
+/// How a metric's per-item values become one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// The mean of the values, reported with its standard error.
+    Mean,
+    /// `exp(-Σ loglik / Σ count)` over `(loglik, count)` pairs (lm-eval's
+    /// `weighted_perplexity`; no standard error, as lm-eval).
+    Perplexity,
+    /// `-Σ loglik / Σ bytes / ln 2` over `(loglik, bytes)` pairs.
+    BitsPerByte,
+}
+
+impl Aggregate {
+    fn apply(self, values: &[(f64, f64)]) -> f64 {
+        let ratio = || {
+            let (a, b) = values
+                .iter()
+                .fold((0.0, 0.0), |(a, b), (x, w)| (a + x, b + w));
+            if b > 0.0 { a / b } else { f64::NAN }
+        };
+        match self {
+            Aggregate::Mean => mean(&values.iter().map(|v| v.0).collect::<Vec<_>>()),
+            Aggregate::Perplexity => (-ratio()).exp(),
+            Aggregate::BitsPerByte => -ratio() / std::f64::consts::LN_2,
+        }
+    }
+}
+
+/// One metric: its aggregation and per-item `(value, weight)` pairs.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    aggregate: Aggregate,
+    values: Vec<(f64, f64)>,
+}
+
 /// Per-item values of each metric of one task, in insertion order.
 #[derive(Debug, Clone, Default)]
 pub struct MetricSet {
-    entries: Vec<(String, Vec<f64>)>,
+    entries: Vec<Entry>,
     /// Items scored.
     pub n: usize,
 }
 
 impl MetricSet {
-    /// Record one item's value of `metric`.
+    /// Record one item's value of `metric` (aggregated by its mean).
     pub fn push(&mut self, metric: &str, value: f64) {
-        match self.entries.iter_mut().find(|(k, _)| k == metric) {
-            Some((_, v)) => v.push(value),
-            None => self.entries.push((metric.to_string(), vec![value])),
+        self.push_with(metric, Aggregate::Mean, value, 1.0);
+    }
+
+    /// Record one item's `(value, weight)` pair of a metric aggregated by `aggregate`.
+    pub fn push_with(&mut self, metric: &str, aggregate: Aggregate, value: f64, weight: f64) {
+        match self.entries.iter_mut().find(|e| e.name == metric) {
+            Some(e) => e.values.push((value, weight)),
+            None => self.entries.push(Entry {
+                name: metric.to_string(),
+                aggregate,
+                values: vec![(value, weight)],
+            }),
         }
     }
 
     /// Add every value of `other` (a group's micro average over its subtasks).
     pub fn extend(&mut self, other: &MetricSet) {
-        for (k, vs) in &other.entries {
-            for &v in vs {
-                self.push(k, v);
+        for e in &other.entries {
+            for &(v, w) in &e.values {
+                self.push_with(&e.name, e.aggregate, v, w);
             }
         }
         self.n += other.n;
     }
 
-    /// `{"acc": .., "acc_stderr": .., .., "n": n}`.
+    /// `{"acc": .., "acc_stderr": .., .., "n": n}` (ratio aggregates have no stderr).
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        for (k, vs) in &self.entries {
-            m.insert(k.clone(), json_f64(mean(vs)));
+        for e in &self.entries {
+            m.insert(e.name.clone(), json_f64(e.aggregate.apply(&e.values)));
+            if e.aggregate != Aggregate::Mean {
+                continue;
+            }
             // lm-eval style: `exact_match,strict-match` -> `exact_match_stderr,strict-match`.
-            let se = match k.split_once(',') {
+            let se = match e.name.split_once(',') {
                 Some((metric, filter)) => format!("{metric}_stderr,{filter}"),
-                None => format!("{k}_stderr"),
+                None => format!("{}_stderr", e.name),
             };
-            m.insert(se, json_f64(stderr(vs)));
+            let vs: Vec<f64> = e.values.iter().map(|v| v.0).collect();
+            m.insert(se, json_f64(stderr(&vs)));
         }
         m.insert("n".into(), Value::from(self.n));
         Value::Object(m)
     }
 
-    /// Mean of one metric, if recorded.
-    pub fn mean_of(&self, metric: &str) -> Option<f64> {
+    /// The aggregate value of one metric, if recorded.
+    pub fn value_of(&self, metric: &str) -> Option<f64> {
         self.entries
             .iter()
-            .find(|(k, _)| k == metric)
-            .map(|(_, v)| mean(v))
+            .find(|e| e.name == metric)
+            .map(|e| e.aggregate.apply(&e.values))
     }
 }
 
@@ -117,5 +168,23 @@ mod tests {
             &[1.0, 0.0, 1.0],
         );
         assert!((m - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ratio_aggregates_are_corpus_totals() {
+        // lm-eval: weighted_perplexity = exp(-Σll/Σw), bits_per_byte = -Σll/Σw/ln 2.
+        let mut ms = MetricSet::default();
+        for (ll, w) in [(-10.0, 4.0), (-2.0, 8.0)] {
+            ms.push_with("word_perplexity", Aggregate::Perplexity, ll, w);
+            ms.push_with("bits_per_byte", Aggregate::BitsPerByte, ll, w);
+        }
+        let mut group = MetricSet::default();
+        group.extend(&ms);
+        assert!((group.value_of("word_perplexity").unwrap() - 1.0f64.exp()).abs() < 1e-12);
+        let bpb = group.value_of("bits_per_byte").unwrap();
+        assert!((bpb - 1.0 / std::f64::consts::LN_2).abs() < 1e-12);
+        let json = ms.to_json();
+        assert!(json.get("word_perplexity_stderr").is_none());
+        assert!(json.get("word_perplexity").is_some());
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! - [`task`]: task definitions as data ([`TaskDef`], YAML/JSON; built-ins in
 //!   `eval/tasks/*.yaml`), name resolution (`mmlu`, `mmlu_<subject>`, task files).
-//! - [`data`]: reading JSONL / JSON / CSV records ([`Doc`]), errors with file and line.
+//! - [`data`]: reading JSONL / JSON / CSV / plain-text records ([`Doc`]), errors with file and line.
 //! - [`template`]: the `{field|filter}` prompt templates.
 //! - [`prompt`]: items and n-shot contexts as lm-eval assembles them.
 //! - [`lm`]: batched log-likelihood scoring with shared context computation.
+//! - [`perplexity`]: whole-document log-likelihood in rolling windows (word/byte/token
+//!   perplexity, bits per byte), from text records or Parquet token shards.
 //! - [`generate`]: greedy generation until stop strings.
 //! - [`extract`]: GSM8K answer extraction and `exact_match` normalisation.
 //! - [`execute`]: sandboxed execution of HumanEval programs, pass@k.
@@ -22,6 +24,7 @@ pub mod generate;
 pub mod lm;
 pub mod metrics;
 pub mod output;
+pub mod perplexity;
 pub mod prompt;
 pub mod run;
 pub mod stage;

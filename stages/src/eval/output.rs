@@ -4,7 +4,9 @@
 //! full prompt, 16 hex digits), `logliks` (one per choice), `is_greedy` (per choice),
 //! `pred`, `pred_norm`, `gold` (-1 where not applicable), `correct`, `correct_norm`,
 //! `score` (the item's main metric value: acc, mc2, exact match or pass rate),
-//! `generation` and `extracted` (generation tasks).
+//! `generation` and `extracted` (generation tasks), `n_tokens`, `n_bytes` and `n_words`
+//! (perplexity tasks: the document's predicted tokens and its counted bytes and words;
+//! `logliks` holds its one log-likelihood and `score` its bits per byte).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct ItemRecord {
     pub generation: Option<String>,
     /// Extracted answer or execution outcome (generation tasks).
     pub extracted: Option<String>,
+    /// Perplexity tasks: `(tokens, bytes, words)` of the document.
+    pub counts: Option<[i64; 3]>,
 }
 
 /// Hash of a prompt for the `prompt_hash` column.
@@ -75,6 +79,13 @@ pub fn write_items(path: &Path, rows: &[ItemRecord]) -> Result<()> {
     let ints = |f: &dyn Fn(&ItemRecord) -> i64| -> ArrayRef {
         Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
     };
+    let counts = |k: usize| -> ArrayRef {
+        Arc::new(Int64Array::from(
+            rows.iter()
+                .map(|r| r.counts.map(|c| c[k]))
+                .collect::<Vec<_>>(),
+        ))
+    };
     let bools = |f: &dyn Fn(&ItemRecord) -> bool| -> ArrayRef {
         Arc::new(BooleanArray::from(rows.iter().map(f).collect::<Vec<_>>()))
     };
@@ -103,6 +114,9 @@ pub fn write_items(path: &Path, rows: &[ItemRecord]) -> Result<()> {
         ),
         ("generation", strings(&|r| r.generation.as_deref()), true),
         ("extracted", strings(&|r| r.extracted.as_deref()), true),
+        ("n_tokens", counts(0), true),
+        ("n_bytes", counts(1), true),
+        ("n_words", counts(2), true),
     ];
     let schema = Arc::new(Schema::new(
         columns

@@ -36,7 +36,8 @@ pub struct Item {
     pub labels: Vec<f64>,
     /// Index of the right choice.
     pub gold: usize,
-    /// Generation: the reference answer; HumanEval: the test code.
+    /// Generation: the reference answer; HumanEval: the test code; perplexity: the text
+    /// whose words and bytes are counted.
     pub reference: Option<String>,
     /// HumanEval: the function passed to `check`.
     pub entry_point: Option<String>,
@@ -259,6 +260,21 @@ fn parts(task: &Task, doc: &Doc, file: &Path) -> Result<Parts> {
                 answer: cont,
             })
         }
+        TaskType::Perplexity => {
+            let text = render_doc(&def.context, doc, task, file)?;
+            let text = filtered(text, &def.context_filters, doc, file)?;
+            let counted = match &def.count_text {
+                Some(t) => render_doc(t, doc, task, file)?,
+                None => text.clone(),
+            };
+            Ok(Parts {
+                contexts: vec![text],
+                choices: Vec::new(),
+                labels: Vec::new(),
+                gold: 0,
+                answer: counted,
+            })
+        }
         TaskType::Generate | TaskType::Humaneval => {
             let template = if def.kind == TaskType::Humaneval {
                 format!("{{{}}}", def.prompt_field.as_deref().unwrap_or("prompt"))
@@ -359,6 +375,12 @@ pub fn build_items(
         Some((docs, file)) => (docs, file, false),
         None => (src.docs, src.file, true),
     };
+    if num_fewshot > 0 && def.kind == TaskType::Perplexity {
+        return Err(EvalError::Invalid(format!(
+            "task `{}`: perplexity tasks score whole documents and take no demonstrations (num_fewshot is {num_fewshot}; lm-eval refuses this too)",
+            task.name
+        )));
+    }
     if num_fewshot > 0 && pool.len() < num_fewshot + usize::from(same) {
         return Err(EvalError::Invalid(format!(
             "task `{}`: {num_fewshot}-shot needs {} demonstration records, {} has {}",
@@ -415,6 +437,8 @@ pub fn build_items(
             TaskType::Generate | TaskType::Humaneval => {
                 (vec![format!("{prefix}{}", p.contexts[0])], Vec::new())
             }
+            // A document is scored on its own, as lm-eval's `loglikelihood_rolling`.
+            TaskType::Perplexity => (p.contexts.clone(), Vec::new()),
         };
         let id = match &def.id_field {
             Some(f) => doc
@@ -431,7 +455,7 @@ pub fn build_items(
             ),
         };
         let (reference, entry_point) = match def.kind {
-            TaskType::Generate => (Some(p.answer.clone()), None),
+            TaskType::Generate | TaskType::Perplexity => (Some(p.answer.clone()), None),
             TaskType::Humaneval => {
                 let test = render_doc(
                     &format!("{{{}}}", def.test_field.as_deref().unwrap_or("test")),

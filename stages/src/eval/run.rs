@@ -1,5 +1,6 @@
 //! Running tasks against a model: find each task's files, build its items, score them
-//! (log-likelihood, generation or execution) and collect per-item rows and metrics.
+//! (log-likelihood, generation, execution or rolling perplexity) and collect per-item rows
+//! and metrics.
 //!
 //! [`evaluate`] is backend-generic and independent of the engine, so tests and other
 //! stages can call it directly; [`super::stage`] wraps it as the `eval` stage kind.
@@ -18,6 +19,7 @@ use super::generate::{GenSettings, generate_text};
 use super::lm::{Encoder, encode_all, score_groups};
 use super::metrics::{MetricSet, argmax, mc2};
 use super::output::{ItemRecord, prompt_hash};
+use super::perplexity::{Document, is_token_shards, score_documents, shard_documents};
 use super::prompt::{Item, Sources, build_items};
 use super::task::{Task, TaskType};
 use crate::model::{Llama, Tokenizer};
@@ -106,7 +108,9 @@ fn resolve_path(task: &Task, file: &str, cfg: &RunConfig) -> Result<PathBuf> {
             hint: "; set `data_dir` to the folder holding the benchmark files (e.g. --set data_dir=PATH) or give the file as input `data`".into(),
         });
     };
-    if !path.is_file() {
+    // Perplexity tasks also read folders of token shards.
+    let folder_ok = task.def.kind == TaskType::Perplexity && path.is_dir();
+    if !path.is_file() && !folder_ok {
         return Err(EvalError::MissingFile {
             task: task.name.clone(),
             path,
@@ -126,12 +130,17 @@ fn load(task: &Task, path: &Path) -> Result<Vec<Doc>> {
     Ok(docs)
 }
 
+/// The file (or, for perplexity tasks, shards folder) a task reads its items from.
+fn data_path(task: &Task, cfg: &RunConfig) -> Result<PathBuf> {
+    match cfg.data_input.as_ref().filter(|d| d.is_file()) {
+        Some(f) => Ok(f.clone()),
+        None => resolve_path(task, &task.def.file, cfg),
+    }
+}
+
 /// Build a task's items from its files.
 pub fn task_items(task: &Task, cfg: &RunConfig) -> Result<Vec<Item>> {
-    let data_file = match cfg.data_input.as_ref().filter(|d| d.is_file()) {
-        Some(f) => f.clone(),
-        None => resolve_path(task, &task.def.file, cfg)?,
-    };
+    let data_file = data_path(task, cfg)?;
     let docs = load(task, &data_file)?;
     let shots = cfg.num_fewshot.unwrap_or(task.def.num_fewshot);
     let fewshot = match (&task.def.fewshot_file, shots) {
@@ -190,13 +199,17 @@ impl<B: Backend> Evaluator<'_, B> {
     /// Run one task.
     pub fn run_task(&self, task: &Task, on_progress: OnProgress) -> Result<TaskResult> {
         let t0 = Instant::now();
-        let items = task_items(task, self.cfg)?;
         let (metrics, rows) = match task.def.kind {
             TaskType::MultipleChoice | TaskType::MultipleInput => {
-                self.loglik_task(task, &items, on_progress)?
+                self.loglik_task(task, &task_items(task, self.cfg)?, on_progress)?
             }
-            TaskType::Generate => self.generate_task(task, &items, on_progress)?,
-            TaskType::Humaneval => self.humaneval_task(task, &items, on_progress)?,
+            TaskType::Generate => {
+                self.generate_task(task, &task_items(task, self.cfg)?, on_progress)?
+            }
+            TaskType::Humaneval => {
+                self.humaneval_task(task, &task_items(task, self.cfg)?, on_progress)?
+            }
+            TaskType::Perplexity => self.perplexity_task(task, on_progress)?,
         };
         Ok(TaskResult {
             name: task.name.clone(),
@@ -319,6 +332,58 @@ impl<B: Backend> Evaluator<'_, B> {
                 score,
                 generation,
                 extracted: None,
+                counts: None,
+            });
+        }
+        Ok((ms, rows))
+    }
+
+    fn perplexity_task(
+        &self,
+        task: &Task,
+        on_progress: OnProgress,
+    ) -> Result<(MetricSet, Vec<ItemRecord>)> {
+        let path = data_path(task, self.cfg)?;
+        let docs = if is_token_shards(&path) {
+            shard_documents(&path, self.tok, self.cfg.limit)?
+        } else {
+            task_items(task, self.cfg)?
+                .into_iter()
+                .map(|item| {
+                    Ok(Document {
+                        tokens: self.tok.encode(&item.contexts[0], self.cfg.add_bos)?,
+                        index: item.index,
+                        counted: item.reference.unwrap_or_default(),
+                        id: item.id,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let enc = self.encoder();
+        let scores = score_documents(
+            self.model,
+            &docs,
+            enc.prefix_id,
+            enc.max_len,
+            self.cfg.batch_size,
+            || on_progress(&task.name, 1),
+        )?;
+        let mut ms = MetricSet::default();
+        let mut rows = Vec::with_capacity(docs.len());
+        for (doc, s) in docs.iter().zip(&scores) {
+            s.record(&task.def.metrics, &mut ms);
+            rows.push(ItemRecord {
+                task: task.name.clone(),
+                item: doc.index as i64,
+                item_id: doc.id.clone(),
+                prompt_hash: prompt_hash(&doc.counted),
+                logliks: vec![s.loglik],
+                pred: -1,
+                pred_norm: -1,
+                gold: -1,
+                score: s.bits_per_byte(),
+                counts: Some([s.tokens as i64, s.bytes as i64, s.words as i64]),
+                ..Default::default()
             });
         }
         Ok((ms, rows))

@@ -43,8 +43,9 @@ fn d_memory() -> u64 {
 pub struct EvalParams {
     /// Tasks: built-in names (`arc_easy`, `arc_challenge`, `mmlu`, `mmlu_<subject>`,
     /// `hellaswag`, `winogrande`, `piqa`, `boolq`, `openbookqa`, `copa`, `truthfulqa_mc1`,
-    /// `truthfulqa_mc2`, `gsm8k`, `humaneval`, `synthetic`) or paths to task files
-    /// (`.yaml`/`.json`, relative to the manifest).
+    /// `truthfulqa_mc2`, `gsm8k`, `humaneval`, `synthetic`; perplexity: `perplexity` (of
+    /// the `data` input: text, JSONL with `text`, or Parquet token shards) and `wikitext`)
+    /// or paths to task files (`.yaml`/`.json`, relative to the manifest).
     pub tasks: Vec<String>,
     /// Folder holding the benchmark files (relative to the manifest); e.g. a copy of
     /// `shared/data/evals`.
@@ -59,10 +60,11 @@ pub struct EvalParams {
     /// Seed of the demonstrations' choice and of sampling.
     #[serde(default = "d_seed")]
     pub seed: u64,
-    /// Continuations scored per forward pass.
+    /// Continuations (perplexity tasks: rolling windows) scored per forward pass.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
-    /// Longest sequence; default the model's `max_position_embeddings`.
+    /// Longest sequence (perplexity tasks: the rolling window); default the model's
+    /// `max_position_embeddings`.
     #[serde(default)]
     pub max_length: Option<usize>,
     /// Prepend the tokenizer's special tokens (BOS); lm-eval's `add_bos_token`.

@@ -28,6 +28,16 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("gsm8k", include_str!("tasks/gsm8k.yaml")),
     ("humaneval", include_str!("tasks/humaneval.yaml")),
     ("synthetic", include_str!("tasks/synthetic.yaml")),
+    ("perplexity", include_str!("tasks/perplexity.yaml")),
+    ("wikitext", include_str!("tasks/wikitext.yaml")),
+];
+
+/// The metrics of perplexity tasks.
+pub const PERPLEXITY_METRICS: &[&str] = &[
+    "word_perplexity",
+    "byte_perplexity",
+    "bits_per_byte",
+    "token_perplexity",
 ];
 
 /// How a task is scored.
@@ -42,6 +52,9 @@ pub enum TaskType {
     Generate,
     /// Code completion executed against unit tests (HumanEval).
     Humaneval,
+    /// Log-likelihood of whole documents in rolling windows (lm-eval's
+    /// `loglikelihood_rolling`): word/byte/token perplexity and bits per byte.
+    Perplexity,
 }
 
 /// How few-shot demonstrations are chosen.
@@ -197,6 +210,10 @@ pub struct TaskDef {
     /// HumanEval: seconds per program.
     #[serde(default = "d_timeout")]
     pub timeout_s: f64,
+    /// Perplexity: template of the text whose words and bytes are counted (default: the
+    /// scored text; wikitext counts the original, not the detokenized page).
+    #[serde(default)]
+    pub count_text: Option<String>,
     /// Field naming the item (default: the record index).
     #[serde(default)]
     pub id_field: Option<String>,
@@ -296,6 +313,30 @@ fn check_def(def: &TaskDef, source: &str) -> Result<()> {
                 && def.entry_point_field.is_some(),
             "type humaneval needs `prompt_field`, `test_field` and `entry_point_field`",
         ),
+        TaskType::Perplexity => {
+            need(
+                !def.context.is_empty(),
+                "type perplexity needs `context` (the template of the scored text, e.g. \"{text}\")",
+            )?;
+            need(
+                def.num_fewshot == 0 && def.fewshot_file.is_none(),
+                "type perplexity scores whole documents: no `num_fewshot` or `fewshot_file`",
+            )?;
+            match def
+                .metrics
+                .iter()
+                .find(|m| !PERPLEXITY_METRICS.contains(&m.as_str()))
+            {
+                Some(m) => Err(EvalError::task_def(
+                    source,
+                    format!(
+                        "metric `{m}` does not apply to perplexity tasks ({})",
+                        PERPLEXITY_METRICS.join(", ")
+                    ),
+                )),
+                None => Ok(()),
+            }
+        }
     }
 }
 

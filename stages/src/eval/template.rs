@@ -106,9 +106,10 @@ pub fn apply_filter(filter: &str, text: &str) -> std::result::Result<String, Str
         ("spaces", None) => text.replace('_', " "),
         ("strip_prefix", Some(p)) => text.strip_prefix(p).unwrap_or(text).to_string(),
         ("hellaswag", None) => hellaswag_preprocess(text),
+        ("wikitext", None) => wikitext_detokenize(text),
         _ => {
             return Err(format!(
-                "unknown filter `{filter}`; known: trim, trim_end, lower, upper, capitalize, spaces, strip_prefix:TEXT, hellaswag"
+                "unknown filter `{filter}`; known: trim, trim_end, lower, upper, capitalize, spaces, strip_prefix:TEXT, hellaswag, wikitext"
             ));
         }
     })
@@ -133,6 +134,60 @@ pub fn hellaswag_preprocess(text: &str) -> String {
     let re = BRACKETS.get_or_init(|| regex::Regex::new(r"\[.*?\]").expect("valid regex"));
     let t = text.trim().replace(" [title]", ". ");
     re.replace_all(&t, "").replace("  ", " ")
+}
+
+/// lm-eval's `wikitext_detokenizer`, step by step in its order (including its literal
+/// `/'[0-9]/` replacement).
+pub fn wikitext_detokenize(text: &str) -> String {
+    static PATTERNS: OnceLock<Vec<(regex::Regex, &'static str)>> = OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        [
+            (r"\(\s*([^)]*?)\s*\)", "(${1})"),
+            (r"\[\s*([^\]]*?)\s*\]", "[${1}]"),
+            (r"\{\s*([^}]*?)\s*\}", "{${1}}"),
+            (r#""\s*([^"]*?)\s*""#, "\"${1}\""),
+            (r"'\s*([^']*?)\s*'", "'${1}'"),
+        ]
+        .into_iter()
+        .map(|(p, r)| (regex::Regex::new(p).expect("valid regex"), r))
+        .collect()
+    });
+    static SLASH_DIGIT: OnceLock<regex::Regex> = OnceLock::new();
+    let slash_digit =
+        SLASH_DIGIT.get_or_init(|| regex::Regex::new(r"/' [0-9]/").expect("valid regex"));
+    let mut s = text.replace("s '", "s'");
+    s = slash_digit
+        .replace_all(&s, regex::NoExpand("/'[0-9]/"))
+        .into_owned();
+    for (from, to) in [
+        (" @-@ ", "-"),
+        (" @,@ ", ","),
+        (" @.@ ", "."),
+        (" : ", ": "),
+        (" ; ", "; "),
+        (" . ", ". "),
+        (" ! ", "! "),
+        (" ? ", "? "),
+        (" , ", ", "),
+    ] {
+        s = s.replace(from, to);
+    }
+    for (re, to) in patterns {
+        s = re.replace_all(&s, *to).into_owned();
+    }
+    for (from, to) in [
+        ("= = = =", "===="),
+        ("= = =", "==="),
+        ("= =", "=="),
+        (" \u{b0} ", "\u{b0}"),
+        (" \n", "\n"),
+        ("\n ", "\n"),
+        (" N ", " 1 "),
+        (" 's", "'s"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
 }
 
 #[cfg(test)]
@@ -169,4 +224,14 @@ mod tests {
             "Home. How to x Do it"
         );
     }
+
+    #[test]
+    fn wikitext_detokenizer_matches_lm_eval() {
+        // Expected output computed with lm_eval.tasks.wikitext.preprocess_wikitext
+        // .wikitext_detokenizer (lm-eval 0.4.13) on the same input.
+        let page = " = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : Unrecorded Chronicles ( Japanese : 戦場のヴァルキュリア3 , lit . Valkyria of the Battlefield 3 ) , commonly referred to as Valkyria Chronicles III outside Japan , is a tactical role @-@ playing video game . It sold 1 @,@ 000 copies at 25 @.@ 5 ° C , the \" best \" ' game ' N times . The players ' s [ note ] { x } \n = = Gameplay = = \n a /' 7/ b ; c ! d ? = = = = e 's\n";
+        assert_eq!(wikitext_detokenize(page), WIKITEXT_EXPECTED);
+    }
+
+    const WIKITEXT_EXPECTED: &str = " = Valkyria Chronicles III =\n\nSenjō no Valkyria 3: Unrecorded Chronicles (Japanese: 戦場のヴァルキュリア3, lit. Valkyria of the Battlefield 3), commonly referred to as Valkyria Chronicles III outside Japan, is a tactical role-playing video game. It sold 1,000 copies at 25.5°C, the \"best\" 'game' 1 times. The players's [note] {x}\n== Gameplay ==\na /'[0-9]/ b; c! d? ==== e's\n";
 }

@@ -276,13 +276,23 @@ impl<B: Backend> Llama<B> {
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
     ) -> Tensor<B, 3> {
+        self.head(self.forward_final(tokens, mask))
+    }
+
+    /// The residual stream after the last block, before the final norm
+    /// `[batch, seq, hidden]` (apply [`Llama::head`] to the positions that need logits).
+    pub fn forward_final(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+    ) -> Tensor<B, 3> {
         let t = tokens.dims()[1];
         let rope = self.rope_tables(0, t);
         let mut x = self.embed(tokens);
         for block in &self.blocks {
             x = block.forward(x, &rope, mask, None);
         }
-        self.head(x)
+        x
     }
 
     /// Logits for `tokens` continuing the sequence held in `cache` (empty cache: a
