@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use slayer_engine::commands;
 
+#[global_allocator]
+static ALLOCATOR: slayer_stages::alloc::Allocator = slayer_stages::alloc::Allocator;
+
 #[derive(Parser)]
 #[command(
     name = "slayer",
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    slayer_stages::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let registry = slayer_stages::registry();
     let result = match cli.command {

@@ -2,6 +2,7 @@
 //! formats, data preparation, layer surgery, importance, training and evaluation.
 //! [`registry`] is what the `slayer` binary runs with.
 
+pub mod alloc;
 pub mod cli;
 pub mod data;
 pub mod eval;

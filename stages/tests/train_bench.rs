@@ -11,7 +11,12 @@
 //! `TRAIN_BENCH_PRECISION` (`f32` | `bf16`), `TRAIN_BENCH_SHAPE` (`smollm2-135m` |
 //! `llama-0.5b`) and `TRAIN_BENCH_PEAK_TFLOPS` (for MFU; default 989, H100 SXM bf16).
 //!
+//! Runs with the allocator of the `slayer` binary ([`slayer_stages::alloc`]).
+//!
 //! `cargo test -p slayer-stages --test train_bench -- --ignored --nocapture`
+
+#[global_allocator]
+static ALLOCATOR: slayer_stages::alloc::Allocator = slayer_stages::alloc::Allocator;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -74,6 +79,7 @@ fn peak_rss_mb() -> f64 {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn train_throughput_smollm2_135m() {
+    slayer_stages::alloc::keep_freed_memory();
     let trainable = std::env::var("TRAIN_BENCH_TRAINABLE").unwrap_or_else(|_| "expanded".into());
     let (seq, batch, steps) = (
         env("TRAIN_BENCH_SEQ", 256),
