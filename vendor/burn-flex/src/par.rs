@@ -1,0 +1,87 @@
+//! Splitting elementwise kernels over the rayon pool (added by slayer; see README.md).
+//!
+//! Upstream burn-flex runs every elementwise kernel (binary, scalar and unary ops) on the
+//! calling thread. On a 2-core CPU that left one core idle for about half of a training
+//! step. These helpers split a buffer into chunks of at least [`MIN_CHUNK`] elements and
+//! run them on rayon's pool; smaller buffers, or builds without the `rayon` feature, run
+//! on the calling thread as before. Every element is computed by the same scalar or SIMD
+//! code as upstream, so results are bit-identical.
+
+/// Fewest elements worth handing to another thread.
+pub(crate) const MIN_CHUNK: usize = 1 << 15;
+
+/// Chunk length for `n` elements: about four chunks per thread, never below
+/// [`MIN_CHUNK`], rounded up to a multiple of `align` (a row length, so no chunk splits
+/// a row).
+#[cfg(feature = "rayon")]
+fn chunk_len(n: usize, align: usize) -> usize {
+    let align = align.max(1);
+    let per = n.div_ceil(rayon::current_num_threads().max(1) * 4).max(MIN_CHUNK);
+    per.div_ceil(align) * align
+}
+
+/// Run `f(chunk, offset)` over `dst` cut into chunks whose lengths are multiples of
+/// `align` (except possibly the last), in parallel when `dst` is large.
+pub(crate) fn for_each_chunk_mut<E, F>(dst: &mut [E], align: usize, f: F)
+where
+    E: Send,
+    F: Fn(&mut [E], usize) + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        let n = dst.len();
+        if n >= 2 * MIN_CHUNK && rayon::current_num_threads() > 1 {
+            let chunk = chunk_len(n, align);
+            dst.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(c, i * chunk));
+            return;
+        }
+    }
+    let _ = align;
+    f(dst, 0);
+}
+
+/// `src.iter().map(op).collect()`, in parallel when `src` is large.
+pub(crate) fn map_collect<E, R, F>(src: &[E], op: F) -> alloc::vec::Vec<R>
+where
+    E: Sync + Copy,
+    R: Send,
+    F: Fn(E) -> R + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        if src.len() >= 2 * MIN_CHUNK && rayon::current_num_threads() > 1 {
+            return src
+                .par_iter()
+                .with_min_len(MIN_CHUNK)
+                .map(|&x| op(x))
+                .collect();
+        }
+    }
+    src.iter().map(|&x| op(x)).collect()
+}
+
+/// `a.iter().zip(b).map(op).collect()`, in parallel when large.
+pub(crate) fn zip_collect<E, R, F>(a: &[E], b: &[E], op: F) -> alloc::vec::Vec<R>
+where
+    E: Sync + Copy,
+    R: Send,
+    F: Fn(E, E) -> R + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        if a.len() >= 2 * MIN_CHUNK && rayon::current_num_threads() > 1 {
+            return a
+                .par_iter()
+                .zip(b.par_iter())
+                .with_min_len(MIN_CHUNK)
+                .map(|(&x, &y)| op(x, y))
+                .collect();
+        }
+    }
+    a.iter().zip(b).map(|(&x, &y)| op(x, y)).collect()
+}
