@@ -6,13 +6,13 @@
 //! `context_enc + continuation_enc` (an empty context becomes the prefix token). No
 //! special tokens are added unless `add_bos` (lm-eval's `add_bos_token`).
 //!
-//! Speed comes from sharing: requests with the same context form a [`Group`]; the
-//! contexts of a batch of groups are run once (left-padded, masked; rotary attention
-//! depends only on relative positions, so padding does not change the result), then
-//! each group's continuations run together in one row after its cached context, masked
-//! so that each sees only the context and itself (a prefix tree). The output projection
-//! is applied only where a log-probability is needed. Groups are sorted by length so
-//! batches carry little padding.
+//! Speed comes from sharing: requests with the same context form a [`Group`]; a batch
+//! of groups is one forward pass with one row per group, its context (left-padded;
+//! rotary attention depends only on relative positions, so padding does not change the
+//! result) followed by all its continuations, masked so that each continuation sees
+//! only the context and itself (a prefix tree). The output projection is applied only
+//! where a log-probability is needed. Groups are sorted by length so batches carry
+//! little padding, and batches run concurrently.
 
 use std::collections::HashMap;
 
@@ -21,8 +21,7 @@ use burn::tensor::activation::log_softmax;
 use rayon::prelude::*;
 
 use super::error::{EvalError, Result};
-use crate::model::rope::RopeTables;
-use crate::model::{AttentionMask, KvCache, Llama, Tokenizer};
+use crate::model::{AttentionMask, Llama, Tokenizer};
 
 /// Score of one continuation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,19 +122,6 @@ pub fn encode_all(enc: &Encoder, requests: &[(String, Vec<String>)]) -> Result<V
         .collect()
 }
 
-fn ids_tensor<B: Backend>(
-    rows: &[Vec<u32>],
-    width: usize,
-    device: &B::Device,
-) -> Tensor<B, 2, Int> {
-    let mut flat = Vec::with_capacity(rows.len() * width);
-    for r in rows {
-        flat.extend(r.iter().map(|&x| x as i64));
-        flat.extend(std::iter::repeat_n(0i64, width - r.len()));
-    }
-    Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)
-}
-
 fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
@@ -150,132 +136,34 @@ fn to_vec_i64<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Result<Vec<i6
         .map_err(|e| EvalError::Invalid(format!("reading argmax: {e:?}")))
 }
 
-/// Run `tokens` `[b, t]` at the positions of `rope` through the blocks with `mask`,
-/// continuing `cache`. Returns the final residual stream `[b, t, hidden]`.
-fn run_blocks<B: Backend>(
-    model: &Llama<B>,
-    tokens: Tensor<B, 2, Int>,
-    rope: &RopeTables<B>,
-    mask: &AttentionMask<B>,
-    cache: &mut KvCache<B>,
-) -> Tensor<B, 3> {
-    let mut x = model.embed(tokens);
-    for (block, layer) in model.blocks.iter().zip(cache.layers.iter_mut()) {
-        x = block.forward(x, rope, mask, Some(layer));
-    }
-    x
-}
-
-/// Score one batch of groups; returns one score per continuation, group by group.
-fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Vec<ContScore>>> {
-    let device = model.device();
-    let b = groups.len();
-    let lc = groups.iter().map(|g| g.context.len()).max().unwrap_or(0);
-    // Left-pad contexts so that every context ends at position lc - 1.
-    let mut rows = Vec::with_capacity(b);
-    let mut ctx_valid = Vec::with_capacity(b);
-    for g in groups {
-        let pad = lc - g.context.len();
-        let mut r = vec![0u32; pad];
-        r.extend_from_slice(&g.context);
-        rows.push(r);
-        ctx_valid.push((0..lc).map(|k| k >= pad).collect::<Vec<bool>>());
-    }
-    let ctx_padded = groups.iter().any(|g| g.context.len() != lc);
-    let mask = if ctx_padded {
-        let heads = model.config().num_attention_heads;
-        AttentionMask::padded(&ctx_valid, lc, heads, &device)?
-    } else {
-        AttentionMask::Causal
-    };
-    let mut cache = model.new_cache();
-    let x = run_blocks(
-        model,
-        ids_tensor::<B>(&rows, lc, &device),
-        &model.rope_tables(0, lc),
-        &mask,
-        &mut cache,
-    );
-    let hidden = x.dims()[2];
-    let last = x.slice([0..b, lc - 1..lc, 0..hidden]);
-    let first_lp = log_softmax(model.head(last), 2); // [b, 1, V]
-    let vocab = first_lp.dims()[2];
-    let first_lp = first_lp.reshape([b, vocab]);
-
-    // One score per continuation, started with its first token, which is predicted
-    // at the context's last position.
-    let mut owner = Vec::new();
-    let mut conts: Vec<&Vec<u32>> = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
-        for c in &g.continuations {
-            owner.push(gi);
-            conts.push(c);
-        }
-    }
-    let r = conts.len();
-    let owner_t = Tensor::<B, 1, Int>::from_data(
-        TensorData::new(owner.iter().map(|&o| o as i64).collect::<Vec<_>>(), [r]),
-        &device,
-    );
-    let first_tok = Tensor::<B, 2, Int>::from_data(
-        TensorData::new(
-            conts.iter().map(|c| c[0] as i64).collect::<Vec<_>>(),
-            [r, 1],
-        ),
-        &device,
-    );
-    let first_picked = to_vec_f32(
-        first_lp
-            .clone()
-            .select(0, owner_t.clone())
-            .gather(1, first_tok),
-    )?;
-    let first_arg = to_vec_i64(first_lp.argmax(1))?;
-    let mut scores: Vec<ContScore> = (0..r)
-        .map(|i| ContScore {
-            loglik: first_picked[i] as f64,
-            is_greedy: first_arg[owner[i]] == conts[i][0] as i64,
-            n_tokens: conts[i].len(),
-        })
-        .collect();
-
-    score_rest(model, groups, &ctx_valid, cache, &mut scores)?;
-    let mut out = Vec::with_capacity(b);
-    let mut it = scores.into_iter();
-    for g in groups {
-        out.push(it.by_ref().take(g.continuations.len()).collect());
-    }
-    Ok(out)
-}
-
-/// Where a token of the continuation pass comes from: continuation `cont` (index into
-/// the batch's continuations), offset `at` within it.
+/// Where a token of a batch row comes from: continuation `cont` (index into the
+/// batch's continuations), offset `at` within it.
 #[derive(Clone, Copy)]
 struct Slot {
     cont: usize,
     at: usize,
 }
 
-/// Add the log-probabilities of every continuation token after the first to `scores`.
+/// Score one batch of groups in one forward pass; returns one score per continuation,
+/// group by group.
 ///
-/// Each group's continuations are packed into one row after its cached context (all
-/// tokens but each continuation's last), every one restarting at the position that
-/// follows the context, and a mask lets a token see the context and the earlier
-/// tokens of its own continuation only — a prefix tree in one row, so no context cache
-/// is copied and no continuation is padded to the longest one. The output projection
-/// runs only on real tokens.
-fn score_rest<B: Backend>(
-    model: &Llama<B>,
-    groups: &[&Group],
-    ctx_valid: &[Vec<bool>],
-    mut cache: KvCache<B>,
-    scores: &mut [ContScore],
-) -> Result<()> {
+/// Each group is one row: its context, left-padded to the batch's longest, then its
+/// continuations packed one after another (all tokens but each one's last), every
+/// continuation restarting at the position that follows the context. The mask lets a
+/// context token see the context up to itself, and a continuation token see the whole
+/// context and the earlier tokens of its own continuation only: a prefix tree in one
+/// row, so the context is computed once, no continuation is padded to the longest
+/// one, and the weights are streamed once per batch. The output projection runs only
+/// where a log-probability is needed: at the context's last position (every
+/// continuation's first token) and at the continuation tokens.
+fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Vec<ContScore>>> {
     let device = model.device();
-    let lc = cache.len();
-    let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(groups.len());
+    let b = groups.len();
+    let lc = groups.iter().map(|g| g.context.len()).max().unwrap_or(0);
     let mut conts: Vec<&Vec<u32>> = Vec::new();
-    for g in groups {
+    let mut owner = Vec::new();
+    let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(b);
+    for (gi, g) in groups.iter().enumerate() {
         let mut row = Vec::new();
         for c in &g.continuations {
             row.extend((0..c.len() - 1).map(|at| Slot {
@@ -283,65 +171,114 @@ fn score_rest<B: Backend>(
                 at,
             }));
             conts.push(c);
+            owner.push(gi);
         }
         slots.push(row);
     }
     let w = slots.iter().map(Vec::len).max().unwrap_or(0);
-    if w == 0 {
-        return Ok(());
+    let width = lc + w;
+    let pad = |g: usize| lc - groups[g].context.len();
+    let mut ids = Vec::with_capacity(b * width);
+    let mut positions = Vec::with_capacity(b);
+    for (gi, g) in groups.iter().enumerate() {
+        ids.extend(std::iter::repeat_n(0i64, pad(gi)));
+        ids.extend(g.context.iter().map(|&t| i64::from(t)));
+        ids.extend(slots[gi].iter().map(|s| i64::from(conts[s.cont][s.at])));
+        ids.extend(std::iter::repeat_n(0i64, w - slots[gi].len()));
+        positions.push(
+            (0..width)
+                .map(|j| {
+                    if j < lc {
+                        j
+                    } else {
+                        lc + slots[gi].get(j - lc).map_or(0, |s| s.at)
+                    }
+                })
+                .collect::<Vec<_>>(),
+        );
     }
-    let tokens: Vec<Vec<u32>> = slots
-        .iter()
-        .map(|row| row.iter().map(|s| conts[s.cont][s.at]).collect())
-        .collect();
-    let positions: Vec<Vec<usize>> = slots
-        .iter()
-        .map(|row| {
-            (0..w)
-                .map(|j| lc + row.get(j).map_or(0, |s| s.at))
-                .collect()
-        })
-        .collect();
     let heads = model.config().num_attention_heads;
-    let mask = AttentionMask::from_fn(groups.len(), heads, w, lc + w, &device, |g, q, k| {
+    let mask = AttentionMask::from_fn(b, heads, width, width, &device, |g, q, k| {
         if k < lc {
-            return ctx_valid[g][k];
+            // A context key: real (not padding), and before the query if the query
+            // is a context token too.
+            return k >= pad(g) && (q >= lc || k <= q);
         }
-        match (slots[g].get(q), slots[g].get(k - lc)) {
+        match (
+            q.checked_sub(lc).and_then(|j| slots[g].get(j)),
+            slots[g].get(k - lc),
+        ) {
             (Some(sq), Some(sk)) => sq.cont == sk.cont && sk.at <= sq.at,
             _ => false,
         }
     });
-    let x = run_blocks(
-        model,
-        ids_tensor::<B>(&tokens, w, &device),
-        &model.rope_tables_at(&positions),
-        &mask,
-        &mut cache,
-    );
-    let hidden = x.dims()[2];
-    let real: Vec<i64> = slots
-        .iter()
-        .enumerate()
-        .flat_map(|(g, row)| (0..row.len()).map(move |j| (g * w + j) as i64))
-        .collect();
-    let n = real.len();
-    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(real, [n]), &device);
-    let x = x.reshape([groups.len() * w, hidden]).select(0, idx);
-    let lp = log_softmax(model.head(x.reshape([1, n, hidden])), 2); // [1, n, V]
-    let targets: Vec<i64> = slots
-        .iter()
-        .flatten()
-        .map(|s| conts[s.cont][s.at + 1] as i64)
-        .collect();
-    let tgt = Tensor::<B, 3, Int>::from_data(TensorData::new(targets.clone(), [1, n, 1]), &device);
-    let picked = to_vec_f32(lp.clone().gather(2, tgt))?;
-    let arg = to_vec_i64(lp.argmax(2))?;
-    for (k, s) in slots.iter().flatten().enumerate() {
-        scores[s.cont].loglik += picked[k] as f64;
-        scores[s.cont].is_greedy &= arg[k] == targets[k];
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
+    let rope = model.rope_tables_at(&positions);
+    let mut x = model.embed(tokens);
+    for block in &model.blocks {
+        x = block.forward(x, &rope, &mask, None);
     }
-    Ok(())
+    // Rows that need logits: each group's last context position, then its tokens.
+    let mut rows = Vec::new();
+    for (gi, row) in slots.iter().enumerate() {
+        rows.push((gi * width + lc - 1) as i64);
+        rows.extend((0..row.len()).map(|j| (gi * width + lc + j) as i64));
+    }
+    let n = rows.len();
+    let hidden = x.dims()[2];
+    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), &device);
+    let x = x.reshape([b * width, hidden]).select(0, idx);
+    let lp = log_softmax(model.head(x.reshape([1, n, hidden])), 2); // [1, n, V]
+    // Targets in the same order: every continuation's first token is read at its
+    // group's context row; the rest at their slots.
+    let mut row_of_group = Vec::with_capacity(b);
+    let mut next = 0usize;
+    for row in &slots {
+        row_of_group.push(next);
+        next += 1 + row.len();
+    }
+    let mut picks: Vec<(usize, i64)> = Vec::new(); // (logit row, target)
+    for (c, cont) in conts.iter().enumerate() {
+        picks.push((row_of_group[owner[c]], i64::from(cont[0])));
+    }
+    for (gi, row) in slots.iter().enumerate() {
+        for (j, s) in row.iter().enumerate() {
+            picks.push((row_of_group[gi] + 1 + j, i64::from(conts[s.cont][s.at + 1])));
+        }
+    }
+    let m = picks.len();
+    let pick_rows = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(picks.iter().map(|p| p.0 as i64).collect::<Vec<_>>(), [m]),
+        &device,
+    );
+    let vocab = lp.dims()[2];
+    let lp = lp.reshape([n, vocab]);
+    let arg = to_vec_i64(lp.clone().argmax(1))?;
+    let tgt = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(picks.iter().map(|p| p.1).collect::<Vec<_>>(), [m, 1]),
+        &device,
+    );
+    let picked = to_vec_f32(lp.select(0, pick_rows).gather(1, tgt))?;
+    let mut scores: Vec<ContScore> = conts
+        .iter()
+        .map(|c| ContScore {
+            loglik: 0.0,
+            is_greedy: true,
+            n_tokens: c.len(),
+        })
+        .collect();
+    // Picks come in the order: first tokens (continuation by continuation), then slots.
+    let pick_conts = (0..conts.len()).chain(slots.iter().flatten().map(|s| s.cont));
+    for (k, c) in pick_conts.enumerate() {
+        scores[c].loglik += f64::from(picked[k]);
+        scores[c].is_greedy &= arg[picks[k].0] == picks[k].1;
+    }
+    let mut out = Vec::with_capacity(b);
+    let mut it = scores.into_iter();
+    for g in groups {
+        out.push(it.by_ref().take(g.continuations.len()).collect());
+    }
+    Ok(out)
 }
 
 /// Score every group. `batch_size` bounds the continuations per forward pass (a group
