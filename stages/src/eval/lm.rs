@@ -122,7 +122,8 @@ pub fn encode_all(enc: &Encoder, requests: &[(String, Vec<String>)]) -> Result<V
         .collect()
 }
 
-fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+/// A float tensor's values on the host.
+pub(super) fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .into_vec::<f32>()

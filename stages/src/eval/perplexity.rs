@@ -23,6 +23,7 @@ use burn::tensor::activation::log_softmax;
 use rayon::prelude::*;
 
 use super::error::{EvalError, Result};
+use super::lm::to_vec_f32;
 use super::metrics::{Aggregate, MetricSet};
 use crate::data::shard::{IdsReader, list_u32, shard_files};
 use crate::model::{AttentionMask, Llama, Tokenizer};
@@ -128,12 +129,7 @@ fn score_batch<B: Backend>(model: &Llama<B>, windows: &[&Window]) -> Result<Vec<
             TensorData::new(targets[start..end].to_vec(), [1, m, 1]),
             &device,
         );
-        let picked = lp
-            .gather(2, tgt)
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| EvalError::Invalid(format!("reading log-probabilities: {e:?}")))?;
+        let picked = to_vec_f32(lp.gather(2, tgt))?;
         for (k, p) in picked.into_iter().enumerate() {
             sums[owner[start + k]] += f64::from(p);
         }
