@@ -3,7 +3,8 @@
 //! same scalar operation on the host: same-shape binary ops (in place on a unique
 //! buffer and into a new one when the input is shared), the two broadcast patterns
 //! (shared row, per-row scalar), scalar ops, unary ops (exp including its underflow
-//! shortcut) and the strided ND copy behind `swap_dims`. Results must be bit-identical.
+//! shortcut) and the strided ND copy behind `swap_dims` must be bit-identical; row sums
+//! (split by rows, each row by the same SIMD kernel) must match an f64 sum.
 
 use burn::prelude::*;
 use slayer_stages::model::Cpu;
@@ -175,4 +176,30 @@ fn large_strided_copies_keep_every_element() {
         }
     }
     assert_bits(&got, &want, "5-D permute copy");
+}
+
+#[test]
+fn large_row_sums_cover_every_row() {
+    // Few long rows (a vocabulary-sized softmax) and many short ones: sums over the
+    // last dimension split by rows, each row by the same SIMD kernel.
+    for (rows, cols) in [(37, 40_000), (ROWS, COLS)] {
+        let v: Vec<f32> = values(10, rows * cols, 1.0)
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| x + (i / cols) as f32)
+            .collect();
+        let got = host(tensor(&v, [rows, cols]).sum_dim(1));
+        assert_eq!(got.len(), rows);
+        for (r, g) in got.iter().enumerate() {
+            let want: f64 = v[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|&x| f64::from(x))
+                .sum();
+            let tol = 1e-5 * want.abs().max(cols as f64);
+            assert!(
+                (f64::from(*g) - want).abs() <= tol,
+                "rows {rows}: row {r}: {g} vs {want}"
+            );
+        }
+    }
 }

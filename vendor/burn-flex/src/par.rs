@@ -43,6 +43,29 @@ where
     f(dst, 0);
 }
 
+/// Like [`for_each_chunk_mut`] for outputs that each cost `weight` elements of work
+/// (e.g. one sum per row of `weight` inputs): split when the total work is large.
+pub(crate) fn for_each_weighted_chunk_mut<E, F>(dst: &mut [E], weight: usize, f: F)
+where
+    E: Send,
+    F: Fn(&mut [E], usize) + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        let (n, weight) = (dst.len(), weight.max(1));
+        if n > 1 && n.saturating_mul(weight) >= 2 * MIN_CHUNK && rayon::current_num_threads() > 1 {
+            let chunk = chunk_len(n.saturating_mul(weight), weight) / weight;
+            dst.par_chunks_mut(chunk.max(1))
+                .enumerate()
+                .for_each(|(i, c)| f(c, i * chunk.max(1)));
+            return;
+        }
+    }
+    let _ = weight;
+    f(dst, 0);
+}
+
 /// `src.iter().map(op).collect()`, in parallel when `src` is large.
 pub(crate) fn map_collect<E, R, F>(src: &[E], op: F) -> alloc::vec::Vec<R>
 where
