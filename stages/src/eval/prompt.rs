@@ -375,12 +375,6 @@ pub fn build_items(
         Some((docs, file)) => (docs, file, false),
         None => (src.docs, src.file, true),
     };
-    if num_fewshot > 0 && def.kind == TaskType::Perplexity {
-        return Err(EvalError::Invalid(format!(
-            "task `{}`: perplexity tasks score whole documents and take no demonstrations (num_fewshot is {num_fewshot}; lm-eval refuses this too)",
-            task.name
-        )));
-    }
     if num_fewshot > 0 && pool.len() < num_fewshot + usize::from(same) {
         return Err(EvalError::Invalid(format!(
             "task `{}`: {num_fewshot}-shot needs {} demonstration records, {} has {}",

@@ -343,6 +343,12 @@ impl<B: Backend> Evaluator<'_, B> {
         task: &Task,
         on_progress: OnProgress,
     ) -> Result<(MetricSet, Vec<ItemRecord>)> {
+        if let Some(n) = self.cfg.num_fewshot.filter(|&n| n > 0) {
+            return Err(EvalError::Invalid(format!(
+                "task `{}`: perplexity tasks score whole documents and take no demonstrations (num_fewshot is {n}; lm-eval refuses this too)",
+                task.name
+            )));
+        }
         let path = data_path(task, self.cfg)?;
         let docs = if is_token_shards(&path) {
             shard_documents(&path, self.tok, self.cfg.limit)?
