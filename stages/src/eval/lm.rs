@@ -214,11 +214,7 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
         }
     });
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
-    let rope = model.rope_tables_at(&positions);
-    let mut x = model.embed(tokens);
-    for block in &model.blocks {
-        x = block.forward(x, &rope, &mask, None);
-    }
+    let x = model.forward_final_at(tokens, &model.rope_tables_at(&positions), &mask);
     // Rows that need logits: each group's last context position, then its tokens.
     let mut rows = Vec::new();
     for (gi, row) in slots.iter().enumerate() {

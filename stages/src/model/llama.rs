@@ -287,10 +287,20 @@ impl<B: Backend> Llama<B> {
         mask: &AttentionMask<B>,
     ) -> Tensor<B, 3> {
         let t = tokens.dims()[1];
-        let rope = self.rope_tables(0, t);
+        self.forward_final_at(tokens, &self.rope_tables(0, t), mask)
+    }
+
+    /// [`Llama::forward_final`] at explicit rotary positions (`rope` from
+    /// [`Llama::rope_tables_at`]), e.g. continuations packed after a shared context.
+    pub fn forward_final_at(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        rope: &RopeTables<B>,
+        mask: &AttentionMask<B>,
+    ) -> Tensor<B, 3> {
         let mut x = self.embed(tokens);
         for block in &self.blocks {
-            x = block.forward(x, &rope, mask, None);
+            x = block.forward(x, rope, mask, None);
         }
         x
     }
