@@ -30,6 +30,7 @@ compile_error!(
 );
 
 mod backend;
+mod fast_exp;
 mod layout;
 mod par;
 mod qtensor;

@@ -66,6 +66,23 @@ where
     f(dst, 0);
 }
 
+/// A vector of `n` outputs, `fill(chunk, offset)` writing every element of each chunk
+/// of its uninitialised buffer (chunks as in [`for_each_chunk_mut`]). The chunks are
+/// plain slices, so a simple loop over one vectorises; rayon's `collect` writes one
+/// item at a time through its consumer and did not.
+fn collect_chunks<R, F>(n: usize, fill: F) -> alloc::vec::Vec<R>
+where
+    R: Send,
+    F: Fn(&mut [core::mem::MaybeUninit<R>], usize) + Send + Sync,
+{
+    let mut out = alloc::vec::Vec::with_capacity(n);
+    for_each_chunk_mut(&mut out.spare_capacity_mut()[..n], 1, fill);
+    // SAFETY: `fill` wrote each of the first `n` elements (its contract; both callers
+    // below write every element of the chunk they are given).
+    unsafe { out.set_len(n) };
+    out
+}
+
 /// `src.iter().map(op).collect()`, in parallel when `src` is large.
 pub(crate) fn map_collect<E, R, F>(src: &[E], op: F) -> alloc::vec::Vec<R>
 where
@@ -73,18 +90,12 @@ where
     R: Send,
     F: Fn(E) -> R + Send + Sync,
 {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        if src.len() >= 2 * MIN_CHUNK && rayon::current_num_threads() > 1 {
-            return src
-                .par_iter()
-                .with_min_len(MIN_CHUNK)
-                .map(|&x| op(x))
-                .collect();
+    collect_chunks(src.len(), |out, at| {
+        let src = &src[at..at + out.len()];
+        for (o, &x) in out.iter_mut().zip(src) {
+            o.write(op(x));
         }
-    }
-    src.iter().map(|&x| op(x)).collect()
+    })
 }
 
 /// `a.iter().zip(b).map(op).collect()`, in parallel when large.
@@ -94,17 +105,11 @@ where
     R: Send,
     F: Fn(E, E) -> R + Send + Sync,
 {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        if a.len() >= 2 * MIN_CHUNK && rayon::current_num_threads() > 1 {
-            return a
-                .par_iter()
-                .zip(b.par_iter())
-                .with_min_len(MIN_CHUNK)
-                .map(|(&x, &y)| op(x, y))
-                .collect();
+    let n = a.len().min(b.len());
+    collect_chunks(n, |out, at| {
+        let (a, b) = (&a[at..at + out.len()], &b[at..at + out.len()]);
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            o.write(op(x, y));
         }
-    }
-    a.iter().zip(b).map(|(&x, &y)| op(x, y)).collect()
+    })
 }

@@ -24,6 +24,42 @@ pub struct FlexTensor {
     dtype: DType,
 }
 
+/// (slayer) `len` bytes of `elem_size`-byte elements, zeroed (`src` = `None`) or copied
+/// from `src`, allocated as a vector of an integer type of that size so that the storage
+/// is aligned for its elements from the start. `Bytes::from_bytes_vec` on a `Vec<u8>`
+/// raises the alignment to 16 by allocating again and copying every byte, which doubled
+/// the cost of every zeroed tensor and output buffer.
+pub(crate) fn element_bytes(len: usize, elem_size: usize, src: Option<&[u8]>) -> Bytes {
+    fn typed<E: bytemuck::Pod + Send + Sync>(len: usize, src: Option<&[u8]>) -> Bytes {
+        let n = len / core::mem::size_of::<E>();
+        let elems: Vec<E> = match src {
+            None => alloc::vec![E::zeroed(); n],
+            Some(src) => {
+                assert_eq!(src.len(), len, "element_bytes: source length");
+                let mut elems = Vec::<E>::with_capacity(n);
+                // SAFETY: the vector's buffer holds `n * size_of::<E>() == len` bytes, all
+                // written here before `set_len`; any bit pattern is a valid `E` (Pod).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        elems.as_mut_ptr().cast::<u8>(),
+                        len,
+                    );
+                    elems.set_len(n);
+                }
+                elems
+            }
+        };
+        Bytes::from_elems(elems)
+    }
+    match elem_size {
+        8 if len % 8 == 0 => typed::<u64>(len, src),
+        4 if len % 4 == 0 => typed::<u32>(len, src),
+        2 if len % 2 == 0 => typed::<u16>(len, src),
+        _ => Bytes::from_bytes_vec(src.map_or_else(|| alloc::vec![0u8; len], <[u8]>::to_vec)),
+    }
+}
+
 impl fmt::Debug for FlexTensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlexTensor")
@@ -79,7 +115,12 @@ impl FlexTensor {
                         dtype: self.dtype,
                     },
                     Err(arc) => {
-                        let bytes = Bytes::from_bytes_vec((*arc)[..expected_bytes].to_vec());
+                        // (slayer) allocated aligned: no second copy.
+                        let bytes = element_bytes(
+                            expected_bytes,
+                            dtype_size(self.dtype),
+                            Some(&(*arc)[..expected_bytes]),
+                        );
                         TensorData {
                             bytes,
                             shape: self.layout.shape().clone(),
@@ -90,7 +131,12 @@ impl FlexTensor {
             } else {
                 // Contiguous at offset 0 but buffer is oversized (e.g., narrowed view).
                 // Truncate to exact logical size.
-                let bytes = Bytes::from_bytes_vec(self.data[..expected_bytes].to_vec());
+                // (slayer) allocated aligned: no second copy.
+                let bytes = element_bytes(
+                    expected_bytes,
+                    dtype_size(self.dtype),
+                    Some(&self.data[..expected_bytes]),
+                );
                 TensorData {
                     bytes,
                     shape: self.layout.shape().clone(),
@@ -252,7 +298,8 @@ impl FlexTensor {
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
         let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        // (slayer) zeroed at the element type's alignment: no second copy.
+        let bytes = element_bytes(num_elements * elem_size, elem_size, None);
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),

@@ -165,14 +165,9 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
-    // Below ln(2^-150) e^x rounds to +0 in f32; answering directly skips libm's slow
-    // underflow path (errno handling), which masked attention scores (large negative
-    // biases) hit for a large share of their elements. Same results. (slayer)
-    unary_op(
-        tensor,
-        |x| if x < -104.0 { 0.0 } else { x.exp() },
-        |x| x.exp(),
-    )
+    // (slayer) f32 through `crate::fast_exp`, which vectorises (libm's expf is a call
+    // per element and takes a slow errno path on underflow).
+    unary_op(tensor, crate::fast_exp::exp_f32, |x| x.exp())
 }
 
 /// Natural logarithm: ln(x)
