@@ -13,7 +13,7 @@ use burn::prelude::*;
 use slayer_engine::stage::{Logger, Progress, Stage, StageContext, StageInput, Typed};
 use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
 use slayer_stages::train::data_loader::{PackedData, write_packed};
-use slayer_stages::train::loss::{HostBatch, weighted_cross_entropy};
+use slayer_stages::train::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
 use slayer_stages::train::optimizer::{GradBuffer, host_f32};
 use slayer_stages::train::trainable::{TrainableSet, freeze, param_table};
 use slayer_stages::train::{
@@ -294,7 +294,7 @@ fn step_gradients(data: &PackedData, micro: usize, mode: Mode) -> BTreeMap<Strin
     let mut buffer = GradBuffer::<Cpu>::default();
     for b in &batches {
         let (x, y, w) = b.tensors::<Ad>(norm, &device);
-        let loss = weighted_cross_entropy(model.forward(x), y, w);
+        let loss = Ad::fused_cross_entropy(model.forward(x), y, w);
         let mut grads = loss.backward();
         buffer.accumulate(&model, &mut grads);
     }
@@ -328,6 +328,43 @@ fn gradient_accumulation_4x2_equals_one_batch_of_8() {
     }
 }
 
+/// The fused training loss equals the composed one (log-softmax, gather, weighted sum)
+/// in value and in its gradient with respect to the logits, masked rows included.
+#[test]
+fn fused_cross_entropy_equals_the_composed_loss() {
+    let device = Default::default();
+    let data = PackedData::from_rows(&corpus_rows(3, 24)).unwrap();
+    let batch = HostBatch::new(&data, &[0, 1, 2], Mode::Sft);
+    assert!(batch.counted.iter().any(|c| !c) && batch.counted.iter().any(|c| *c));
+    let logits = Tensor::<Cpu, 3>::random(
+        [3, 23, 32],
+        burn::tensor::Distribution::Normal(0.0, 4.0),
+        &device,
+    );
+    let run = |fused: bool| {
+        let (_, y, w) = batch.tensors::<Ad>(batch.count(), &device);
+        let x = Tensor::<Ad, 3>::from_inner(logits.clone()).require_grad();
+        let loss = if fused {
+            Ad::fused_cross_entropy(x.clone(), y, w)
+        } else {
+            weighted_cross_entropy(x.clone(), y, w)
+        };
+        // A non-unit upstream gradient, as when the loss is scaled.
+        let grads = loss.clone().mul_scalar(3.0).backward();
+        let value = host_f32(loss.inner())[0];
+        (value, host_f32(x.grad(&grads).unwrap()))
+    };
+    let ((fused, gf), (composed, gc)) = (run(true), run(false));
+    assert!(
+        (fused - composed).abs() <= 1e-6 * composed.abs(),
+        "loss {fused} vs {composed}"
+    );
+    assert_eq!(gf.len(), gc.len());
+    for (i, (a, b)) in gf.iter().zip(&gc).enumerate() {
+        assert!((a - b).abs() <= 1e-6, "logit {i}: gradient {a} vs {b}");
+    }
+}
+
 #[test]
 fn sft_gradients_are_zero_for_masked_tokens() {
     let device = Default::default();
@@ -342,7 +379,7 @@ fn sft_gradients_are_zero_for_masked_tokens() {
         &device,
     )
     .require_grad();
-    let loss = weighted_cross_entropy(logits.clone(), y, w);
+    let loss = Ad::fused_cross_entropy(logits.clone(), y, w);
     let grads = loss.backward();
     let g = host_f32(logits.grad(&grads).unwrap());
     for (pos, counted) in batch.counted.iter().enumerate() {
@@ -375,7 +412,7 @@ fn sft_gradients_are_zero_for_masked_tokens() {
         let model = freeze(model, &set);
         let b = HostBatch::new(&d, &[0], Mode::Sft);
         let (x, y, w) = b.tensors::<Ad>(b.count(), &device);
-        let mut grads = weighted_cross_entropy(model.forward(x), y, w).backward();
+        let mut grads = Ad::fused_cross_entropy(model.forward(x), y, w).backward();
         let mut buffer = GradBuffer::<Cpu>::default();
         buffer.accumulate(&model, &mut grads);
         param_table(&model, &set)

@@ -6,10 +6,25 @@
 //! in the whole optimizer-step batch, so that summing the micro-batch losses of an
 //! accumulated step gives exactly the token-mean loss of one big batch.
 //! A target with weight 0 contributes exactly zero gradient.
+//!
+//! Training uses [`FusedLoss::fused_cross_entropy`]: one autodiff op whose forward
+//! computes each row's log-sum-exp and target logit and whose backward writes
+//! `w * (softmax - onehot)` straight into the logits' gradient, instead of recording
+//! log-softmax, gather, product and sum separately (a `[tokens, vocab]` log-softmax kept
+//! for the backward, a zeros tensor of that size to scatter the gather's gradient into,
+//! and several passes over it). [`weighted_cross_entropy`] is the same loss composed of
+//! tensor ops, for any backend; tests hold the two equal.
 
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{DType, TensorPrimitive};
 
 use super::data_loader::PackedData;
 use super::params::Mode;
@@ -90,17 +105,80 @@ pub fn weighted_cross_entropy<B: Backend>(
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
-    let logits = if logits.dtype() == DType::F32 {
-        logits
-    } else {
-        logits.cast(DType::F32)
-    };
-    let weights = if weights.dtype() == DType::F32 {
-        weights
-    } else {
-        weights.cast(DType::F32)
-    };
-    let logp = log_softmax(logits, 2);
+    let logp = log_softmax(as_f32(logits), 2);
     let picked: Tensor<B, 2> = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim(2);
-    (picked * weights).sum().neg()
+    (picked * as_f32(weights)).sum().neg()
+}
+
+/// `t` in f32 (a cast only when it is in another float type).
+fn as_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(DType::F32)
+    }
+}
+
+/// Autodiff backends with the fused training loss.
+pub trait FusedLoss: AutodiffBackend {
+    /// [`weighted_cross_entropy`] as one autodiff op (see the module doc).
+    fn fused_cross_entropy(
+        logits: Tensor<Self, 3>,
+        targets: Tensor<Self, 2, Int>,
+        weights: Tensor<Self, 2>,
+    ) -> Tensor<Self, 1>;
+}
+
+/// The backward of [`FusedLoss::fused_cross_entropy`]; its state is the logits
+/// `[n, vocab]`, their row log-sum-exp `[n, 1]`, the targets `[n, 1]` and the weights
+/// `[n, 1]`.
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl<B: Backend> Backward<B, 1> for CrossEntropyBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (logits, lse, targets, weights) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            // d/dx_rj of w_r (lse_r - x_r,t_r) = w_r (softmax_rj - [j = t_r]).
+            let coef = B::float_mul(weights, B::float_reshape(grad, Shape::new([1, 1])));
+            let probs = B::float_exp(B::float_sub(logits, lse));
+            let scaled = B::float_mul(probs, coef.clone());
+            B::float_scatter_add(1, scaled, targets, B::float_neg(coef))
+        });
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> FusedLoss for Autodiff<B, C> {
+    fn fused_cross_entropy(
+        logits: Tensor<Self, 3>,
+        targets: Tensor<Self, 2, Int>,
+        weights: Tensor<Self, 2>,
+    ) -> Tensor<Self, 1> {
+        let [batch, len, vocab] = logits.dims();
+        let n = batch * len;
+        let logits = as_f32(logits).reshape([n, vocab]).into_primitive().tensor();
+        let targets = targets.reshape([n, 1]).into_primitive();
+        let weights = as_f32(weights.reshape([n, 1]))
+            .into_primitive()
+            .tensor()
+            .primitive;
+        let x = logits.primitive.clone();
+        let max = B::float_max_dim(x.clone(), 1);
+        let sum_exp = B::float_sum_dim(B::float_exp(B::float_sub(x.clone(), max.clone())), 1);
+        let lse = B::float_add(B::float_log(sum_exp), max);
+        let picked = B::float_gather(1, x.clone(), targets.clone());
+        let per_row = B::float_mul(B::float_sub(lse.clone(), picked), weights.clone());
+        let loss = B::float_reshape(B::float_sum(per_row), Shape::new([1]));
+        let out = match CrossEntropyBackward
+            .prepare::<C>([logits.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, lse, targets, weights), loss),
+            OpsKind::UnTracked(prep) => prep.finish(loss),
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
 }

@@ -21,7 +21,7 @@ use slayer_engine::stage::{Logger, Progress};
 use super::checkpoint::{self, CheckpointState};
 use super::data_loader::{DataOrder, PackedData};
 use super::error::TrainError;
-use super::loss::{HostBatch, weighted_cross_entropy};
+use super::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
 use super::metrics_log::{self, LogRow};
 use super::optimizer::{AdamW, AdamWConfig, GradBuffer, scalar};
 use super::params::{Precision, TrainParams};
@@ -139,7 +139,7 @@ pub fn run_training(job: &TrainJob, control: StepControl<'_>) -> Result<TrainSum
 }
 
 /// The training run on backend `AB`.
-pub fn train_on<AB: AutodiffBackend>(
+pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     job: &TrainJob,
     device: AB::Device,
     control: StepControl<'_>,
@@ -249,7 +249,7 @@ pub fn train_on<AB: AutodiffBackend>(
         for mb in &micro {
             let (inputs, targets, weights) = mb.tensors::<AB>(norm, &device);
             let logits = model.forward(inputs);
-            let loss = weighted_cross_entropy(logits, targets, weights);
+            let loss = AB::fused_cross_entropy(logits, targets, weights);
             let detached = loss.clone().inner();
             loss_sum = Some(match loss_sum {
                 Some(s) => s + detached,
