@@ -14,7 +14,7 @@ use slayer_engine::stage::{Logger, Progress, Stage, StageContext, StageInput, Ty
 use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
 use slayer_stages::train::data_loader::{PackedData, write_packed};
 use slayer_stages::train::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
-use slayer_stages::train::optimizer::{GradBuffer, host_f32};
+use slayer_stages::train::optimizer::{AdamW, AdamWConfig, GradBuffer, host_f32};
 use slayer_stages::train::trainable::{TrainableSet, freeze, param_table};
 use slayer_stages::train::{
     LrSchedule, Mode, Schedule, TrainError, TrainJob, TrainParams, TrainStage, Trainable,
@@ -423,6 +423,59 @@ fn sft_gradients_are_zero_for_masked_tokens() {
     let (a, b) = (grads_for(&ids), grads_for(&other));
     assert!(a.iter().any(|g| g.iter().any(|v| *v != 0.0)));
     assert_eq!(a, b, "masked targets changed the gradients");
+}
+
+/// The CPU's one-pass AdamW (`host_update`) gives the same parameters as the tensor
+/// formulation over three steps with clipping scale, weight decay on some parameters
+/// and not on the norms.
+#[test]
+fn host_adamw_equals_the_tensor_formulation() {
+    let device = Default::default();
+    let data = PackedData::from_rows(&corpus_rows(4, 16)).unwrap();
+    let set = TrainableSet {
+        everything: true,
+        blocks: (0..4).collect(),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |host: bool| {
+        let model = Llama::<Ad>::init_random(&tiny_config(), 3, &device).unwrap();
+        let mut model = freeze(model, &set);
+        let mut opt = AdamW::<Cpu>::new(AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        });
+        opt.host_update = host;
+        for step in 0..3 {
+            let b = HostBatch::new(&data, &[step, step + 1], Mode::Cpt);
+            let (x, y, w) = b.tensors::<Ad>(b.count(), &device);
+            let mut grads = Ad::fused_cross_entropy(model.forward(x), y, w).backward();
+            let mut buffer = GradBuffer::<Cpu>::default();
+            buffer.accumulate(&model, &mut grads);
+            let decays = |path: &[String]| !path.iter().any(|p| p.contains("norm"));
+            model = opt.step(model, buffer, 3e-2, 0.7, &decays);
+        }
+        let dir = tmp.path().join(if host { "host" } else { "tensor" });
+        save_pretrained(&model, &dir, SaveDtype::F32).unwrap();
+        (tensors(&dir.join("model.safetensors")), opt.state_numel())
+    };
+    let ((host, host_state), (tensor, tensor_state)) = (run(true), run(false));
+    assert_eq!(host_state, tensor_state);
+    let init = Llama::<Cpu>::init_random(&tiny_config(), 3, &device).unwrap();
+    save_pretrained(&init, &tmp.path().join("init"), SaveDtype::F32).unwrap();
+    let init = tensors(&tmp.path().join("init/model.safetensors"));
+    assert_eq!(
+        host.keys().collect::<Vec<_>>(),
+        tensor.keys().collect::<Vec<_>>()
+    );
+    for (name, h) in &host {
+        let (h, t, i) = (as_f32(h), as_f32(&tensor[name]), as_f32(&init[name]));
+        assert!(h != i, "{name} did not move");
+        for (k, (a, b)) in h.iter().zip(&t).enumerate() {
+            assert!((a - b).abs() <= 1e-6, "{name}[{k}]: host {a} vs tensor {b}");
+        }
+    }
 }
 
 #[test]

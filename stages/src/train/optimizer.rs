@@ -14,6 +14,11 @@
 //! have no optimiser state at all. State is keyed by parameter path so a checkpoint can
 //! be restored into a freshly loaded model. When the model holds parameters in a lower
 //! precision (bf16), an f32 master copy lives in the state and the model gets its cast.
+//!
+//! On the CPU ([`AdamW::host_update`]) an f32 parameter is updated by [`adamw_update`]:
+//! one parallel pass over parameter, gradient and both moments in host memory, instead
+//! of a dozen tensor operations that each stream the whole parameter through memory.
+//! Both paths compute the same formulas (tested equal).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -159,6 +164,56 @@ pub struct AdamW<B: Backend> {
     pub t: u64,
     /// State by parameter path.
     pub state: BTreeMap<String, Moments<B>>,
+    /// Update f32 parameters on the host in one pass ([`adamw_update`]); for backends
+    /// whose tensors live in host memory, where reading them out is free.
+    pub host_update: bool,
+}
+
+/// The scalars of one AdamW update of one parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpdateScalars {
+    /// Step size `lr / (1 - beta1^t)` (bias correction of the first moment included).
+    pub step: f32,
+    /// Gradient multiplier (clipping).
+    pub grad_scale: f32,
+    /// First-moment decay and `1 - beta1` (rounded from f64, as the tensor path does).
+    pub beta1: (f32, f32),
+    /// Second-moment decay and `1 - beta2`.
+    pub beta2: (f32, f32),
+    /// Added to the denominator.
+    pub eps: f32,
+    /// `1 - lr * weight_decay`, or 1 for parameters without decay.
+    pub decay: f32,
+    /// Bias correction of the second moment, `sqrt(1 - beta2^t)`.
+    pub bc2_sqrt: f32,
+}
+
+/// AdamW on host slices, in one parallel pass: the formulas of the module doc, element
+/// by element, in place on `p`, `m` and `v`.
+pub fn adamw_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: UpdateScalars) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 15;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                let g = g * k.grad_scale;
+                *m = *m * k.beta1.0 + g * k.beta1.1;
+                *v = *v * k.beta2.0 + g * g * k.beta2.1;
+                let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+                *p = *p * k.decay - *m / denom * k.step;
+            }
+        });
+}
+
+/// A flat f32 tensor's values as a vector (no copy when the backend hands over its own
+/// uniquely held host buffer).
+fn into_f32_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
+    t.into_data()
+        .into_vec::<f32>()
+        .expect("optimizer tensors are f32")
 }
 
 /// Host copy of the optimiser state (for checkpoints): per path `m`, `v`, master.
@@ -171,6 +226,7 @@ impl<B: Backend> AdamW<B> {
             config,
             t: 0,
             state: BTreeMap::new(),
+            host_update: false,
         }
     }
 
@@ -227,6 +283,9 @@ impl<B: Backend> AdamW<B> {
             weight_decay,
         } = self.config;
         let low_precision = param.dtype() != DType::F32;
+        if self.host_update && !low_precision {
+            return self.update_on_host(path, param, grad, lr, grad_scale, decay);
+        }
         let state = self.state.remove(path);
         let (m, v, master) = match state {
             Some(s) => (s.m, s.v, s.master),
@@ -265,6 +324,52 @@ impl<B: Backend> AdamW<B> {
         self.state
             .insert(path.to_string(), Moments { m, v, master });
         out
+    }
+
+    /// [`AdamW::update`] for an f32 parameter through [`adamw_update`].
+    fn update_on_host(
+        &mut self,
+        path: &str,
+        param: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        lr: f64,
+        grad_scale: f64,
+        decay: bool,
+    ) -> Tensor<B, 1> {
+        let c = self.config;
+        let device = param.device();
+        let n = param.shape().num_elements();
+        let (mut m, mut v) = match self.state.remove(path) {
+            Some(s) => (into_f32_vec(s.m), into_f32_vec(s.v)),
+            None => (vec![0.0; n], vec![0.0; n]),
+        };
+        let mut p = into_f32_vec(param);
+        let g = into_f32_vec(grad);
+        let t = self.t as i32;
+        let scalars = UpdateScalars {
+            step: (lr / (1.0 - c.beta1.powi(t))) as f32,
+            grad_scale: grad_scale as f32,
+            beta1: (c.beta1 as f32, (1.0 - c.beta1) as f32),
+            beta2: (c.beta2 as f32, (1.0 - c.beta2) as f32),
+            eps: c.eps as f32,
+            decay: if decay && c.weight_decay > 0.0 {
+                (1.0 - lr * c.weight_decay) as f32
+            } else {
+                1.0
+            },
+            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+        };
+        adamw_update(&mut p, &g, &mut m, &mut v, scalars);
+        let up = |x: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(x, [n]), &device);
+        self.state.insert(
+            path.to_string(),
+            Moments {
+                m: up(m),
+                v: up(v),
+                master: None,
+            },
+        );
+        up(p)
     }
 
     /// The state on the host (checkpoints).

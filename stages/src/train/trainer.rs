@@ -193,6 +193,8 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         eps: p.eps,
         weight_decay: p.weight_decay,
     });
+    // CPU tensors live in host memory: one fused pass per parameter.
+    opt.host_update = job.device == DeviceSpec::Cpu;
     let mut order = DataOrder::new(data.len(), p.seed, p.shuffle);
     let (mut step, mut cursor, mut tokens, mut rows) = (0u64, 0u64, 0u64, Vec::<LogRow>::new());
     let mut resumed_from = None;
