@@ -216,6 +216,32 @@ fn into_f32_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
         .expect("optimizer tensors are f32")
 }
 
+/// [`AdamW`]'s update of an f32 parameter through [`adamw_update`]: the new parameter
+/// and its moments (`state`, or zeros for a first step).
+fn update_on_host<B: Backend>(
+    state: Option<Moments<B>>,
+    param: Tensor<B, 1>,
+    grad: Tensor<B, 1>,
+    k: UpdateScalars,
+) -> (Tensor<B, 1>, Moments<B>) {
+    let device = param.device();
+    let n = param.shape().num_elements();
+    let (mut m, mut v) = match state {
+        Some(s) => (into_f32_vec(s.m), into_f32_vec(s.v)),
+        None => (vec![0.0; n], vec![0.0; n]),
+    };
+    let mut p = into_f32_vec(param);
+    let g = into_f32_vec(grad);
+    adamw_update(&mut p, &g, &mut m, &mut v, k);
+    let up = |x: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(x, [n]), &device);
+    let moments = Moments {
+        m: up(m),
+        v: up(v),
+        master: None,
+    };
+    (up(p), moments)
+}
+
 /// Host copy of the optimiser state (for checkpoints): per path `m`, `v`, master.
 pub type HostState = BTreeMap<String, (Vec<f32>, Vec<f32>, Option<Vec<f32>>)>;
 
@@ -267,86 +293,11 @@ impl<B: Backend> AdamW<B> {
         model.map(&mut mapper)
     }
 
-    fn update(
-        &mut self,
-        path: &str,
-        param: Tensor<B, 1>,
-        grad: Tensor<B, 1>,
-        lr: f64,
-        grad_scale: f64,
-        decay: bool,
-    ) -> Tensor<B, 1> {
-        let AdamWConfig {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } = self.config;
-        let low_precision = param.dtype() != DType::F32;
-        if self.host_update && !low_precision {
-            return self.update_on_host(path, param, grad, lr, grad_scale, decay);
-        }
-        let state = self.state.remove(path);
-        let (m, v, master) = match state {
-            Some(s) => (s.m, s.v, s.master),
-            None => {
-                let z = Tensor::<B, 1>::zeros_like(&grad);
-                (z.clone(), z, None)
-            }
-        };
-        let p = match master {
-            Some(mp) => mp,
-            None if low_precision => param.clone().cast(DType::F32),
-            None => param.clone(),
-        };
-        let g = if grad_scale == 1.0 {
-            grad
-        } else {
-            grad.mul_scalar(grad_scale)
-        };
-        let m = m.mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1);
-        let v = v.mul_scalar(beta2) + g.square().mul_scalar(1.0 - beta2);
-        let t = self.t as i32;
-        let bc1 = 1.0 - beta1.powi(t);
-        let bc2 = 1.0 - beta2.powi(t);
-        let p = if decay && weight_decay > 0.0 {
-            p.mul_scalar(1.0 - lr * weight_decay)
-        } else {
-            p
-        };
-        let denom = v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(eps);
-        let p = p - (m.clone() / denom).mul_scalar(lr / bc1);
-        let (out, master) = if low_precision {
-            (p.clone().cast(param.dtype()), Some(p))
-        } else {
-            (p, None)
-        };
-        self.state
-            .insert(path.to_string(), Moments { m, v, master });
-        out
-    }
-
-    /// [`AdamW::update`] for an f32 parameter through [`adamw_update`].
-    fn update_on_host(
-        &mut self,
-        path: &str,
-        param: Tensor<B, 1>,
-        grad: Tensor<B, 1>,
-        lr: f64,
-        grad_scale: f64,
-        decay: bool,
-    ) -> Tensor<B, 1> {
+    /// The scalars of an update at learning rate `lr` and step `self.t`.
+    fn scalars(&self, lr: f64, grad_scale: f64, decay: bool) -> UpdateScalars {
         let c = self.config;
-        let device = param.device();
-        let n = param.shape().num_elements();
-        let (mut m, mut v) = match self.state.remove(path) {
-            Some(s) => (into_f32_vec(s.m), into_f32_vec(s.v)),
-            None => (vec![0.0; n], vec![0.0; n]),
-        };
-        let mut p = into_f32_vec(param);
-        let g = into_f32_vec(grad);
         let t = self.t as i32;
-        let scalars = UpdateScalars {
+        UpdateScalars {
             step: (lr / (1.0 - c.beta1.powi(t))) as f32,
             grad_scale: grad_scale as f32,
             beta1: (c.beta1 as f32, (1.0 - c.beta1) as f32),
@@ -358,18 +309,59 @@ impl<B: Backend> AdamW<B> {
                 1.0
             },
             bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+        }
+    }
+
+    /// One parameter's update: on the host when [`AdamW::host_update`] and the
+    /// parameter is f32, otherwise as tensor operations (the same formulas, with an f32
+    /// master copy for lower-precision parameters).
+    fn update(
+        &mut self,
+        path: &str,
+        param: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        k: UpdateScalars,
+    ) -> Tensor<B, 1> {
+        let low_precision = param.dtype() != DType::F32;
+        if self.host_update && !low_precision {
+            let (out, moments) = update_on_host(self.state.remove(path), param, grad, k);
+            self.state.insert(path.to_string(), moments);
+            return out;
+        }
+        let (m, v, master) = match self.state.remove(path) {
+            Some(s) => (s.m, s.v, s.master),
+            None => {
+                let z = Tensor::<B, 1>::zeros_like(&grad);
+                (z.clone(), z, None)
+            }
         };
-        adamw_update(&mut p, &g, &mut m, &mut v, scalars);
-        let up = |x: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(x, [n]), &device);
-        self.state.insert(
-            path.to_string(),
-            Moments {
-                m: up(m),
-                v: up(v),
-                master: None,
-            },
-        );
-        up(p)
+        let p = match master {
+            Some(mp) => mp,
+            None if low_precision => param.clone().cast(DType::F32),
+            None => param.clone(),
+        };
+        let g = if k.grad_scale == 1.0 {
+            grad
+        } else {
+            grad.mul_scalar(k.grad_scale)
+        };
+        let m = m.mul_scalar(k.beta1.0) + g.clone().mul_scalar(k.beta1.1);
+        let v = v.mul_scalar(k.beta2.0) + g.square().mul_scalar(k.beta2.1);
+        let p = if k.decay == 1.0 {
+            p
+        } else {
+            p.mul_scalar(k.decay)
+        };
+        let denom = v.clone().sqrt().div_scalar(k.bc2_sqrt).add_scalar(k.eps);
+        let p = p - (m.clone() / denom).mul_scalar(k.step);
+        let (out, master) = if low_precision {
+            (p.clone().cast(param.dtype()), Some(p))
+        } else {
+            (p, None)
+        };
+        self.state
+            .insert(path.to_string(), Moments { m, v, master });
+        out
     }
 
     /// The state on the host (checkpoints).
@@ -438,9 +430,8 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
         let inner = tensor.inner().reshape([n]);
         let decay = (self.decays)(&self.path.0);
         let path = self.path.dotted();
-        let updated = self
-            .opt
-            .update(&path, inner, grad, self.lr, self.grad_scale, decay);
+        let scalars = self.opt.scalars(self.lr, self.grad_scale, decay);
+        let updated = self.opt.update(&path, inner, grad, scalars);
         let tensor = Tensor::<AB, D>::from_inner(updated.reshape(shape)).require_grad();
         Param::from_mapped_value(id, tensor, mapper)
     }
