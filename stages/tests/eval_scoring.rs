@@ -10,25 +10,8 @@ use slayer_stages::eval::lm::{Encoder, Group, score_groups};
 use slayer_stages::eval::perplexity::{Document, rolling_windows, score_documents};
 use slayer_stages::model::{Cpu, Llama, Tokenizer, load_pretrained, token_logprobs};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// The tiny Llama with the byte-level tokenizer, as an HF directory in `dir`.
-fn tiny_model_dir(dir: &Path) -> PathBuf {
-    let src = fixtures().join("tiny_llama");
-    let out = dir.join("tiny");
-    std::fs::create_dir_all(&out).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), out.join(f)).unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("eval/byte_tokenizer.json"),
-        out.join("tokenizer.json"),
-    )
-    .unwrap();
-    out
-}
+mod eval_support;
+use eval_support::{fixtures, tiny_model_dir};
 
 fn naive(model: &Llama<Cpu>, g: &Group) -> Vec<(f64, bool)> {
     g.continuations

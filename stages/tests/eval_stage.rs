@@ -11,23 +11,8 @@ use serde_json::{Value, json};
 use slayer_engine::Registry;
 use slayer_engine::stage::{Logger, Progress, StageContext, StageInput};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn tiny_model_dir(dir: &Path) -> PathBuf {
-    let out = dir.join("tiny");
-    std::fs::create_dir_all(&out).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixtures().join("tiny_llama").join(f), out.join(f)).unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("eval/byte_tokenizer.json"),
-        out.join("tokenizer.json"),
-    )
-    .unwrap();
-    out
-}
+mod eval_support;
+use eval_support::{fixtures, tiny_model_dir};
 
 fn run(
     params: Value,
