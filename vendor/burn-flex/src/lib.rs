@@ -30,7 +30,8 @@ compile_error!(
 );
 
 mod backend;
-mod fast_exp;
+/// (slayer) A vectorisable f32 exp; public so that host-side reductions can share it.
+pub mod fast_exp;
 mod layout;
 mod par;
 mod qtensor;
