@@ -40,11 +40,12 @@ pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// A tensor's values as f32 on the host.
+/// A tensor's values as f32 on the host (no copy when the backend hands over a uniquely
+/// held f32 host buffer).
 pub fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
-        .to_vec::<f32>()
+        .into_vec::<f32>()
         .unwrap_or_default()
 }
 
@@ -208,14 +209,6 @@ pub fn adamw_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: U
         });
 }
 
-/// A flat f32 tensor's values as a vector (no copy when the backend hands over its own
-/// uniquely held host buffer).
-fn into_f32_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
-    t.into_data()
-        .into_vec::<f32>()
-        .expect("optimizer tensors are f32")
-}
-
 /// [`AdamW`]'s update of an f32 parameter through [`adamw_update`]: the new parameter
 /// and its moments (`state`, or zeros for a first step).
 fn update_on_host<B: Backend>(
@@ -227,11 +220,11 @@ fn update_on_host<B: Backend>(
     let device = param.device();
     let n = param.shape().num_elements();
     let (mut m, mut v) = match state {
-        Some(s) => (into_f32_vec(s.m), into_f32_vec(s.v)),
+        Some(s) => (host_f32(s.m), host_f32(s.v)),
         None => (vec![0.0; n], vec![0.0; n]),
     };
-    let mut p = into_f32_vec(param);
-    let g = into_f32_vec(grad);
+    let mut p = host_f32(param);
+    let g = host_f32(grad);
     adamw_update(&mut p, &g, &mut m, &mut v, k);
     let up = |x: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(x, [n]), &device);
     let moments = Moments {
