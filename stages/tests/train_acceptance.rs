@@ -219,6 +219,31 @@ fn frozen_tensors_are_bit_identical_and_trainable_ones_change() {
     assert!(s.trainable_params < s.total_params / 2);
 }
 
+/// The same job run twice gives bit-identical parameters, with gradient clipping active
+/// on every step (the global norm sums the per-parameter norms in a fixed order).
+#[test]
+fn repeated_runs_are_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    model_dir(root);
+    data_dir(root);
+    let mut p = params(Mode::Cpt, Trainable::All);
+    p.grad_clip = Some(1e-3);
+    p.max_steps = Some(20);
+    let run = |name: &str| {
+        let j = job(root, name, p.clone());
+        run_training(&j, &mut |_| ControlFlow::Continue(())).unwrap();
+        tensors(&j.out_dir.join("model/model.safetensors"))
+    };
+    let first = run("first");
+    for k in 0..3 {
+        assert!(
+            first == run(&format!("again-{k}")),
+            "run {k} differs from the first"
+        );
+    }
+}
+
 #[test]
 fn stopped_run_resumes_to_the_same_parameters() {
     let tmp = tempfile::tempdir().unwrap();

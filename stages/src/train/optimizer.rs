@@ -63,30 +63,38 @@ fn flat_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 1> {
 /// Summed gradients of the trainable parameters for one optimizer step.
 pub struct GradBuffer<B: Backend> {
     grads: HashMap<ParamId, Tensor<B, 1>>,
+    /// Parameters in the order they were first collected (the model's visiting order):
+    /// sums over all gradients run in this order, so they do not depend on the map's
+    /// per-process hashing.
+    order: Vec<ParamId>,
 }
 
 impl<B: Backend> Default for GradBuffer<B> {
     fn default() -> Self {
         GradBuffer {
             grads: HashMap::new(),
+            order: Vec::new(),
         }
     }
 }
 
 struct Collect<'a, AB: AutodiffBackend> {
     grads: &'a mut AB::Gradients,
-    into: &'a mut HashMap<ParamId, Tensor<AB::InnerBackend, 1>>,
+    into: &'a mut GradBuffer<AB::InnerBackend>,
 }
 
 impl<AB: AutodiffBackend> ModuleVisitor<AB> for Collect<'_, AB> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
         if let Some(g) = param.grad_remove(self.grads) {
             let g = flat_f32(g);
-            let sum = match self.into.remove(&param.id) {
+            let sum = match self.into.grads.remove(&param.id) {
                 Some(prev) => prev + g,
-                None => g,
+                None => {
+                    self.into.order.push(param.id);
+                    g
+                }
             };
-            self.into.insert(param.id, sum);
+            self.into.grads.insert(param.id, sum);
         }
     }
 }
@@ -98,10 +106,7 @@ impl<B: Backend> GradBuffer<B> {
     where
         AB: AutodiffBackend<InnerBackend = B>,
     {
-        model.visit(&mut Collect::<AB> {
-            grads,
-            into: &mut self.grads,
-        });
+        model.visit(&mut Collect::<AB> { grads, into: self });
     }
 
     /// Number of parameters with a gradient.
@@ -119,10 +124,11 @@ impl<B: Backend> GradBuffer<B> {
         self.grads.get(&id)
     }
 
-    /// L2 norm over every collected gradient (one device sync).
+    /// L2 norm over every collected gradient (one device sync), summed in collection
+    /// order.
     pub fn global_norm(&self) -> f64 {
         let mut total: Option<Tensor<B, 1>> = None;
-        for g in self.grads.values() {
+        for g in self.order.iter().map(|id| &self.grads[id]) {
             let s = g.clone().square().sum();
             total = Some(match total {
                 Some(t) => t + s,
