@@ -41,16 +41,16 @@ fn assert_bits(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
+/// A binary tensor operation and the scalar operation it must equal.
+type TensorOp = fn(Tensor<Cpu, 2>, Tensor<Cpu, 2>) -> Tensor<Cpu, 2>;
+type ScalarOp = fn(f32, f32) -> f32;
+
 #[test]
 fn large_binary_ops_match_the_scalar_op() {
     let n = ROWS * COLS;
     let a = values(1, n, 3.0);
     let b: Vec<f32> = values(2, n, 3.0).into_iter().map(|x| x + 4.0).collect();
-    let ops: [(
-        &str,
-        fn(Tensor<Cpu, 2>, Tensor<Cpu, 2>) -> Tensor<Cpu, 2>,
-        fn(f32, f32) -> f32,
-    ); 4] = [
+    let ops: [(&str, TensorOp, ScalarOp); 4] = [
         ("add", |x, y| x + y, |x, y| x + y),
         ("sub", |x, y| x - y, |x, y| x - y),
         ("mul", |x, y| x * y, |x, y| x * y),

@@ -3,8 +3,6 @@
 //! continuation` on its own (tiny Llama fixture, byte-level tokenizer); rolling
 //! perplexity must equal scoring each of lm-eval's windows on its own.
 
-use std::path::{Path, PathBuf};
-
 use burn::prelude::*;
 use slayer_stages::eval::lm::{Encoder, Group, score_groups};
 use slayer_stages::eval::perplexity::{Document, rolling_windows, score_documents};
@@ -143,7 +141,7 @@ fn eval_rolling_perplexity_matches_naive_windows() {
             let naive: f64 = windows
                 .iter()
                 .map(|w| {
-                    let lp = token_logprobs(&model, &[w.tokens.clone()]).unwrap();
+                    let lp = token_logprobs(&model, std::slice::from_ref(&w.tokens)).unwrap();
                     lp[0][lp[0].len() - w.predict..]
                         .iter()
                         .map(|&x| x as f64)

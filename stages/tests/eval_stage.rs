@@ -409,10 +409,13 @@ fn eval_stage_perplexity_from_text_records_and_token_shards() {
     let (_d4, r4) = run(params, Some(txt));
     let one = r4.unwrap();
     assert_eq!(one["perplexity"]["n"], 1);
+    // The text file runs unbatched, the JSONL record in a batch of 3: the matrix
+    // products block differently, so the logliks agree to f32 rounding, not exactly
+    // (2.2e-8 bits/byte apart with OpenBLAS 0.3.21 on a Haswell core type).
     let want = (-ll[0] / 63.0 / std::f64::consts::LN_2
         - one["perplexity"]["bits_per_byte"].as_f64().unwrap())
     .abs();
-    assert!(want < 1e-9);
+    assert!(want < 1e-6, "{want}");
 }
 
 #[test]

@@ -15,7 +15,10 @@ use slayer_stages::model::weights::WeightSource;
 use slayer_stages::model::{Cpu, Llama, LlamaConfig, SaveDtype, load_pretrained, save_pretrained};
 use slayer_stages::surgery::expand::Expand;
 use slayer_stages::surgery::prune::Prune;
-use slayer_stages::surgery::{Layout, TrainableFile, zero_outputs};
+use slayer_stages::surgery::{
+    BlockSource, ExpandOptions, Init, LayerPlan, Layout, Merge, TrainableFile, apply_plan,
+    zero_outputs,
+};
 
 const BLOCKS: usize = 8;
 
@@ -45,22 +48,7 @@ fn run_stage(stage: &dyn Stage, params: Value, model: &Path, out: &Path) -> Valu
         .check_params(&params)
         .unwrap_or_else(|e| panic!("{}", e.message));
     std::fs::create_dir_all(out).unwrap();
-    let ctx = StageContext {
-        stage: stage.kind().to_string(),
-        inputs: BTreeMap::from([(
-            "model".to_string(),
-            StageInput {
-                items: vec![("model".into(), model.to_path_buf())],
-            },
-        )]),
-        out_dir: out.to_path_buf(),
-        work_dir: out.to_path_buf(),
-        scratch_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        threads: 1,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
+    let ctx = context(stage.kind(), model, out);
     Value::Object(
         stage
             .run(&params, &ctx)
@@ -300,23 +288,10 @@ fn stage_errors_are_clear() {
         .unwrap();
     let out = tmp.path().join("bad");
     std::fs::create_dir_all(&out).unwrap();
-    let ctx = StageContext {
-        stage: "expand".into(),
-        inputs: BTreeMap::from([(
-            "model".to_string(),
-            StageInput {
-                items: vec![("model".into(), src.clone())],
-            },
-        )]),
-        out_dir: out.clone(),
-        work_dir: out.clone(),
-        scratch_dir: out.clone(),
-        device: "cpu".into(),
-        threads: 1,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
-    let err = stage.run(&params, &ctx).unwrap_err().to_string();
+    let err = stage
+        .run(&params, &context("expand", &src, &out))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "layout `(2+1)x8|16` covers 32 original blocks (2x8 + 16), model has 8"
@@ -342,4 +317,276 @@ fn zeroed_block_adds_nothing() {
     let before = logits_of(&model);
     model.blocks.insert(1, z);
     assert!(max_diff(&before, &logits_of(&model)) <= 1e-6);
+}
+
+/// The in-memory surgery (load the model, `apply_plan`, `save_pretrained`), the
+/// reference the streamed stages must reproduce.
+fn in_memory(src: &Path, plan: &LayerPlan, dtype: SaveDtype, out: &Path) {
+    let model = load_pretrained::<Cpu>(src, &Default::default()).unwrap();
+    let model = apply_plan(model, plan).unwrap();
+    save_pretrained(&model, out, dtype).unwrap();
+}
+
+/// Every tensor's raw bytes, by name.
+fn raw_tensors(dir: &Path) -> BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
+    let ckpt = SafetensorsCheckpoint::open(dir).unwrap();
+    ckpt.names()
+        .into_iter()
+        .map(|n| {
+            let loc = ckpt.locate(&n).unwrap();
+            let (file, _) = ckpt.shard_file(loc.shard);
+            let mut bytes = vec![0u8; loc.len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, loc.offset).unwrap();
+            (n, (format!("{:?}", loc.dtype), loc.shape, bytes))
+        })
+        .collect()
+}
+
+/// Layouts and prunings of every kind: insert-only groups (copy, ◇, deep half, mixed
+/// sizes, no zero-out), deletion with merge (discarded, with_final, none), and prune lists.
+fn plans_of_every_kind() -> Vec<(Value, LayerPlan)> {
+    let expand_plan = |layout: &str, init: Option<Init>, zero_out: bool, merge: Merge| {
+        let opts = ExpandOptions {
+            init,
+            zero_out,
+            merge,
+        };
+        LayerPlan::expand(&Layout::parse(layout).unwrap(), BLOCKS, opts).unwrap()
+    };
+    let mut out = Vec::new();
+    for layout in PRESERVING {
+        out.push((
+            json!({"layout": layout}),
+            expand_plan(layout, None, true, Merge::Discarded),
+        ));
+    }
+    out.push((
+        json!({"layout": "(2+1)x4", "init": "average", "zero_out": false}),
+        expand_plan("(2+1)x4", Some(Init::Average), false, Merge::Discarded),
+    ));
+    for (merge, m) in [
+        ("discarded", Merge::Discarded),
+        ("with_final", Merge::WithFinal),
+        ("none", Merge::None),
+    ] {
+        out.push((
+            json!({"layout": "(2+1)x2|1|1◇", "merge": merge}),
+            expand_plan("(2+1)x2|1|1◇", None, true, m),
+        ));
+    }
+    for (params, removed, merge) in [
+        (json!({"delete": 3}), vec![5, 6, 7], Merge::Discarded),
+        (
+            json!({"remove": [1, 6, 7], "merge": "with_final"}),
+            vec![1, 6, 7],
+            Merge::WithFinal,
+        ),
+        (
+            json!({"remove": [0, 3], "merge": "none"}),
+            vec![0, 3],
+            Merge::None,
+        ),
+    ] {
+        out.push((params, LayerPlan::prune(BLOCKS, &removed, merge).unwrap()));
+    }
+    out
+}
+
+fn run_plan_stage(params: &Value, src: &Path, out: &Path) -> PathBuf {
+    let stage: Box<dyn Stage> = if params.get("layout").is_some() {
+        Box::new(Typed(Expand))
+    } else {
+        Box::new(Typed(Prune))
+    };
+    run_stage(&*stage, params.clone(), src, out);
+    out.join("model")
+}
+
+#[test]
+fn streamed_surgery_equals_the_in_memory_result_for_every_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tiny_model(tmp.path());
+    for (i, (params, plan)) in plans_of_every_kind().into_iter().enumerate() {
+        let streamed = run_plan_stage(&params, &src, &tmp.path().join(format!("s{i}")));
+        let reference = tmp.path().join(format!("m{i}"));
+        in_memory(&src, &plan, SaveDtype::F32, &reference);
+        let (got, want) = (raw_tensors(&streamed), raw_tensors(&reference));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{params}: tensor names"
+        );
+        for (name, w) in &want {
+            assert!(got[name] == *w, "{params}: `{name}` differs from in-memory");
+        }
+        let cfg = LlamaConfig::from_file(&streamed.join("config.json")).unwrap();
+        assert_eq!(cfg.num_hidden_layers, plan.len(), "{params}");
+    }
+}
+
+#[test]
+fn bf16_sources_keep_copied_tensors_byte_identical_and_round_means_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bf16");
+    let mut config = tiny_config(BLOCKS);
+    config.torch_dtype = Some("bfloat16".into());
+    let model = Llama::<Cpu>::init_random(&config, 11, &Default::default()).unwrap();
+    save_pretrained(&model, &path, SaveDtype::BF16).unwrap();
+    let source = raw_tensors(&path);
+    let hash = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+    let layout = "(2+1)x2|1|1◇";
+    let out = expand(&path, &tmp.path().join("e"), json!({"layout": layout}));
+    let got = raw_tensors(&out);
+    let plan = LayerPlan::expand(
+        &Layout::parse(layout).unwrap(),
+        BLOCKS,
+        ExpandOptions::default(),
+    )
+    .unwrap();
+    // Copied tensors: the source's bytes (by hash), in the source's dtype.
+    let mut copies = 0;
+    for (o, planned) in plan.blocks.iter().enumerate() {
+        let BlockSource::Original { index } = planned.source else {
+            continue;
+        };
+        for (name, (dtype, _, bytes)) in &got {
+            if let Some(suffix) = name.strip_prefix(&format!("model.layers.{o}.")) {
+                let (sdtype, _, sbytes) = &source[&format!("model.layers.{index}.{suffix}")];
+                assert_eq!((dtype, hash(bytes)), (sdtype, hash(sbytes)), "{name}");
+                copies += 1;
+            }
+        }
+    }
+    assert_eq!(copies, 9 * 5, "five original blocks of nine tensors");
+    assert_eq!(
+        hash(&got["model.embed_tokens.weight"].2),
+        hash(&source["model.embed_tokens.weight"].2)
+    );
+    // Averaged, merged and zeroed tensors: what the in-memory path gives in bf16
+    // (f32 mean rounded once).
+    let reference = tmp.path().join("m");
+    in_memory(&path, &plan, SaveDtype::BF16, &reference);
+    let want = raw_tensors(&reference);
+    for (name, w) in &want {
+        assert!(
+            got[name] == *w,
+            "`{name}` differs from the in-memory bf16 result"
+        );
+    }
+    assert!(
+        got["model.layers.2.self_attn.o_proj.weight"]
+            .2
+            .iter()
+            .all(|&b| b == 0)
+    );
+}
+
+#[test]
+fn small_max_shard_size_writes_transformers_shards_and_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tiny_model(tmp.path());
+    let whole = expand(&src, &tmp.path().join("one"), json!({"layout": "(2+1)x4"}));
+    let sharded = expand(
+        &src,
+        &tmp.path().join("many"),
+        json!({"layout": "(2+1)x4", "max_shard_size": "100KB"}),
+    );
+    assert!(!sharded.join("model.safetensors").exists());
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let map = index["weight_map"].as_object().unwrap();
+    let mut files: Vec<&str> = map.values().map(|v| v.as_str().unwrap()).collect();
+    files.sort();
+    files.dedup();
+    let n = files.len();
+    assert!(n >= 5, "{n} shards");
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(*f, format!("model-{:05}-of-{n:05}.safetensors", i + 1));
+        let size = std::fs::metadata(sharded.join(f)).unwrap().len();
+        // The embedding (64 KiB) and a block's 32 KiB matrices fit; headers are small.
+        assert!(size <= 100_000 + 4096, "{f}: {size} bytes");
+    }
+    let whole_tensors = raw_tensors(&whole);
+    assert_eq!(map.len(), whole_tensors.len());
+    let total: u64 = whole_tensors.values().map(|t| t.2.len() as u64).sum();
+    assert_eq!(index["metadata"]["total_size"], total);
+    assert!(
+        raw_tensors(&sharded) == whole_tensors,
+        "same tensors either way"
+    );
+    assert!(max_diff(&logits(&whole), &logits(&sharded)) == 0.0);
+}
+
+#[test]
+fn a_layout_that_does_not_fit_fails_before_any_tensor_is_read() {
+    // The weights file is garbage: reading it would fail with a format error, so the
+    // layout error proves nothing was read.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tiny_model(tmp.path());
+    std::fs::write(src.join("model.safetensors"), b"not a safetensors file").unwrap();
+    let stage = Typed(Expand);
+    let params = stage
+        .check_params(&json!({"layout": "(2+1)x8|16"}))
+        .unwrap();
+    let out = tmp.path().join("bad");
+    std::fs::create_dir_all(&out).unwrap();
+    let err = Stage::run(&stage, &params, &context("expand", &src, &out))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "layout `(2+1)x8|16` covers 32 original blocks (2x8 + 16), model has 8"
+    );
+    // A fitting layout then reaches the weights and names the file.
+    let params = stage.check_params(&json!({"layout": "(2+1)x4"})).unwrap();
+    let err = Stage::run(&stage, &params, &context("expand", &src, &out))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn a_checkpoint_that_disagrees_with_its_config_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tiny_model(tmp.path());
+    // config.json claims 9 blocks; the file has 8.
+    let mut cfg = tiny_config(9);
+    cfg.torch_dtype = Some("float32".into());
+    cfg.save(&src.join("config.json")).unwrap();
+    let stage = Typed(Prune);
+    let params = stage.check_params(&json!({"delete": 1})).unwrap();
+    let out = tmp.path().join("bad");
+    std::fs::create_dir_all(&out).unwrap();
+    let err = Stage::run(&stage, &params, &context("prune", &src, &out))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tensor `model.layers.8.self_attn.q_proj.weight` is missing"),
+        "{err}"
+    );
+    assert!(
+        !out.join("model/model.safetensors").exists(),
+        "nothing written"
+    );
+}
+
+fn context(stage: &str, model: &Path, out: &Path) -> StageContext {
+    StageContext {
+        stage: stage.into(),
+        inputs: BTreeMap::from([(
+            "model".to_string(),
+            StageInput {
+                items: vec![("model".into(), model.to_path_buf())],
+            },
+        )]),
+        out_dir: out.to_path_buf(),
+        work_dir: out.to_path_buf(),
+        scratch_dir: out.to_path_buf(),
+        device: "cpu".into(),
+        threads: 1,
+        progress: Progress::hidden(),
+        log: Logger::discard(),
+    }
 }

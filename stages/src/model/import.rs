@@ -2,17 +2,30 @@
 //!
 //! [`load_model`] and [`load_tokenizer`] read either kind; [`import_to_dir`] turns either
 //! into the model artifact layout the pipeline passes around (an HF directory with
-//! `config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`).
+//! `config.json`, `model.safetensors` or shards, `tokenizer.json`,
+//! `tokenizer_config.json`).
+//!
+//! An HF directory is imported without building the model: its headers are checked
+//! against its config, every tensor is copied byte for byte (in the kernel, see
+//! `safetensors_stream`) into `save_pretrained`'s layout, and the tokenizer is parsed
+//! before it is copied, so a broken `tokenizer.json` fails the import, not a later
+//! stage.
 
 use std::path::Path;
 
 use burn::prelude::*;
 
+use super::checkpoint_layout::check_layout;
+use super::config::LlamaConfig;
 use super::device::Cpu;
 use super::error::{ModelError, Result};
 use super::gguf::GgufFile;
 use super::llama::Llama;
-use super::safetensors_io::{SaveDtype, copy_tokenizer_files, load_pretrained, save_pretrained};
+use super::safetensors_io::{
+    SafetensorsCheckpoint, SaveDtype, copy_tokenizer_files, load_pretrained, save_pretrained,
+};
+use super::safetensors_stream::{DEFAULT_MAX_SHARD_SIZE, OutTensor, Recipe, write_checkpoint};
+use super::tensor_names::hf_order_key;
 use super::tokenizer::Tokenizer;
 use super::weights::build_llama;
 
@@ -86,11 +99,11 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 }
 
 /// Convert an HF directory or GGUF file into an HF directory at `out` (f32 for GGUF,
-/// the original dtype for HF input), tokenizer files included.
+/// the original tensors for HF input), tokenizer files included.
 pub fn import_to_dir(path: &Path, out: &Path) -> Result<ImportReport> {
     let device = Default::default();
-    let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
     if is_gguf(path) {
+        let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
         let model = load_gguf::<Cpu>(path, &device)?;
         save_pretrained(&model, out, SaveDtype::F32)?;
         let file = GgufFile::open(path)?;
@@ -105,11 +118,40 @@ pub fn import_to_dir(path: &Path, out: &Path) -> Result<ImportReport> {
             Err(ModelError::Unsupported(_)) => {}
             Err(e) => return Err(e),
         }
+        Ok(ImportReport { files })
     } else {
-        let model = load_pretrained::<Cpu>(path, &device)?;
-        let dtype = SaveDtype::from_config(&model.config());
-        save_pretrained(&model, out, dtype)?;
-        files.extend(copy_tokenizer_files(path, out)?);
+        import_hf_dir(path, out)
     }
+}
+
+/// Stream an HF directory's checkpoint into `out` unchanged (see the module doc).
+fn import_hf_dir(path: &Path, out: &Path) -> Result<ImportReport> {
+    let config = LlamaConfig::from_file(&path.join("config.json"))?;
+    let ckpt = SafetensorsCheckpoint::open(path)?;
+    check_layout(&ckpt, &config)?;
+    if path.join("tokenizer.json").is_file() {
+        Tokenizer::from_dir(path)?;
+    }
+    let mut tensors = Vec::new();
+    for name in ckpt.names() {
+        if let Some(loc) = ckpt.locate(&name) {
+            tensors.push(OutTensor {
+                name,
+                dtype: loc.dtype,
+                shape: loc.shape.clone(),
+                recipe: Recipe::Copy(loc),
+            });
+        }
+    }
+    tensors.sort_by_cached_key(|t| hf_order_key(&t.name));
+    let written = write_checkpoint(&ckpt, &tensors, out, DEFAULT_MAX_SHARD_SIZE)?;
+    let mut config = config;
+    if config.stored_dtype().is_none() {
+        config.set_stored_dtype(SaveDtype::of_stored(ckpt.dominant_dtype()).torch_name());
+    }
+    config.save(&out.join("config.json"))?;
+    let mut files = vec!["config.json".to_string()];
+    files.extend(written.files);
+    files.extend(copy_tokenizer_files(path, out)?);
     Ok(ImportReport { files })
 }

@@ -6,6 +6,10 @@
 //!   [`token_linear`]: their linear layers as one 2-D product over all tokens.
 //! - [`device`]: [`DeviceSpec`] (`cpu`, `cuda:N`) and the CPU backend alias [`Cpu`].
 //! - [`safetensors_io`]: HF directories in and out ([`load_pretrained`], [`save_pretrained`]).
+//! - [`safetensors_stream`]: streamed checkpoint writing (copy / mean / zeros per
+//!   tensor, sharded like `save_pretrained`) for surgery and import.
+//! - [`checkpoint_layout`]: a checkpoint's headers checked against its config.
+//! - [`tensor_names`]: the HF tensor-name table (block prefix, expected tensors, order).
 //! - [`weights`]: assembling a model from HF-named tensors, whatever the file format.
 //! - [`tokenizer`], [`chat`]: `tokenizer.json` via the `tokenizers` crate, chat templates.
 //! - [`gguf`]: GGUF import (dequantisation, q/k un-permutation, tokenizer rebuild).
@@ -16,6 +20,7 @@
 pub mod attention;
 pub mod block;
 pub mod chat;
+pub mod checkpoint_layout;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -27,6 +32,8 @@ pub mod mlp;
 pub mod rms_norm;
 pub mod rope;
 pub mod safetensors_io;
+pub mod safetensors_stream;
+pub mod tensor_names;
 pub mod token_linear;
 pub mod tokenizer;
 pub mod weights;

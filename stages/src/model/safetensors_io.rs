@@ -33,9 +33,26 @@ pub const TOKENIZER_FILES: [&str; 4] = [
 
 struct Shard {
     path: PathBuf,
+    file: File,
     mmap: Mmap,
     header_len: usize,
     metadata: Metadata,
+}
+
+/// Where one tensor's bytes lie in a checkpoint: shard, absolute byte offset in that
+/// file, length, dtype and shape as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorLocation {
+    /// Index of the shard file ([`SafetensorsCheckpoint::shard_file`]).
+    pub shard: usize,
+    /// Offset of the first byte from the start of the file.
+    pub offset: u64,
+    /// Number of bytes.
+    pub len: u64,
+    /// Stored dtype.
+    pub dtype: Dtype,
+    /// Stored (HF) shape.
+    pub shape: Vec<usize>,
 }
 
 /// Memory-mapped safetensors file(s) of one checkpoint.
@@ -98,6 +115,7 @@ impl SafetensorsCheckpoint {
             }
             shards.push(Shard {
                 path: path.clone(),
+                file,
                 mmap,
                 header_len,
                 metadata,
@@ -125,6 +143,31 @@ impl SafetensorsCheckpoint {
     /// Dtype and shape of `name` without reading it.
     pub fn describe(&self, name: &str) -> Option<(Dtype, Vec<usize>)> {
         self.info(name).map(|(_, i)| (i.dtype, i.shape.clone()))
+    }
+
+    /// Where `name`'s bytes lie, without reading them.
+    pub fn locate(&self, name: &str) -> Option<TensorLocation> {
+        let shard_index = *self.index.get(name)?;
+        let (shard, info) = self.info(name)?;
+        let base = 8 + shard.header_len as u64;
+        Some(TensorLocation {
+            shard: shard_index,
+            offset: base + info.data_offsets.0 as u64,
+            len: (info.data_offsets.1 - info.data_offsets.0) as u64,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+        })
+    }
+
+    /// The open file and path of shard `index` (as in [`TensorLocation::shard`]).
+    pub fn shard_file(&self, index: usize) -> (&File, &Path) {
+        let shard = &self.shards[index];
+        (&shard.file, &shard.path)
+    }
+
+    /// The checkpoint's directory (or file) as given to [`SafetensorsCheckpoint::open`].
+    pub fn origin_path(&self) -> &Path {
+        &self.origin
     }
 
     /// The dtype most of the floating-point tensors are stored in.
@@ -243,6 +286,15 @@ impl SaveDtype {
             .stored_dtype()
             .and_then(Self::parse)
             .unwrap_or_default()
+    }
+
+    /// The dtype a checkpoint stored mostly in `dtype` is saved in (F32 unless F16/BF16).
+    pub fn of_stored(dtype: Option<Dtype>) -> Self {
+        match dtype {
+            Some(Dtype::BF16) => SaveDtype::BF16,
+            Some(Dtype::F16) => SaveDtype::F16,
+            _ => SaveDtype::F32,
+        }
     }
 
     fn safetensors(self) -> Dtype {

@@ -6,9 +6,10 @@ use slayer_engine::{
     InputSpec, InputSpecs, Metrics, OutputSpec, ParamError, StageContext, StageError, TypedStage,
 };
 
-use super::artifact::{load_source, write_result};
+use super::artifact::{SurgerySource, Written, write_result};
 use super::layout::Layout;
 use super::plan::{ExpandOptions, Init, LayerPlan, Merge};
+use crate::model::safetensors_stream::parse_size;
 
 /// The `expand` stage kind.
 pub struct Expand;
@@ -34,6 +35,10 @@ pub struct ExpandParams {
     /// blocks), `with_final` (mean of it and the deleted blocks) or `none`.
     #[serde(default = "discarded")]
     pub merge: Merge,
+    /// Largest safetensors shard written, as transformers spells it (`5GB`, `500MB`,
+    /// `2GiB`, bytes); a model that fits is one `model.safetensors`.
+    #[serde(default = "default_shard_size")]
+    pub max_shard_size: String,
 }
 
 fn yes() -> bool {
@@ -41,6 +46,15 @@ fn yes() -> bool {
 }
 fn discarded() -> Merge {
     Merge::Discarded
+}
+/// `max_shard_size`'s default, transformers' own.
+pub(crate) fn default_shard_size() -> String {
+    "5GB".into()
+}
+
+/// `max_shard_size` in bytes, or the parameter error.
+pub(crate) fn shard_size(text: &str) -> Result<u64, ParamError> {
+    parse_size(text).map_err(|e| param_err("max_shard_size", e))
 }
 
 fn param_err(key: &str, e: impl std::fmt::Display) -> ParamError {
@@ -50,7 +64,8 @@ fn param_err(key: &str, e: impl std::fmt::Display) -> ParamError {
 impl TypedStage for Expand {
     type Params = ExpandParams;
     const KIND: &'static str = "expand";
-    const VERSION: u32 = 1;
+    // 2: streamed from the safetensors (tensors in save_pretrained order, sharded).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "Insert new blocks by a layout such as (2+1)x8|13|1◇; writes `model` with trainable.json";
 
@@ -73,28 +88,29 @@ impl TypedStage for Expand {
                 format!("layout `{layout}` carries ◇ (average init) but `init: copy` was given"),
             ));
         }
+        shard_size(&p.max_shard_size)?;
         Ok(())
     }
 
     fn run(&self, p: ExpandParams, ctx: &StageContext) -> Result<Metrics, StageError> {
         let src = ctx.input("model")?.single("model")?;
         let layout = Layout::parse(&p.layout).map_err(StageError::other)?;
-        ctx.progress
-            .set_message(format!("loading {}", src.display()));
-        let source = load_source(src).map_err(StageError::other)?;
+        let max_shard = parse_size(&p.max_shard_size).map_err(StageError::msg)?;
+        let source = SurgerySource::open(src).map_err(StageError::other)?;
         let opts = ExpandOptions {
             init: p.init,
             zero_out: p.zero_out,
             merge: p.merge,
         };
-        let plan = LayerPlan::expand(&layout, source.model.blocks.len(), opts)
-            .map_err(StageError::other)?;
+        // Planned from config.json alone: a layout that does not fit fails here, before
+        // any tensor is read.
+        let plan = LayerPlan::expand(&layout, source.blocks(), opts).map_err(StageError::other)?;
         log_plan(ctx, &plan);
         ctx.progress
             .set_message(format!("writing {} blocks", plan.len()));
-        let written =
-            write_result(source, src, &plan, &ctx.out("model")).map_err(StageError::other)?;
-        Ok(plan_metrics(&plan, written.trainable.trainable.len()))
+        let written = write_result(&source, &plan, &ctx.out("model"), max_shard)
+            .map_err(StageError::other)?;
+        Ok(plan_metrics(&plan, &written))
     }
 }
 
@@ -114,9 +130,22 @@ pub(crate) fn log_plan(ctx: &StageContext, plan: &LayerPlan) {
     }
 }
 
-/// Metrics of a surgery.
-pub(crate) fn plan_metrics(plan: &LayerPlan, trainable: usize) -> Metrics {
+/// Metrics of a surgery: the plan and the bytes copied, computed and zeroed.
+pub(crate) fn plan_metrics(plan: &LayerPlan, written: &Written) -> Metrics {
+    let trainable = written.trainable.trainable.len();
+    let s = &written.stream;
     let mut m = Metrics::new();
+    m.insert("bytes_copied".into(), s.copied_bytes.into());
+    m.insert("bytes_averaged".into(), s.computed_bytes.into());
+    m.insert("bytes_zeroed".into(), s.zero_bytes.into());
+    m.insert(
+        "shards".into(),
+        s.files
+            .iter()
+            .filter(|f| f.ends_with(".safetensors"))
+            .count()
+            .into(),
+    );
     m.insert("source_blocks".into(), plan.source_blocks.into());
     m.insert("blocks".into(), plan.len().into());
     m.insert("deleted".into(), plan.deleted.len().into());

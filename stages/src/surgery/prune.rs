@@ -8,9 +8,10 @@ use slayer_engine::{
     InputSpec, InputSpecs, Metrics, OutputSpec, ParamError, StageContext, StageError, TypedStage,
 };
 
-use super::artifact::{load_source, write_result};
-use super::expand::{log_plan, plan_metrics};
+use super::artifact::{SurgerySource, write_result};
+use super::expand::{default_shard_size, log_plan, plan_metrics, shard_size};
 use super::plan::{LayerPlan, Merge};
+use crate::model::safetensors_stream::parse_size;
 
 /// The `prune` stage kind.
 pub struct Prune;
@@ -29,6 +30,9 @@ pub struct PruneParams {
     /// `discarded` (their mean), `with_final` (mean of it and them) or `none`.
     #[serde(default = "discarded")]
     pub merge: Merge,
+    /// Largest safetensors shard written (`5GB`, `500MB`, `2GiB`, bytes).
+    #[serde(default = "default_shard_size")]
+    pub max_shard_size: String,
 }
 
 fn discarded() -> Merge {
@@ -38,7 +42,8 @@ fn discarded() -> Merge {
 impl TypedStage for Prune {
     type Params = PruneParams;
     const KIND: &'static str = "prune";
-    const VERSION: u32 = 1;
+    // 2: streamed from the safetensors (tensors in save_pretrained order, sharded).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "Delete the last D blocks (or a list) and merge them into the final kept block";
 
@@ -67,16 +72,15 @@ impl TypedStage for Prune {
             (_, Some(list)) if list.is_empty() => {
                 Err(ParamError::new("remove", "the list of blocks is empty"))
             }
-            _ => Ok(()),
+            _ => shard_size(&p.max_shard_size).map(|_| ()),
         }
     }
 
     fn run(&self, p: PruneParams, ctx: &StageContext) -> Result<Metrics, StageError> {
         let src = ctx.input("model")?.single("model")?;
-        ctx.progress
-            .set_message(format!("loading {}", src.display()));
-        let source = load_source(src).map_err(StageError::other)?;
-        let n = source.model.blocks.len();
+        let max_shard = parse_size(&p.max_shard_size).map_err(StageError::msg)?;
+        let source = SurgerySource::open(src).map_err(StageError::other)?;
+        let n = source.blocks();
         let removed: Vec<usize> = match (&p.delete, &p.remove) {
             (Some(d), _) if *d >= n => {
                 return Err(StageError::msg(format!(
@@ -89,8 +93,8 @@ impl TypedStage for Prune {
         };
         let plan = LayerPlan::prune(n, &removed, p.merge).map_err(StageError::other)?;
         log_plan(ctx, &plan);
-        let written =
-            write_result(source, src, &plan, &ctx.out("model")).map_err(StageError::other)?;
-        Ok(plan_metrics(&plan, written.trainable.trainable.len()))
+        let written = write_result(&source, &plan, &ctx.out("model"), max_shard)
+            .map_err(StageError::other)?;
+        Ok(plan_metrics(&plan, &written))
     }
 }
