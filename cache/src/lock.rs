@@ -106,6 +106,16 @@ impl FileLock {
         }
     }
 
+    /// The locked file (for holders that keep data in it, like a lease).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where the lock file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Removes the lock file while holding it; later acquirers create a fresh one.
     pub fn unlink(&self) -> Result<(), CacheError> {
         match fs::remove_file(&self.path) {

@@ -14,6 +14,7 @@
 //!   locks/store.lock            shared by publish, exclusive for gc
 //!   locks/stage/<fp>.lock       one running attempt per fingerprint
 //!   locks/publish/<fp>.lock     serialises publishes of one fingerprint (internal)
+//!   locks/lease/<pid>-<n>.lease fingerprints a live run uses; gc keeps them (see lease)
 //! ```
 
 use std::fs;
