@@ -54,10 +54,7 @@ impl Store {
             let Some(lock) = self.try_lock_stage(fp)? else {
                 continue; // running right now
             };
-            report.bytes_freed += remove_counting(&self.record_path(fp))?;
-            report.bytes_freed += remove_counting(&self.output_dir(fp))?;
-            report.bytes_freed += remove_counting(&self.scratch_root().join(fp))?;
-            report.bytes_freed += remove_counting(&self.log_path(fp))?;
+            report.bytes_freed += self.remove_result(fp)?;
             report.records_removed += 1;
             lock.unlink()?;
         }
@@ -133,6 +130,15 @@ impl Store {
 
         self.stat.save(true)?;
         Ok(report)
+    }
+
+    /// Removes a fingerprint's record (first: it is the commit point), out dir, scratch
+    /// dir and log; returns the bytes freed. The caller holds its stage lock.
+    pub(crate) fn remove_result(&self, fp: &str) -> Result<u64, CacheError> {
+        Ok(remove_counting(&self.record_path(fp))?
+            + remove_counting(&self.output_dir(fp))?
+            + remove_counting(&self.scratch_root().join(fp))?
+            + remove_counting(&self.log_path(fp))?)
     }
 
     /// The stage lock of `name` if it is a fingerprint nobody is running; `None` if it is

@@ -26,4 +26,4 @@ pub use lease::Lease;
 pub use lock::StageLock;
 pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, now_rfc3339};
 pub use store::{OutputState, Store};
-pub use verify::VerifyReport;
+pub use verify::{RepairReport, VerifyReport};

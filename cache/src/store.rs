@@ -214,27 +214,34 @@ impl Store {
         self.stat.save(false)
     }
 
-    /// The run record for a fingerprint, if one was committed.
+    /// The run record for a fingerprint, if one was committed;
+    /// [`CacheError::CorruptRecord`] (naming the file and the damage) if its file is
+    /// unusable.
     pub fn record(&self, fingerprint: &str) -> Result<Option<RunRecord>, CacheError> {
         check_fingerprint(fingerprint)?;
-        read_record(&self.record_path(fingerprint))
+        read_record(&self.record_path(fingerprint), fingerprint)
     }
 
-    /// Every committed record, sorted by fingerprint.
+    /// Every committed record that can be read, sorted by fingerprint; corrupt ones are
+    /// skipped (one damaged file must not hide all the others; `verify` names them).
     pub fn records(&self) -> Result<Vec<RunRecord>, CacheError> {
-        let mut out = Vec::new();
-        for (name, path) in list_dir(&self.runs_dir())? {
-            let Some(fingerprint) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if check_fingerprint(fingerprint).is_err() {
-                continue; // temp files of an in-flight write
-            }
-            if let Some(record) = read_record(&path)? {
-                out.push(record);
+        Ok(self.scan_records()?.0)
+    }
+
+    /// Every committed record, and the errors of those that are corrupt
+    /// ([`CacheError::CorruptRecord`]).
+    pub(crate) fn scan_records(&self) -> Result<(Vec<RunRecord>, Vec<CacheError>), CacheError> {
+        let mut records = Vec::new();
+        let mut corrupt = Vec::new();
+        for fingerprint in self.recorded_fingerprints()? {
+            match self.record(&fingerprint) {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {} // removed meanwhile
+                Err(e @ CacheError::CorruptRecord { .. }) => corrupt.push(e),
+                Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok((records, corrupt))
     }
 
     /// Fingerprints that have a committed record.

@@ -297,8 +297,9 @@ fn run_instance(
         // Before the record is looked at: from here on no gc deletes this result.
         lease.add(&fp).map_err(|e| e.to_string())?;
         let reusable = |store: &Store| -> Result<Option<RunRecord>, String> {
-            match store.record(&fp).map_err(|e| e.to_string())? {
-                Some(r)
+            // A corrupt record counts as none: the run's publish replaces it.
+            match plan::read_record(store, &fp).map_err(|e| e.to_string())? {
+                Ok(Some(r))
                     if plan::check_record(store, &r)
                         .map_err(|e| e.to_string())?
                         .is_none() =>

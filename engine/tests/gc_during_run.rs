@@ -2,12 +2,14 @@
 //! every result the run has read or published (its lease), or the running downstream
 //! stage reads deleted files and its result is lost or wrong.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{Workspace, fingerprint, ran, run_with};
 use slayer_cache::Store;
-use slayer_engine::{Outcome, Pipeline, Registry, RunOptions, execute};
 
 const X: &str = r#"
 name: x
@@ -34,46 +36,26 @@ fn wait_for(path: &Path) {
 
 #[test]
 fn gc_of_another_manifest_keeps_what_a_running_pipeline_uses() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ws = dir.path();
-    std::fs::write(ws.join("x.yaml"), X).expect("write manifest");
-    let pipeline = Pipeline::load(&ws.join("x.yaml"), &Registry::with_builtins()).expect("load x");
-    let run_store = Store::open(ws).expect("open store");
-    let opts = RunOptions {
-        jobs: 1,
-        quiet: true,
-        ..RunOptions::default()
-    };
+    let w = Workspace::new("x.yaml", X);
+    let ws = w.path();
+    let pipeline = w.pipeline();
+    let run_store = w.store();
 
     let results = std::thread::scope(|scope| {
-        let run = scope.spawn(|| execute(&pipeline, &run_store, &opts));
+        let run = scope.spawn(|| run_with(&pipeline, &run_store));
         // `up` is published and `down` is running: collect with a keep-set (another
         // manifest's) that has none of x's fingerprints, as a second process would.
         wait_for(&ws.join("started"));
         let gc_store = Store::open(ws).expect("open store for gc");
         gc_store.gc(&BTreeSet::new()).expect("gc");
         std::fs::write(ws.join("go"), "").expect("release down");
-        run.join().expect("run thread").expect("execute")
+        run.join().expect("run thread")
     });
 
-    for r in &results {
-        assert!(
-            matches!(r.outcome, Outcome::Ran { .. }),
-            "{}: {:?}",
-            r.stage,
-            r.outcome
-        );
+    for stage in ["up", "down"] {
+        assert!(ran(&results, stage), "{results:?}");
     }
-    let up_fp = results
-        .iter()
-        .find(|r| r.stage == "up")
-        .and_then(|r| r.fingerprint.clone())
-        .expect("up's fingerprint");
-    let down_fp = results
-        .iter()
-        .find(|r| r.stage == "down")
-        .and_then(|r| r.fingerprint.clone())
-        .expect("down's fingerprint");
+    let (up_fp, down_fp) = (fingerprint(&results, "up"), fingerprint(&results, "down"));
 
     let store = Store::open(ws).expect("reopen");
     let up = store.record(&up_fp).expect("read up").expect("up's record survived gc");
