@@ -103,6 +103,16 @@ pub(crate) fn write_record(path: &Path, record: &RunRecord) -> Result<(), CacheE
     atomic_write(path, &bytes)
 }
 
+/// This machine's name: `/etc/hostname`, else `$HOSTNAME`, else `unknown`.
+pub fn host_name() -> String {
+    fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The current time as RFC 3339 UTC with second precision, e.g. `2026-11-23T10:00:00Z`.
 pub fn now_rfc3339() -> String {
     format_rfc3339(SystemTime::now())

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use crate::error::CacheError;
 use crate::fsutil::{create_dir_all, list_dir, pid_alive, unique_suffix};
 use crate::hash::{ContentHash, Mode, TreeHasher, set_hash};
-use crate::lock::StageLock;
+use crate::lock::{LockHolder, StageLock};
 use crate::record::{RunRecord, read_record};
 use crate::stat_cache::StatCache;
 
@@ -256,8 +256,18 @@ impl Store {
     /// Exclusive lock for one fingerprint, blocking until free. Returns the guard and
     /// whether it had to wait for another holder.
     pub fn lock_stage(&self, fingerprint: &str) -> Result<(StageLock, bool), CacheError> {
+        self.lock_stage_reporting(fingerprint, &mut |_| {})
+    }
+
+    /// [`Store::lock_stage`], telling `on_wait` who holds the lock (pid, host, since
+    /// when) before it starts waiting; `None` when the lock file does not say.
+    pub fn lock_stage_reporting(
+        &self,
+        fingerprint: &str,
+        on_wait: &mut dyn FnMut(Option<LockHolder>),
+    ) -> Result<(StageLock, bool), CacheError> {
         check_fingerprint(fingerprint)?;
-        StageLock::acquire(&self.stage_lock_path(fingerprint))
+        StageLock::acquire(&self.stage_lock_path(fingerprint), on_wait)
     }
 
     /// Like [`Store::lock_stage`] but never waits: `None` if someone holds it.

@@ -149,9 +149,10 @@ impl Store {
                     // Keep going: a later output may be missing, which matters more.
                     continue;
                 }
-                let dangling = tree.files.iter().find(|(node, hash)| {
-                    !self.object_path(hash, node.executable).is_file()
-                });
+                let dangling = tree
+                    .files
+                    .iter()
+                    .find(|(node, hash)| !self.object_path(hash, node.executable).is_file());
                 if let Some((node, _)) = dangling {
                     report
                         .dangling_outputs

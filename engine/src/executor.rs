@@ -90,12 +90,7 @@ struct RunFacts {
 }
 
 fn run_facts(pipeline: &Pipeline) -> RunFacts {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into());
+    let host = slayer_cache::host_name();
     let git_revision = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(&pipeline.manifest.dir)
@@ -184,8 +179,9 @@ pub fn execute(
                     let (ui, facts, lease) = (&ui, &facts, &lease);
                     let forced = opts.force.contains(&i);
                     scope.spawn(move || {
-                        let (result, record) =
-                            run_instance(pipeline, store, lease, i, &upstream, forced, want, ui, facts);
+                        let (result, record) = run_instance(
+                            pipeline, store, lease, i, &upstream, forced, want, ui, facts,
+                        );
                         let _ = tx.send((i, result, record));
                     });
                 }
@@ -312,7 +308,16 @@ fn run_instance(
         if !forced && let Some(r) = reusable(store)? {
             return Ok((Outcome::Cached, r, fp));
         }
-        let (_lock, waited) = store.lock_stage(&fp).map_err(|e| e.to_string())?;
+        let (_lock, waited) = store
+            .lock_stage_reporting(&fp, &mut |holder| {
+                let who = holder.map_or_else(|| "another run".to_string(), |h| h.to_string());
+                ui.line(&format!(
+                    "waiting  {}: {who} is producing the same result (fingerprint {})",
+                    inst.name,
+                    &fp[..fp.len().min(12)]
+                ));
+            })
+            .map_err(|e| e.to_string())?;
         if (waited || !forced)
             && let Some(r) = reusable(store)?
         {

@@ -220,9 +220,9 @@ impl Manifest {
         }
         if let Some(defaults) = root.get("defaults") {
             match defaults.as_map() {
-                Some(entries) => override_by_name(&mut self.defaults, entries.to_vec(), |(k, _)| {
-                    &k.name
-                }),
+                Some(entries) => {
+                    override_by_name(&mut self.defaults, entries.to_vec(), |(k, _)| &k.name)
+                }
                 None => errors.push(expected(defaults, "a mapping of names to values")),
             }
         }

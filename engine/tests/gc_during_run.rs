@@ -29,7 +29,11 @@ stages:
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -58,13 +62,28 @@ fn gc_of_another_manifest_keeps_what_a_running_pipeline_uses() {
     let (up_fp, down_fp) = (fingerprint(&results, "up"), fingerprint(&results, "down"));
 
     let store = Store::open(ws).expect("reopen");
-    let up = store.record(&up_fp).expect("read up").expect("up's record survived gc");
+    let up = store
+        .record(&up_fp)
+        .expect("read up")
+        .expect("up's record survived gc");
     let up_text = store.output_path(&up, "text").expect("up's output");
-    assert_eq!(std::fs::read_to_string(&up_text).expect("up's output file"), "upstream-bytes\n");
-    let down = store.record(&down_fp).expect("read down").expect("down's record");
+    assert_eq!(
+        std::fs::read_to_string(&up_text).expect("up's output file"),
+        "upstream-bytes\n"
+    );
+    let down = store
+        .record(&down_fp)
+        .expect("read down")
+        .expect("down's record");
     let copy = store.output_path(&down, "copy").expect("down's output");
-    assert_eq!(std::fs::read_to_string(copy).expect("down's output file"), "upstream-bytes\n");
-    assert!(store.verify().expect("verify").is_clean(), "objects of up were removed");
+    assert_eq!(
+        std::fs::read_to_string(copy).expect("down's output file"),
+        "upstream-bytes\n"
+    );
+    assert!(
+        store.verify().expect("verify").is_clean(),
+        "objects of up were removed"
+    );
 
     // The run has ended, so its lease is released: the same gc now collects both.
     let report = store.gc(&BTreeSet::new()).expect("gc after the run");

@@ -18,24 +18,38 @@ fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
 
 /// The rendered error of loading `path`, which must fail.
 fn load_err(path: &Path) -> String {
-    Manifest::load(path).expect_err("the manifest must be rejected").to_string()
+    Manifest::load(path)
+        .expect_err("the manifest must be rejected")
+        .to_string()
 }
 
 #[test]
 fn billion_laughs_in_defaults_hits_the_expansion_limit() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut text = String::from("name: bomb\ndefaults:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut text = String::from(
+        "name: bomb\ndefaults:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
     let names: Vec<char> = ('a'..='i').collect();
     for pair in names.windows(2) {
         let (prev, next) = (pair[0], pair[1]);
-        let _ = writeln!(text, "  {next}: &{next} [{}]", vec![format!("*{prev}"); 9].join(", "));
+        let _ = writeln!(
+            text,
+            "  {next}: &{next} [{}]",
+            vec![format!("*{prev}"); 9].join(", ")
+        );
     }
     text.push_str(STAGES);
     assert!(text.len() < 700, "{} bytes", text.len());
     let path = write(dir.path(), "bomb.yaml", &text);
     let err = load_err(&path);
-    assert!(err.contains("limit on the total size of alias expansions"), "{err}");
-    assert!(err.contains(&format!("{}:", path.display())), "names the file: {err}");
+    assert!(
+        err.contains("limit on the total size of alias expansions"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}:", path.display())),
+        "names the file: {err}"
+    );
 }
 
 #[test]
@@ -59,7 +73,10 @@ fn a_doubling_alias_chain_of_8000_lines_is_rejected() {
     }
     text.push_str(STAGES);
     let err = load_err(&write(dir.path(), "chain.yaml", &text));
-    assert!(err.contains("limit on the total size of alias expansions"), "{err}");
+    assert!(
+        err.contains("limit on the total size of alias expansions"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -78,7 +95,11 @@ fn a_nesting_alias_chain_hits_the_depth_limit() {
 fn deeply_nested_lists_hit_a_depth_limit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let nested = |depth: usize| {
-        let text = format!("defaults:\n  d: {}{}\n{STAGES}", "[".repeat(depth), "]".repeat(depth));
+        let text = format!(
+            "defaults:\n  d: {}{}\n{STAGES}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
         load_err(&write(dir.path(), "nested.yaml", &text))
     };
     let err = nested(230);
@@ -86,13 +107,20 @@ fn deeply_nested_lists_hit_a_depth_limit() {
     assert!(err.contains("nested.yaml:2:"), "{err}");
     // Deeper still, yaml-rust2's own scanner limit answers first.
     let err = nested(5000);
-    assert!(err.contains("recursion limit exceeded") && err.contains("nested.yaml:2:"), "{err}");
+    assert!(
+        err.contains("recursion limit exceeded") && err.contains("nested.yaml:2:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn fifty_thousand_defaults_load_and_the_last_one_wins() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = write(dir.path(), "base.yaml", "defaults: {k49999: from-base, only: base}\n");
+    let base = write(
+        dir.path(),
+        "base.yaml",
+        "defaults: {k49999: from-base, only: base}\n",
+    );
     let mut text = format!("include: [{}]\ndefaults:\n", base.display());
     for i in 0..50_000 {
         let _ = writeln!(text, "  k{i}: {i}");
@@ -100,8 +128,14 @@ fn fifty_thousand_defaults_load_and_the_last_one_wins() {
     text.push_str(STAGES);
     let m = Manifest::load(&write(dir.path(), "wide.yaml", &text)).expect("load");
     assert_eq!(m.defaults.len(), 50_001);
-    assert_eq!(m.default_value("k49999").map(|n| n.to_json()), Some(49_999.into()));
-    assert_eq!(m.default_value("only").and_then(|n| n.as_str()), Some("base"));
+    assert_eq!(
+        m.default_value("k49999").map(|n| n.to_json()),
+        Some(49_999.into())
+    );
+    assert_eq!(
+        m.default_value("only").and_then(|n| n.as_str()),
+        Some("base")
+    );
 }
 
 #[test]
@@ -114,26 +148,46 @@ fn a_duplicate_among_many_keys_is_still_found() {
     text.push_str("  k7: again\n");
     text.push_str(STAGES);
     let err = load_err(&write(dir.path(), "dup.yaml", &text));
-    assert!(err.contains("duplicate key `k7` (first defined at line 9:3)"), "{err}");
+    assert!(
+        err.contains("duplicate key `k7` (first defined at line 9:3)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_include_chain_of_2000_files_hits_the_depth_limit() {
     let dir = tempfile::tempdir().expect("temp dir");
     for i in 0..2000 {
-        write(dir.path(), &format!("f{i}.yaml"), format!("include: [f{}.yaml]\n", i + 1));
+        write(
+            dir.path(),
+            &format!("f{i}.yaml"),
+            format!("include: [f{}.yaml]\n", i + 1),
+        );
     }
     write(dir.path(), "f2000.yaml", STAGES);
     let err = load_err(&dir.path().join("f0.yaml"));
-    assert!(err.contains("includes nest more than 64 files deep"), "{err}");
-    assert!(err.contains("f0.yaml -> "), "names the start of the chain: {err}");
-    assert!(err.contains("f63.yaml -> ") && err.contains("f64.yaml"), "and its end: {err}");
+    assert!(
+        err.contains("includes nest more than 64 files deep"),
+        "{err}"
+    );
+    assert!(
+        err.contains("f0.yaml -> "),
+        "names the start of the chain: {err}"
+    );
+    assert!(
+        err.contains("f63.yaml -> ") && err.contains("f64.yaml"),
+        "and its end: {err}"
+    );
 }
 
 #[test]
 fn a_byte_order_mark_is_skipped() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = write(dir.path(), "bom.yaml", format!("\u{feff}name: bom\n{STAGES}"));
+    let path = write(
+        dir.path(),
+        "bom.yaml",
+        format!("\u{feff}name: bom\n{STAGES}"),
+    );
     let m = Manifest::load(&path).expect("a BOM is not part of the first key");
     assert_eq!(m.name, "bom");
 }
@@ -148,6 +202,9 @@ fn bytes_that_are_not_utf8_are_located() {
     let path = write(dir.path(), "latin1.yaml", bytes);
     let err = load_err(&path);
     assert!(err.contains("not valid UTF-8"), "{err}");
-    assert!(err.contains(&format!("byte 0xe9 at byte offset {offset} (line 2")), "{err}");
+    assert!(
+        err.contains(&format!("byte 0xe9 at byte offset {offset} (line 2")),
+        "{err}"
+    );
     assert!(err.contains("latin1.yaml"), "{err}");
 }

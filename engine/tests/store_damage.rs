@@ -78,7 +78,11 @@ fn a_truncated_record_is_named_and_treated_as_missing() {
 fn an_unrelated_bad_record_does_not_hide_previous_runs() {
     let ws = Workspace::new("slayer.yaml", CHAIN);
     ws.run();
-    fs::write(ws.path().join(".slayer/runs/unrelated.json"), "{\"fingerprint\": ").expect("write");
+    fs::write(
+        ws.path().join(".slayer/runs/unrelated.json"),
+        "{\"fingerprint\": ",
+    )
+    .expect("write");
     ws.write_manifest(&CHAIN.replace("mode: one", "mode: two"));
     let s = statuses(&ws);
     assert_eq!(s[0].state, State::Stale, "{:?}", s[0].reasons);
@@ -115,7 +119,11 @@ fn verify_reports_and_repair_removes_damage() {
     // up's object deleted: its out dir still has the bytes, the store no longer does.
     let up_rec = store.record(&up).expect("read").expect("up");
     let hash = &up_rec.outputs["text"].hash.0;
-    let object = ws.path().join(".slayer/cache/objects").join(&hash[..2]).join(&hash[2..]);
+    let object = ws
+        .path()
+        .join(".slayer/cache/objects")
+        .join(&hash[..2])
+        .join(&hash[2..]);
     fs::remove_file(&object).expect("rm object");
     // and an unrelated truncated record.
     let bad = ws.path().join(".slayer/runs/bad.json");
@@ -130,7 +138,10 @@ fn verify_reports_and_repair_removes_damage() {
     assert!(commands::verify(ws.path(), false).is_err());
     assert!(bad.exists(), "verify without --repair changes nothing");
 
-    assert!(commands::verify(ws.path(), true).is_err(), "problems were found");
+    assert!(
+        commands::verify(ws.path(), true).is_err(),
+        "problems were found"
+    );
     assert!(!bad.exists());
     assert!(store.record(&up).expect("read").is_none());
     assert!(store.record(&down).expect("read").is_none());
