@@ -264,18 +264,13 @@ pub fn load_file(path: &Path) -> Result<Node, Diagnostic> {
 /// Parses the first document of `file` (an empty file is an empty mapping) within
 /// [`Limits::DEFAULT`].
 pub fn parse(file: Arc<SourceFile>) -> Result<Node, Diagnostic> {
-    parse_with(file, Limits::DEFAULT)
-}
-
-/// [`parse`] with other limits.
-pub fn parse_with(file: Arc<SourceFile>, limits: Limits) -> Result<Node, Diagnostic> {
     let mut builder = Builder {
         file: file.clone(),
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
         error: None,
-        limits,
+        limits: Limits::DEFAULT,
         aliases: 0,
         expanded_bytes: 0,
     };
