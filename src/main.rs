@@ -74,11 +74,15 @@ enum Cmd {
     },
     /// Delete results the given manifests no longer reach
     Gc { manifests: Vec<PathBuf> },
-    /// Re-hash the store and report corrupted objects
+    /// Re-hash the store; report corrupted objects and records, missing, modified and
+    /// dangling outputs (non-zero exit if any)
     Verify {
         /// Workspace (directory holding .slayer)
         #[arg(default_value = ".")]
         workspace: PathBuf,
+        /// Remove what is damaged (corrupt records, damaged results, bad objects)
+        #[arg(long)]
+        repair: bool,
     },
     /// The results table of a manifest's evaluations (from run records; runs nothing)
     Report {
@@ -196,7 +200,7 @@ fn main() -> ExitCode {
             };
             commands::gc(&manifests, &registry)
         }
-        Cmd::Verify { workspace } => commands::verify(&workspace),
+        Cmd::Verify { workspace, repair } => commands::verify(&workspace, repair),
         Cmd::Report { manifest, stages } => {
             slayer_stages::report::command::print(&default_manifest(manifest), &registry, &stages)
         }

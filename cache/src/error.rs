@@ -29,6 +29,11 @@ pub enum CacheError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// A run record that cannot be used: truncated, not JSON, not a record, or a record
+    /// of another fingerprint. Callers treat the result as missing (it is recomputed);
+    /// `verify --repair` deletes the file.
+    #[error("corrupt run record {}: {problem}", .path.display())]
+    CorruptRecord { path: PathBuf, problem: String },
     /// A declared output was not produced by the stage.
     #[error("output `{output}` was not produced: {} does not exist", .path.display())]
     OutputMissing { output: String, path: PathBuf },

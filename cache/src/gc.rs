@@ -2,15 +2,22 @@
 //!
 //! | what                      | removed when                                           |
 //! |---------------------------|--------------------------------------------------------|
-//! | `runs/<fp>.json`, `out/<fp>`, `logs/<fp>.log`, `scratch/<fp>` | `fp` not kept  |
+//! | `runs/<fp>.json`, `out/<fp>`, `logs/<fp>.log`, `scratch/<fp>` | `fp` not kept and not leased |
 //! | `out/<fp>` without record | always (an uncommitted publish)                        |
 //! | `out/.tmp-*`, `.trash-*`  | always (publish holds the store lock, gc waits for it) |
 //! | `tmp/<fp>-<pid>-<n>`      | no attempt at `fp` is running                          |
 //! | objects                   | no out dir links to them any more (link count 1)      |
+//! | `locks/lease/*.lease`     | the run holding it has ended or died (file unlocked)   |
 //! | stat-cache entries        | their path is gone                                     |
 //!
-//! Anything belonging to a fingerprint whose stage lock is held (a run in progress) is
-//! left alone, kept or not. gc holds the store lock exclusively throughout.
+//! Never removed, kept or not:
+//! - anything of a fingerprint whose stage lock is held (a run in progress);
+//! - anything of a fingerprint *leased* by a live run (see [`crate::Lease`]): every
+//!   `slayer run` leases the fingerprints it reads or publishes before it looks at their
+//!   records, so a gc of another manifest cannot delete an upstream result while a
+//!   downstream stage of that run is still reading it;
+//! - anything published after gc started: gc holds the store lock exclusively
+//!   throughout, and publishing (and leasing) needs it shared, so they wait for gc.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -33,10 +40,13 @@ pub struct GcReport {
 
 impl Store {
     /// Deletes records, out dirs, objects, scratch, logs and temp dirs not reachable from
-    /// the `keep` fingerprints; reports counts and freed bytes. Takes the store lock.
+    /// the `keep` fingerprints or leased by a live run; reports counts and freed bytes.
+    /// Takes the store lock.
     pub fn gc(&self, keep: &BTreeSet<String>) -> Result<GcReport, CacheError> {
         let (_store_lock, _) = FileLock::acquire(&self.store_lock_path(), LockKind::Exclusive)?;
         let mut report = GcReport::default();
+        let mut keep = keep.clone();
+        keep.extend(self.leased_fingerprints()?);
 
         // Records not kept, with their out dir, scratch dir and log.
         let recorded: BTreeSet<String> = self.recorded_fingerprints()?.into_iter().collect();
@@ -44,10 +54,7 @@ impl Store {
             let Some(lock) = self.try_lock_stage(fp)? else {
                 continue; // running right now
             };
-            report.bytes_freed += remove_counting(&self.record_path(fp))?;
-            report.bytes_freed += remove_counting(&self.output_dir(fp))?;
-            report.bytes_freed += remove_counting(&self.scratch_root().join(fp))?;
-            report.bytes_freed += remove_counting(&self.log_path(fp))?;
+            report.bytes_freed += self.remove_result(fp)?;
             report.records_removed += 1;
             lock.unlink()?;
         }
@@ -123,6 +130,15 @@ impl Store {
 
         self.stat.save(true)?;
         Ok(report)
+    }
+
+    /// Removes a fingerprint's record (first: it is the commit point), out dir, scratch
+    /// dir and log; returns the bytes freed. The caller holds its stage lock.
+    pub(crate) fn remove_result(&self, fp: &str) -> Result<u64, CacheError> {
+        Ok(remove_counting(&self.record_path(fp))?
+            + remove_counting(&self.output_dir(fp))?
+            + remove_counting(&self.scratch_root().join(fp))?
+            + remove_counting(&self.log_path(fp))?)
     }
 
     /// The stage lock of `name` if it is a fingerprint nobody is running; `None` if it is

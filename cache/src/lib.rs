@@ -5,12 +5,13 @@
 //!
 //! Modules: [`hash`] (what a hash covers), `stat_cache` (skipping unchanged files),
 //! `store` ([`Store`], the directory layout), `publish` (the commit protocol), `record`
-//! ([`RunRecord`]), `lock` ([`StageLock`]), `gc`, `verify`, `error` ([`CacheError`]).
+//! ([`RunRecord`]), `lock` ([`StageLock`]), `lease` ([`Lease`]: what live runs use), `gc`, `verify`, `error` ([`CacheError`]).
 
 mod error;
 mod fsutil;
 mod gc;
 pub mod hash;
+mod lease;
 mod lock;
 mod publish;
 mod record;
@@ -21,7 +22,8 @@ mod verify;
 pub use error::CacheError;
 pub use gc::GcReport;
 pub use hash::ContentHash;
-pub use lock::StageLock;
-pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, now_rfc3339};
+pub use lease::Lease;
+pub use lock::{LockHolder, StageLock};
+pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, host_name, now_rfc3339};
 pub use store::{OutputState, Store};
-pub use verify::VerifyReport;
+pub use verify::{RepairReport, VerifyReport};

@@ -1,4 +1,5 @@
-//! Advisory file locks: [`StageLock`] (one per fingerprint, `.slayer/locks/<fp>.lock`),
+//! Advisory file locks: [`StageLock`] (one per fingerprint, `.slayer/locks/<fp>.lock`,
+//! holding `<pid> <host> <since>` of its holder, see [`LockHolder`]),
 //! the store lock (`store.lock`: shared while publishing, exclusive for gc) and the
 //! internal locks guarding the stat cache and each fingerprint's publish.
 //!
@@ -106,6 +107,16 @@ impl FileLock {
         }
     }
 
+    /// The locked file (for holders that keep data in it, like a lease).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where the lock file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Removes the lock file while holding it; later acquirers create a fresh one.
     pub fn unlink(&self) -> Result<(), CacheError> {
         match fs::remove_file(&self.path) {
@@ -115,10 +126,15 @@ impl FileLock {
         }
     }
 
-    /// Records the holder's pid in the lock file, for people wondering who holds it.
+    /// Records the holder in the lock file, for whoever has to wait for it.
     fn write_owner(&mut self) {
+        let holder = LockHolder {
+            pid: std::process::id(),
+            host: crate::record::host_name(),
+            since: crate::record::now_rfc3339(),
+        };
         let _ = self.file.set_len(0);
-        let _ = writeln!(self.file, "{}", std::process::id());
+        let _ = writeln!(self.file, "{} {} {}", holder.pid, holder.host, holder.since);
     }
 }
 
@@ -136,9 +152,49 @@ pub struct StageLock {
     lock: FileLock,
 }
 
+/// The holder of a stage lock as it wrote itself into the lock file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub host: String,
+    /// RFC 3339 UTC time the lock was taken.
+    pub since: String,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} on {} since {}", self.pid, self.host, self.since)
+    }
+}
+
+impl LockHolder {
+    /// Parses `<pid> <host> <since>`; `None` for an empty or older (pid-only) file.
+    fn parse(text: &str) -> Option<LockHolder> {
+        let mut parts = text.split_whitespace();
+        let pid = parts.next()?.parse().ok()?;
+        let host = parts.next()?.to_string();
+        let since = parts.next()?.to_string();
+        Some(LockHolder { pid, host, since })
+    }
+}
+
 impl StageLock {
-    pub(crate) fn acquire(path: &Path) -> Result<(StageLock, bool), CacheError> {
-        let (mut lock, waited) = FileLock::acquire(path, LockKind::Exclusive)?;
+    /// Takes the lock, blocking while someone holds it; before blocking, `on_wait` is
+    /// told who does (when the holder's lock file says). Returns whether it waited.
+    pub(crate) fn acquire(
+        path: &Path,
+        on_wait: &mut dyn FnMut(Option<LockHolder>),
+    ) -> Result<(StageLock, bool), CacheError> {
+        let (mut lock, waited) = match FileLock::try_acquire(path, LockKind::Exclusive)? {
+            Some(lock) => (lock, false),
+            None => {
+                let holder = fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| LockHolder::parse(&t));
+                on_wait(holder);
+                (FileLock::acquire(path, LockKind::Exclusive)?.0, true)
+            }
+        };
         lock.write_owner();
         Ok((StageLock { lock }, waited))
     }

@@ -65,19 +65,32 @@ pub struct OutputRecord {
     pub files: u64,
 }
 
-/// Reads a record file; `None` if it does not exist.
-pub(crate) fn read_record(path: &Path) -> Result<Option<RunRecord>, CacheError> {
+/// Reads the record file of `fingerprint`; `None` if it does not exist,
+/// [`CacheError::CorruptRecord`] if it is not that fingerprint's record.
+pub(crate) fn read_record(path: &Path, fingerprint: &str) -> Result<Option<RunRecord>, CacheError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(CacheError::io("read", path, e)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| CacheError::Json {
-            path: path.to_path_buf(),
-            source: e,
+    let corrupt = |problem: String| CacheError::CorruptRecord {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| {
+        corrupt(if e.is_eof() {
+            format!("truncated ({} bytes): {e}", bytes.len())
+        } else {
+            format!("not a valid run record: {e}")
         })
+    })?;
+    if record.fingerprint != fingerprint {
+        return Err(corrupt(format!(
+            "it is the record of fingerprint `{}`, not of `{fingerprint}` (its file name)",
+            record.fingerprint
+        )));
+    }
+    Ok(Some(record))
 }
 
 /// Writes a record durably and atomically (temp + fsync + rename + directory fsync).
@@ -88,6 +101,16 @@ pub(crate) fn write_record(path: &Path, record: &RunRecord) -> Result<(), CacheE
     })?;
     bytes.push(b'\n');
     atomic_write(path, &bytes)
+}
+
+/// This machine's name: `/etc/hostname`, else `$HOSTNAME`, else `unknown`.
+pub fn host_name() -> String {
+    fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The current time as RFC 3339 UTC with second precision, e.g. `2026-11-23T10:00:00Z`.

@@ -178,8 +178,17 @@ impl StatCache {
     }
 
     /// Merges with the on-disk cache and writes it back. With `prune`, entries for paths
-    /// that no longer exist are dropped (gc). Does nothing if nothing changed.
+    /// that no longer exist are dropped (gc). Does nothing if nothing changed, or if the
+    /// store is not writable (a read-only checkout or mount: `status` must still work,
+    /// and the cache only saves re-reading).
     pub fn save(&self, prune: bool) -> Result<(), CacheError> {
+        match self.write_back(prune) {
+            Err(CacheError::Io { source, .. }) if not_writable(&source) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn write_back(&self, prune: bool) -> Result<(), CacheError> {
         let mut inner = self.inner();
         if !inner.dirty && !prune {
             return Ok(());
@@ -224,9 +233,27 @@ impl StatCache {
     }
 }
 
+/// Whether an I/O error says the store cannot be written (rather than that it broke).
+fn not_writable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_permission_and_read_only_errors_mean_not_writable() {
+        use std::io::{Error, ErrorKind};
+        assert!(not_writable(&Error::from(ErrorKind::PermissionDenied)));
+        assert!(not_writable(&Error::from(ErrorKind::ReadOnlyFilesystem)));
+        assert!(!not_writable(&Error::from(ErrorKind::StorageFull)));
+        assert!(!not_writable(&Error::from(ErrorKind::NotFound)));
+    }
 
     #[test]
     fn racy_entries_are_not_trusted() {

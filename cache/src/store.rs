@@ -14,6 +14,7 @@
 //!   locks/store.lock            shared by publish, exclusive for gc
 //!   locks/stage/<fp>.lock       one running attempt per fingerprint
 //!   locks/publish/<fp>.lock     serialises publishes of one fingerprint (internal)
+//!   locks/lease/<pid>-<n>.lease fingerprints a live run uses; gc keeps them (see lease)
 //! ```
 
 use std::fs;
@@ -26,7 +27,7 @@ use rayon::prelude::*;
 use crate::error::CacheError;
 use crate::fsutil::{create_dir_all, list_dir, pid_alive, unique_suffix};
 use crate::hash::{ContentHash, Mode, TreeHasher, set_hash};
-use crate::lock::StageLock;
+use crate::lock::{LockHolder, StageLock};
 use crate::record::{RunRecord, read_record};
 use crate::stat_cache::StatCache;
 
@@ -213,27 +214,34 @@ impl Store {
         self.stat.save(false)
     }
 
-    /// The run record for a fingerprint, if one was committed.
+    /// The run record for a fingerprint, if one was committed;
+    /// [`CacheError::CorruptRecord`] (naming the file and the damage) if its file is
+    /// unusable.
     pub fn record(&self, fingerprint: &str) -> Result<Option<RunRecord>, CacheError> {
         check_fingerprint(fingerprint)?;
-        read_record(&self.record_path(fingerprint))
+        read_record(&self.record_path(fingerprint), fingerprint)
     }
 
-    /// Every committed record, sorted by fingerprint.
+    /// Every committed record that can be read, sorted by fingerprint; corrupt ones are
+    /// skipped (one damaged file must not hide all the others; `verify` names them).
     pub fn records(&self) -> Result<Vec<RunRecord>, CacheError> {
-        let mut out = Vec::new();
-        for (name, path) in list_dir(&self.runs_dir())? {
-            let Some(fingerprint) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if check_fingerprint(fingerprint).is_err() {
-                continue; // temp files of an in-flight write
-            }
-            if let Some(record) = read_record(&path)? {
-                out.push(record);
+        Ok(self.scan_records()?.0)
+    }
+
+    /// Every committed record, and the errors of those that are corrupt
+    /// ([`CacheError::CorruptRecord`]).
+    pub(crate) fn scan_records(&self) -> Result<(Vec<RunRecord>, Vec<CacheError>), CacheError> {
+        let mut records = Vec::new();
+        let mut corrupt = Vec::new();
+        for fingerprint in self.recorded_fingerprints()? {
+            match self.record(&fingerprint) {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {} // removed meanwhile
+                Err(e @ CacheError::CorruptRecord { .. }) => corrupt.push(e),
+                Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok((records, corrupt))
     }
 
     /// Fingerprints that have a committed record.
@@ -248,8 +256,18 @@ impl Store {
     /// Exclusive lock for one fingerprint, blocking until free. Returns the guard and
     /// whether it had to wait for another holder.
     pub fn lock_stage(&self, fingerprint: &str) -> Result<(StageLock, bool), CacheError> {
+        self.lock_stage_reporting(fingerprint, &mut |_| {})
+    }
+
+    /// [`Store::lock_stage`], telling `on_wait` who holds the lock (pid, host, since
+    /// when) before it starts waiting; `None` when the lock file does not say.
+    pub fn lock_stage_reporting(
+        &self,
+        fingerprint: &str,
+        on_wait: &mut dyn FnMut(Option<LockHolder>),
+    ) -> Result<(StageLock, bool), CacheError> {
         check_fingerprint(fingerprint)?;
-        StageLock::acquire(&self.stage_lock_path(fingerprint))
+        StageLock::acquire(&self.stage_lock_path(fingerprint), on_wait)
     }
 
     /// Like [`Store::lock_stage`] but never waits: `None` if someone holds it.

@@ -3,8 +3,14 @@
 //! file that is a hard link to an object reuses that hash (same inode, same bytes), so
 //! verify reads each stored byte once. The stat cache is refreshed with what was found,
 //! so a corruption that kept its mtime (bit rot) is also seen by later checks.
+//!
+//! Found: objects whose content is not their name; run records that cannot be read
+//! (truncated, not JSON, another fingerprint's); records whose outputs are missing,
+//! modified (edited, or replaced by another file) or *dangling* (intact, but an object
+//! they were published as is gone from `cache/objects/`). [`Store::repair`] removes all
+//! of these, so the affected stages simply rerun.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::PathBuf;
 
@@ -12,8 +18,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::CacheError;
-use crate::fsutil::{file_id, list_dir};
+use crate::fsutil::{file_id, list_dir, remove_counting};
 use crate::hash::{ContentHash, Mode};
+use crate::lock::{FileLock, LockKind};
 use crate::store::{OutputState, Store};
 
 /// What a verify found.
@@ -26,6 +33,10 @@ pub struct VerifyReport {
     pub records_with_missing_outputs: Vec<String>,
     /// Fingerprints of records with an output whose content differs from the record.
     pub records_with_modified_outputs: Vec<String>,
+    /// (record file, what is wrong with it) for records that cannot be read.
+    pub corrupt_records: Vec<(PathBuf, String)>,
+    /// (fingerprint, output file) for intact outputs whose object has been deleted.
+    pub dangling_outputs: Vec<(String, PathBuf)>,
 }
 
 impl VerifyReport {
@@ -34,7 +45,33 @@ impl VerifyReport {
         self.corrupted.is_empty()
             && self.records_with_missing_outputs.is_empty()
             && self.records_with_modified_outputs.is_empty()
+            && self.corrupt_records.is_empty()
+            && self.dangling_outputs.is_empty()
     }
+
+    /// Fingerprints whose record is unusable as a result (missing, modified or dangling
+    /// outputs), each once.
+    fn damaged_results(&self) -> BTreeSet<&str> {
+        self.records_with_missing_outputs
+            .iter()
+            .chain(&self.records_with_modified_outputs)
+            .chain(self.dangling_outputs.iter().map(|(fp, _)| fp))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// What a [`Store::repair`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// Corrupt record files deleted.
+    pub corrupt_records_removed: usize,
+    /// Results (record and out dir) with missing, modified or dangling outputs removed.
+    pub results_removed: usize,
+    /// Objects whose content did not match their name, deleted.
+    pub objects_removed: usize,
+    /// Damaged results left alone because a run is using them right now.
+    pub skipped_in_use: Vec<String>,
 }
 
 impl Store {
@@ -80,13 +117,19 @@ impl Store {
 
         // Records: re-hash their outputs, reusing object hashes for hard links.
         let hasher = self.hasher(Mode::Refresh(Some(&known)));
-        for record in self.records()? {
+        let (records, corrupt) = self.scan_records()?;
+        for e in corrupt {
+            if let CacheError::CorruptRecord { path, problem } = e {
+                report.corrupt_records.push((path, problem));
+            }
+        }
+        for record in records {
             let dir = self.output_dir(&record.fingerprint);
             let mut state = OutputState::Intact;
             for (name, out) in &record.outputs {
                 let path = dir.join(&out.path);
-                let actual = match hasher.tree(&path, false) {
-                    Ok(tree) => tree.hash,
+                let tree = match hasher.tree(&path, false) {
+                    Ok(tree) => tree,
                     Err(CacheError::NotFound { .. }) => {
                         state = OutputState::Missing {
                             output: name.clone(),
@@ -96,14 +139,24 @@ impl Store {
                     }
                     Err(e) => return Err(e),
                 };
-                if actual != out.hash {
+                if tree.hash != out.hash {
                     state = OutputState::Modified {
                         output: name.clone(),
                         path,
                         old: out.hash.clone(),
-                        new: actual,
+                        new: tree.hash,
                     };
                     // Keep going: a later output may be missing, which matters more.
+                    continue;
+                }
+                let dangling = tree
+                    .files
+                    .iter()
+                    .find(|(node, hash)| !self.object_path(hash, node.executable).is_file());
+                if let Some((node, _)) = dangling {
+                    report
+                        .dangling_outputs
+                        .push((record.fingerprint.clone(), node.path.clone()));
                 }
             }
             match state {
@@ -119,5 +172,34 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Removes what `report` (from [`Store::verify`]) found damaged: corrupt record
+    /// files, the records and out dirs of results with missing, modified or dangling
+    /// outputs, and corrupted objects. Results a live run is using (stage lock held, or
+    /// leased) are left alone and listed. Takes the store lock exclusively, like gc.
+    pub fn repair(&self, report: &VerifyReport) -> Result<RepairReport, CacheError> {
+        let (_store_lock, _) = FileLock::acquire(&self.store_lock_path(), LockKind::Exclusive)?;
+        let leased = self.leased_fingerprints()?;
+        let mut repaired = RepairReport::default();
+        for (path, _) in &report.corrupt_records {
+            remove_counting(path)?;
+            repaired.corrupt_records_removed += 1;
+        }
+        for fp in report.damaged_results() {
+            match self.try_lock_stage(fp)? {
+                Some(lock) if !leased.contains(fp) => {
+                    self.remove_result(fp)?;
+                    lock.unlink()?;
+                    repaired.results_removed += 1;
+                }
+                _ => repaired.skipped_in_use.push(fp.to_string()),
+            }
+        }
+        for (path, _, _) in &report.corrupted {
+            remove_counting(path)?;
+            repaired.objects_removed += 1;
+        }
+        Ok(repaired)
     }
 }

@@ -788,3 +788,47 @@ fn first_check_right_after_publish_reads_nothing() {
     ));
     assert_eq!(store.files_hashed(), before, "a fresh result was re-read");
 }
+
+#[test]
+fn a_waiting_locker_is_told_who_holds_the_lock() {
+    let (_ws, store) = workspace();
+    let store = Arc::new(store);
+    let (first, _) = store.lock_stage("fph").expect("lock");
+    let (tx, rx) = mpsc::channel();
+    let s = Arc::clone(&store);
+    let t = thread::spawn(move || {
+        let mut told = None;
+        let (_second, waited) = s
+            .lock_stage_reporting("fph", &mut |holder| {
+                told = Some(holder.clone());
+                tx.send(holder).expect("send");
+            })
+            .expect("lock");
+        (waited, told)
+    });
+    let holder = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("told before waiting")
+        .expect("the lock file names its holder");
+    assert_eq!(holder.pid, std::process::id());
+    assert_eq!(holder.host, slayer_cache::host_name());
+    assert!(
+        holder.since.ends_with('Z') && holder.since.len() == 20,
+        "{holder}"
+    );
+    assert!(
+        holder
+            .to_string()
+            .starts_with(&format!("pid {} on ", holder.pid))
+    );
+    drop(first);
+    let (waited, told) = t.join().expect("join");
+    assert!(waited);
+    assert_eq!(told, Some(Some(holder)));
+    // Nobody holds it now: no report.
+    let mut reported = false;
+    let (_third, waited) = store
+        .lock_stage_reporting("fpi", &mut |_| reported = true)
+        .expect("lock");
+    assert!(!waited && !reported);
+}

@@ -403,32 +403,63 @@ pub fn gc(manifests: &[PathBuf], registry: &Registry) -> Result<(), EngineError>
     Ok(())
 }
 
-/// `slayer verify`: re-hash every object; non-zero exit if anything is corrupt.
-pub fn verify(workspace: &Path) -> Result<(), EngineError> {
+/// `slayer verify [--repair]`: re-hash every object and output, read every record;
+/// prints each problem, and with `repair` removes what is damaged (the affected stages
+/// rerun next time). Non-zero exit if anything was found, repaired or not.
+pub fn verify(workspace: &Path, repair: bool) -> Result<(), EngineError> {
     let store = Store::open(workspace)?;
     let report = store.verify()?;
     for (path, expected, actual) in &report.corrupted {
         println!(
-            "CORRUPT {} (expected {}, content is {})",
+            "CORRUPT object {} (expected {}, content is {})",
             path.display(),
             expected.short(),
             actual.short()
         );
     }
+    for (path, problem) in &report.corrupt_records {
+        println!("CORRUPT record {}: {problem}", path.display());
+    }
     for fp in &report.records_with_missing_outputs {
         println!("MISSING outputs of record {fp}");
     }
+    for fp in &report.records_with_modified_outputs {
+        println!("MODIFIED outputs of record {fp} (edited or replaced on disk)");
+    }
+    for (fp, path) in &report.dangling_outputs {
+        println!(
+            "DANGLING output {} of record {fp}: its object is gone from the store",
+            path.display()
+        );
+    }
     println!(
-        "verify: {} objects checked, {} corrupted, {} records with missing outputs",
+        "verify: {} objects checked, {} corrupted, {} corrupt records, {} records with missing outputs, {} with modified outputs, {} with dangling outputs",
         report.objects_checked,
         report.corrupted.len(),
-        report.records_with_missing_outputs.len()
+        report.corrupt_records.len(),
+        report.records_with_missing_outputs.len(),
+        report.records_with_modified_outputs.len(),
+        report.dangling_outputs.len()
     );
-    if report.corrupted.is_empty() && report.records_with_missing_outputs.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::Invalid("the store has problems (see above); `slayer gc` drops unreachable results, rerunning rebuilds missing ones".into()))
+    if report.is_clean() {
+        return Ok(());
     }
+    if !repair {
+        return Err(EngineError::Invalid(
+            "the store has problems (see above); `slayer verify --repair` removes the damaged entries (their stages rerun)".into(),
+        ));
+    }
+    let repaired = store.repair(&report)?;
+    for fp in &repaired.skipped_in_use {
+        println!("in use by a running `slayer run`, not repaired: {fp}");
+    }
+    println!(
+        "repair: removed {} corrupt records, {} damaged results and {} corrupted objects; the affected stages rerun on the next `slayer run`",
+        repaired.corrupt_records_removed, repaired.results_removed, repaired.objects_removed
+    );
+    Err(EngineError::Invalid(
+        "the store had problems (see above); repaired".into(),
+    ))
 }
 
 fn bytes(n: u64) -> String {

@@ -3,7 +3,8 @@
 //! private staging dir and published atomically.
 //!
 //! Per instance: hash inputs (upstream outputs from their records, raw files through
-//! the stat cache) -> fingerprint -> reuse if a record exists and its outputs are
+//! the stat cache) -> fingerprint -> lease it (a concurrent gc then keeps it until the
+//! run ends, see [`slayer_cache::Lease`]) -> reuse if a record exists and its outputs are
 //! intact -> otherwise take the fingerprint's lock (a concurrent `slayer run` producing
 //! the same result is waited for, then reused) -> run -> publish (the record is written
 //! last: a killed run leaves no record). A failure skips the instance's descendants and,
@@ -14,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use slayer_cache::{InputRecord, RunRecord, Store};
+use slayer_cache::{InputRecord, Lease, RunRecord, Store};
 
 use crate::error::EngineError;
 use crate::pipeline::{InputRef, Pipeline};
@@ -89,12 +90,7 @@ struct RunFacts {
 }
 
 fn run_facts(pipeline: &Pipeline) -> RunFacts {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into());
+    let host = slayer_cache::host_name();
     let git_revision = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(&pipeline.manifest.dir)
@@ -129,6 +125,7 @@ pub fn execute(
         None => (0..n).collect(),
     };
     let facts = run_facts(pipeline);
+    let lease = store.lease()?;
     let jobs = if opts.jobs == 0 {
         facts.cores
     } else {
@@ -179,11 +176,12 @@ pub fn execute(
                     threads_used += want;
                     gpus_used += inst.gpus;
                     let tx = tx.clone();
-                    let (ui, facts) = (&ui, &facts);
+                    let (ui, facts, lease) = (&ui, &facts, &lease);
                     let forced = opts.force.contains(&i);
                     scope.spawn(move || {
-                        let (result, record) =
-                            run_instance(pipeline, store, i, &upstream, forced, want, ui, facts);
+                        let (result, record) = run_instance(
+                            pipeline, store, lease, i, &upstream, forced, want, ui, facts,
+                        );
                         let _ = tx.send((i, result, record));
                     });
                 }
@@ -270,6 +268,7 @@ fn descendants(pipeline: &Pipeline, root: usize, selected: &BTreeSet<usize>) -> 
 fn run_instance(
     pipeline: &Pipeline,
     store: &Store,
+    lease: &Lease,
     i: usize,
     upstream: &BTreeMap<usize, RunRecord>,
     forced: bool,
@@ -291,9 +290,12 @@ fn run_instance(
             return Err("internal: upstream results missing".into());
         };
         let fp = plan::fingerprint_of(inst, &inputs);
+        // Before the record is looked at: from here on no gc deletes this result.
+        lease.add(&fp).map_err(|e| e.to_string())?;
         let reusable = |store: &Store| -> Result<Option<RunRecord>, String> {
-            match store.record(&fp).map_err(|e| e.to_string())? {
-                Some(r)
+            // A corrupt record counts as none: the run's publish replaces it.
+            match plan::read_record(store, &fp).map_err(|e| e.to_string())? {
+                Ok(Some(r))
                     if plan::check_record(store, &r)
                         .map_err(|e| e.to_string())?
                         .is_none() =>
@@ -306,7 +308,16 @@ fn run_instance(
         if !forced && let Some(r) = reusable(store)? {
             return Ok((Outcome::Cached, r, fp));
         }
-        let (_lock, waited) = store.lock_stage(&fp).map_err(|e| e.to_string())?;
+        let (_lock, waited) = store
+            .lock_stage_reporting(&fp, &mut |holder| {
+                let who = holder.map_or_else(|| "another run".to_string(), |h| h.to_string());
+                ui.line(&format!(
+                    "waiting  {}: {who} is producing the same result (fingerprint {})",
+                    inst.name,
+                    &fp[..fp.len().min(12)]
+                ));
+            })
+            .map_err(|e| e.to_string())?;
         if (waited || !forced)
             && let Some(r) = reusable(store)?
         {

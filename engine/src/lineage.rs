@@ -20,7 +20,8 @@ pub fn record_for_path(store: &Store, path: &Path) -> Result<Option<RunRecord>, 
         && let Some(fp) = rest.components().next()
     {
         let fp = fp.as_os_str().to_string_lossy();
-        if let Some(r) = store.record(&fp)? {
+        // A corrupt record is looked for by content below, like a file outside the store.
+        if let Ok(Some(r)) = crate::plan::read_record(store, &fp)? {
             return Ok(Some(r));
         }
     }
@@ -86,10 +87,13 @@ fn walk(
         }
         let _ = writeln!(out, "{pad}  <- {name}: {}", input.source);
         for fp in producers {
-            match store.record(fp)? {
-                Some(r) => walk(store, &r, depth + 2, seen, out)?,
-                None => {
+            match crate::plan::read_record(store, fp)? {
+                Ok(Some(r)) => walk(store, &r, depth + 2, seen, out)?,
+                Ok(None) => {
                     let _ = writeln!(out, "{pad}    (record {fp} no longer in the store)");
+                }
+                Err(corrupt) => {
+                    let _ = writeln!(out, "{pad}    ({corrupt})");
                 }
             }
         }

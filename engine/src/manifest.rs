@@ -11,13 +11,18 @@
 //!   expand: {kind: expand, inputs: {model: base.model}, with: {layout: "${grid.layout}"}}
 //! ```
 //! Structure is checked here (unknown keys, types); references, kinds and parameters are
-//! checked when the manifest is resolved into a pipeline (`pipeline.rs`).
+//! checked when the manifest is resolved into a pipeline (`pipeline.rs`). Includes nest
+//! at most [`MAX_INCLUDE_DEPTH`] files deep; merging is linear in the number of entries.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Diagnostic, ManifestErrors};
 use crate::suggest;
 use crate::yaml::{self, Key, Node, Span, Value};
+
+/// How many files an include chain may hold (the manifest itself included).
+pub const MAX_INCLUDE_DEPTH: usize = 64;
 
 const TOP_KEYS: &[&str] = &[
     "name",
@@ -179,7 +184,15 @@ impl Manifest {
                 };
                 let base = path.parent().unwrap_or(Path::new("."));
                 let target = std::path::absolute(base.join(rel)).unwrap_or_else(|_| base.join(rel));
-                if chain.contains(&target) {
+                if chain.len() >= MAX_INCLUDE_DEPTH {
+                    errors.push(Diagnostic::at(
+                        &item.span,
+                        format!(
+                            "includes nest more than {MAX_INCLUDE_DEPTH} files deep: {}",
+                            describe_chain(chain, &target)
+                        ),
+                    ));
+                } else if chain.contains(&target) {
                     errors.push(Diagnostic::at(
                         &item.span,
                         format!("include cycle: {} includes itself", target.display()),
@@ -208,10 +221,7 @@ impl Manifest {
         if let Some(defaults) = root.get("defaults") {
             match defaults.as_map() {
                 Some(entries) => {
-                    for (k, v) in entries {
-                        self.defaults.retain(|(old, _)| old.name != k.name);
-                        self.defaults.push((k.clone(), v.clone()));
-                    }
+                    override_by_name(&mut self.defaults, entries.to_vec(), |(k, _)| &k.name)
                 }
                 None => errors.push(expected(defaults, "a mapping of names to values")),
             }
@@ -219,6 +229,7 @@ impl Manifest {
         if let Some(grid) = root.get("grid") {
             match grid.as_map() {
                 Some(entries) => {
+                    let mut axes = Vec::new();
                     for (k, v) in entries {
                         let values = match &v.value {
                             Value::Seq(items) if !items.is_empty() => items.clone(),
@@ -235,12 +246,12 @@ impl Manifest {
                             }
                         };
                         check_unique_values(k, &values, errors);
-                        self.grid.retain(|a| a.name.name != k.name);
-                        self.grid.push(Axis {
+                        axes.push(Axis {
                             name: k.clone(),
                             values,
                         });
                     }
+                    override_by_name(&mut self.grid, axes, |a| &a.name.name);
                 }
                 None => errors.push(expected(grid, "a mapping of axis names to lists")),
             }
@@ -257,12 +268,11 @@ impl Manifest {
         match root.get("stages") {
             Some(stages) => match stages.as_map() {
                 Some(entries) => {
-                    for (k, v) in entries {
-                        if let Some(decl) = parse_stage(k, v, errors) {
-                            self.stages.retain(|s| s.name.name != k.name);
-                            self.stages.push(decl);
-                        }
-                    }
+                    let decls = entries
+                        .iter()
+                        .filter_map(|(k, v)| parse_stage(k, v, errors))
+                        .collect();
+                    override_by_name(&mut self.stages, decls, |s| &s.name.name);
                 }
                 None => errors.push(expected(stages, "a mapping of stage names to stages")),
             },
@@ -369,9 +379,37 @@ fn parse_stage(name: &Key, node: &Node, errors: &mut Vec<Diagnostic>) -> Option<
     })
 }
 
+/// Replaces the entries of `list` that `new` names again (an including file overrides
+/// what it includes) and appends `new` in order; linear in both lengths. `new` holds
+/// each name once (the YAML reader rejects duplicate keys).
+fn override_by_name<T>(list: &mut Vec<T>, new: Vec<T>, name: impl Fn(&T) -> &String) {
+    let names: HashSet<&String> = new.iter().map(&name).collect();
+    list.retain(|old| !names.contains(name(old)));
+    list.extend(new);
+}
+
+/// `a.yaml -> b.yaml -> … -> target`, eliding the middle of a long chain.
+fn describe_chain(chain: &[PathBuf], target: &Path) -> String {
+    let names: Vec<String> = chain
+        .iter()
+        .map(|p| p.display().to_string())
+        .chain([target.display().to_string()])
+        .collect();
+    if names.len() <= 8 {
+        return names.join(" -> ");
+    }
+    format!(
+        "{} -> … ({} more) … -> {}",
+        names[..3].join(" -> "),
+        names.len() - 6,
+        names[names.len() - 3..].join(" -> ")
+    )
+}
+
 fn check_unique_values(axis: &Key, values: &[Node], errors: &mut Vec<Diagnostic>) {
-    for (i, v) in values.iter().enumerate() {
-        if values[..i].iter().any(|w| w.to_json() == v.to_json()) {
+    let mut seen = HashSet::new();
+    for v in values {
+        if !seen.insert(v.to_json().to_string()) {
             errors.push(Diagnostic::at(
                 &v.span,
                 format!("grid axis `{}` lists this value twice", axis.name),

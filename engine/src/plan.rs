@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
-use slayer_cache::{ContentHash, OutputState, RunRecord, Store};
+use slayer_cache::{CacheError, ContentHash, OutputState, RunRecord, Store};
 
 use crate::error::EngineError;
 use crate::fingerprint::{self, FingerprintInputs};
@@ -84,6 +84,11 @@ pub enum StaleReason {
         output: String,
         path: String,
     },
+    /// The record file of this fingerprint is unreadable; treated as missing.
+    RecordCorrupt {
+        path: String,
+        problem: String,
+    },
 }
 
 fn short(h: &str) -> &str {
@@ -132,6 +137,10 @@ impl fmt::Display for StaleReason {
             StaleReason::OutputModified { output, path } => {
                 write!(f, "output {output} modified on disk ({path})")
             }
+            StaleReason::RecordCorrupt { path, problem } => write!(
+                f,
+                "run record {path} is corrupt ({problem}); treated as missing (`slayer verify --repair` removes it)"
+            ),
         }
     }
 }
@@ -228,6 +237,22 @@ pub fn fingerprint_of(inst: &Instance, inputs: &BTreeMap<String, ContentHash>) -
     .fingerprint()
 }
 
+/// The record of `fingerprint`, or why its file cannot be used (a corrupt record is
+/// treated as missing: the stage reruns and its publish replaces the file).
+pub fn read_record(
+    store: &Store,
+    fingerprint: &str,
+) -> Result<Result<Option<RunRecord>, StaleReason>, EngineError> {
+    match store.record(fingerprint) {
+        Ok(record) => Ok(Ok(record)),
+        Err(CacheError::CorruptRecord { path, problem }) => Ok(Err(StaleReason::RecordCorrupt {
+            path: path.display().to_string(),
+            problem,
+        })),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Is this record usable as the result (outputs intact)? Returns the reason if not.
 pub fn check_record(store: &Store, record: &RunRecord) -> Result<Option<StaleReason>, EngineError> {
     Ok(match store.check_outputs(record)? {
@@ -272,13 +297,17 @@ pub fn plan(
             InputHashes::Known(inputs) => {
                 let fp = fingerprint_of(inst, &inputs);
                 status.fingerprint = Some(fp.clone());
-                if let Some(record) = store.record(&fp)? {
-                    match check_record(store, &record)? {
-                        None if !forced.contains(&i) => status.state = State::Cached,
-                        None => status.reasons.push(StaleReason::Forced),
-                        Some(r) => status.reasons.push(r),
+                match read_record(store, &fp)? {
+                    Ok(Some(record)) => {
+                        match check_record(store, &record)? {
+                            None if !forced.contains(&i) => status.state = State::Cached,
+                            None => status.reasons.push(StaleReason::Forced),
+                            Some(r) => status.reasons.push(r),
+                        }
+                        status.record = Some(record);
                     }
-                    status.record = Some(record);
+                    Ok(None) => {}
+                    Err(corrupt) => status.reasons.push(corrupt),
                 }
                 known_inputs = Some(inputs);
             }
@@ -301,7 +330,13 @@ pub fn plan(
                     }
                     None => {
                         status.state = State::Missing;
-                        status.reasons.insert(0, StaleReason::NeverRun);
+                        let corrupt = status
+                            .reasons
+                            .iter()
+                            .any(|r| matches!(r, StaleReason::RecordCorrupt { .. }));
+                        if !corrupt {
+                            status.reasons.insert(0, StaleReason::NeverRun);
+                        }
                     }
                 }
             }

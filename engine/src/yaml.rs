@@ -5,6 +5,13 @@
 //! [`Node`] tree: each node and each mapping key carries a [`Span`]. Scalars are typed
 //! with the YAML 1.2 core schema (null, bool, int, float, string); quoted scalars stay
 //! strings. Anchors and aliases are supported by copying the anchored node.
+//!
+//! Hostile input is bounded ([`Limits`]): copying makes a 600-byte "billion laughs"
+//! document expand to gigabytes, so the number of alias expansions, the total size they
+//! add and the nesting depth are capped, each with an error at the alias that crossed
+//! the limit. Duplicate keys are found with a hash index (linear in the keys). A file
+//! may start with a UTF-8 byte-order mark; a file that is not UTF-8 is rejected with
+//! the offset of its first bad byte.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -207,17 +214,55 @@ pub enum PathSegment {
     Index(usize),
 }
 
-/// Reads and parses a YAML file.
+/// Caps on what one document may expand to.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Alias uses (`*name`) in one document.
+    pub aliases: usize,
+    /// Total size of the nodes copied for aliases (scalar and key bytes, plus 16 per
+    /// node).
+    pub expanded_bytes: u64,
+    /// Nesting of lists and mappings, aliases expanded.
+    pub depth: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        aliases: 10_000,
+        expanded_bytes: 10 * 1024 * 1024,
+        depth: 200,
+    };
+}
+
+/// Reads and parses a YAML file (a leading byte-order mark is skipped).
 pub fn load_file(path: &Path) -> Result<Node, Diagnostic> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| Diagnostic::in_file(path, format!("cannot read manifest: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bad = e.as_bytes()[at];
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        Diagnostic::in_file(
+            path,
+            format!(
+                "the manifest is not valid UTF-8: byte 0x{bad:02x} at byte offset {at} (line {line}, byte {col} of the line)"
+            ),
+        )
+    })?;
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    };
     parse(Arc::new(SourceFile {
         path: path.to_path_buf(),
         text,
     }))
 }
 
-/// Parses the first document of `file` (an empty file is an empty mapping).
+/// Parses the first document of `file` (an empty file is an empty mapping) within
+/// [`Limits::DEFAULT`].
 pub fn parse(file: Arc<SourceFile>) -> Result<Node, Diagnostic> {
     let mut builder = Builder {
         file: file.clone(),
@@ -225,17 +270,22 @@ pub fn parse(file: Arc<SourceFile>) -> Result<Node, Diagnostic> {
         anchors: HashMap::new(),
         root: None,
         error: None,
+        limits: Limits::DEFAULT,
+        aliases: 0,
+        expanded_bytes: 0,
     };
     let mut parser = Parser::new_from_str(&file.text);
-    if let Err(e) = parser.load(&mut builder, false) {
+    let parsed = parser.load(&mut builder, false);
+    // The builder stops at its first error, which comes before any later syntax error.
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    if let Err(e) = parsed {
         let m = e.marker();
         return Err(Diagnostic::at(
             &span_of(&file, m),
             format!("invalid YAML: {}", e.info()),
         ));
-    }
-    if let Some(err) = builder.error {
-        return Err(err);
     }
     Ok(builder.root.unwrap_or_else(|| Node {
         value: Value::Map(Vec::new()),
@@ -252,129 +302,252 @@ fn span_of(file: &Arc<SourceFile>, m: &Marker) -> Span {
     }
 }
 
+/// The size of a built node, for the alias limits.
+#[derive(Clone, Copy, Debug, Default)]
+struct Weight {
+    bytes: u64,
+    /// Levels of lists and mappings in the node (0 for a scalar).
+    depth: usize,
+}
+
+/// Per-node overhead counted in [`Weight::bytes`].
+const NODE_BYTES: u64 = 16;
+
+impl Weight {
+    fn scalar(text: &str) -> Weight {
+        Weight {
+            bytes: NODE_BYTES + text.len() as u64,
+            depth: 0,
+        }
+    }
+
+    /// Adds a child of a collection.
+    fn add(&mut self, child: Weight) {
+        self.bytes = self.bytes.saturating_add(child.bytes);
+        self.depth = self.depth.max(child.depth + 1);
+    }
+}
+
 enum Frame {
-    Seq(Node, usize),
+    Seq {
+        node: Node,
+        anchor: usize,
+        weight: Weight,
+    },
     Map {
         node: Node,
         anchor: usize,
+        weight: Weight,
         pending_key: Option<Key>,
+        /// Key name -> the position it was first defined at.
+        seen: HashMap<String, Span>,
     },
 }
 
 struct Builder {
     file: Arc<SourceFile>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Weight)>,
     root: Option<Node>,
     error: Option<Diagnostic>,
+    limits: Limits,
+    aliases: usize,
+    expanded_bytes: u64,
+}
+
+/// A mapping key's text (plain values only).
+fn key_name(node: &Node) -> Option<String> {
+    Some(match &node.value {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".to_string(),
+        Value::Seq(_) | Value::Map(_) => return None,
+    })
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    fn fail(&mut self, span: &Span, message: impl Into<String>) {
+        self.error.get_or_insert(Diagnostic::at(span, message));
+    }
+
+    fn push_value(&mut self, node: Node, anchor: usize, weight: Weight) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
+        let mut failure = None;
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(seq, _)) => {
+            Some(Frame::Seq {
+                node: seq,
+                weight: total,
+                ..
+            }) => {
+                total.add(weight);
                 if let Value::Seq(items) = &mut seq.value {
                     items.push(node);
                 }
             }
             Some(Frame::Map {
                 node: map,
+                weight: total,
                 pending_key,
+                seen,
                 ..
-            }) => match pending_key.take() {
-                None => {
-                    let name = match &node.value {
-                        Value::Str(s) => s.clone(),
-                        Value::Int(i) => i.to_string(),
-                        Value::Float(f) => f.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        Value::Null => "null".to_string(),
-                        _ => {
-                            self.error.get_or_insert(Diagnostic::at(
-                                &node.span,
-                                "a mapping key must be a plain value, not a list or mapping",
+            }) => {
+                total.add(weight);
+                match pending_key.take() {
+                    None => {
+                        let name = key_name(&node).unwrap_or_else(|| {
+                            failure = Some((
+                                node.span.clone(),
+                                "a mapping key must be a plain value, not a list or mapping"
+                                    .to_string(),
                             ));
                             String::new()
+                        });
+                        if let Some(first) = seen.get(&name) {
+                            failure.get_or_insert((
+                                node.span.clone(),
+                                format!(
+                                    "duplicate key `{name}` (first defined at line {}:{})",
+                                    first.line, first.col
+                                ),
+                            ));
+                        } else {
+                            seen.insert(name.clone(), node.span.clone());
                         }
-                    };
-                    if let Value::Map(entries) = &map.value
-                        && let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name)
-                    {
-                        let msg = format!(
-                            "duplicate key `{name}` (first defined at line {})",
-                            first.line_col()
-                        );
-                        self.error.get_or_insert(Diagnostic::at(&node.span, msg));
+                        *pending_key = Some(Key {
+                            name,
+                            span: node.span,
+                        });
                     }
-                    *pending_key = Some(Key {
-                        name,
-                        span: node.span,
-                    });
-                }
-                Some(key) => {
-                    if let Value::Map(entries) = &mut map.value {
-                        entries.push((key, node));
+                    Some(key) => {
+                        if let Value::Map(entries) = &mut map.value {
+                            entries.push((key, node));
+                        }
                     }
                 }
-            },
+            }
+        }
+        if let Some((span, message)) = failure {
+            self.fail(&span, message);
         }
     }
-}
 
-impl Key {
-    fn line_col(&self) -> String {
-        format!("{}:{}", self.span.line, self.span.col)
+    /// Opens a list or mapping, unless that nests deeper than the limit.
+    fn open(&mut self, frame: Frame, span: &Span) {
+        if self.stack.len() >= self.limits.depth {
+            let msg = format!(
+                "lists and mappings nest more than {} deep (limit on nesting depth)",
+                self.limits.depth
+            );
+            self.fail(span, msg);
+        } else {
+            self.stack.push(frame);
+        }
+    }
+
+    /// Copies the anchored node for an alias, within the limits.
+    fn alias(&mut self, id: usize, span: Span) {
+        let Some((node, weight)) = self.anchors.get(&id) else {
+            self.fail(&span, "alias to an unknown anchor");
+            return;
+        };
+        let weight = *weight;
+        self.aliases += 1;
+        self.expanded_bytes = self.expanded_bytes.saturating_add(weight.bytes);
+        let limit = if self.aliases > self.limits.aliases {
+            Some(format!(
+                "more than {} alias expansions (limit on aliases per document)",
+                self.limits.aliases
+            ))
+        } else if self.expanded_bytes > self.limits.expanded_bytes {
+            Some(format!(
+                "aliases expand the document past {} bytes (limit on the total size of alias expansions)",
+                self.limits.expanded_bytes
+            ))
+        } else if self.stack.len() + weight.depth >= self.limits.depth {
+            Some(format!(
+                "this alias nests lists and mappings more than {} deep (limit on nesting depth)",
+                self.limits.depth
+            ))
+        } else {
+            None
+        };
+        match limit {
+            Some(msg) => self.fail(&span, msg),
+            None => {
+                let node = Node {
+                    span,
+                    ..node.clone()
+                };
+                self.push_value(node, 0, weight);
+            }
+        }
     }
 }
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return; // the first error is reported; stop building
+        }
         let span = span_of(&self.file, &mark);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
+                let weight = Weight::scalar(&text);
                 let value = if style == TScalarStyle::Plain {
                     resolve_plain(&text)
                 } else {
                     Value::Str(text)
                 };
-                self.push_value(Node { value, span }, anchor);
+                self.push_value(Node { value, span }, anchor, weight);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(
-                Node {
-                    value: Value::Seq(Vec::new()),
-                    span,
-                },
-                anchor,
-            )),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                node: Node {
-                    value: Value::Map(Vec::new()),
-                    span,
-                },
-                anchor,
-                pending_key: None,
-            }),
+            Event::SequenceStart(anchor, _) => {
+                let frame = Frame::Seq {
+                    node: Node {
+                        value: Value::Seq(Vec::new()),
+                        span: span.clone(),
+                    },
+                    anchor,
+                    weight: Weight::scalar(""),
+                };
+                self.open(frame, &span);
+            }
+            Event::MappingStart(anchor, _) => {
+                let frame = Frame::Map {
+                    node: Node {
+                        value: Value::Map(Vec::new()),
+                        span: span.clone(),
+                    },
+                    anchor,
+                    weight: Weight::scalar(""),
+                    pending_key: None,
+                    seen: HashMap::new(),
+                };
+                self.open(frame, &span);
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq(node, anchor)) | Some(Frame::Map { node, anchor, .. }) => {
-                    self.push_value(node, anchor)
-                }
+                Some(Frame::Seq {
+                    node,
+                    anchor,
+                    weight,
+                })
+                | Some(Frame::Map {
+                    node,
+                    anchor,
+                    weight,
+                    ..
+                }) => self.push_value(node, anchor, weight),
                 None => {}
             },
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push_value(Node { span, ..node }, 0),
-                None => {
-                    self.error
-                        .get_or_insert(Diagnostic::at(&span, "alias to an unknown anchor"));
-                }
-            },
+            Event::Alias(id) => self.alias(id, span),
             _ => {}
         }
     }
