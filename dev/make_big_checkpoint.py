@@ -8,6 +8,8 @@ transformers' save_pretrained, for the large-model benchmarks (docs/benchmarks.m
 SHAPE is `tinyllama` (TinyLlama-1.1B: 22 blocks, 2048 wide, GQA 32/4, 1.1B params,
 2.2 GB) or `llama2-7b` (Llama-2-7B: 32 blocks, 4096 wide, 6.7B params, 13.5 GB).
 
+A byte-level tokenizer.json (one token per byte) is written beside the weights so that
+`slayer perplexity` and the importance stage can score text with the model.
 Needs only numpy. Values are N(0, 0.02) rounded to bf16 (norm weights are 1.0), written
 chunk by chunk, so memory stays at a few hundred MB whatever the shape. The files are
 real safetensors: transformers, safetensors and slayer read them.
@@ -91,6 +93,34 @@ def write_values(f, name, shape, rng):
         f.write(x.astype("<u2").tobytes())
 
 
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character table (as `tokenizers`' ByteLevel uses)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def byte_tokenizer():
+    """A byte-level BPE tokenizer.json without merges: one token per byte (ids 0..255),
+    enough to score text with a random model of any vocabulary of 256 or more."""
+    vocab = {ch: b for b, ch in sorted(bytes_to_unicode().items())}
+    level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+             "use_regex": False}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+            "normalizer": None, "pre_tokenizer": level, "post_processor": None,
+            "decoder": level,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                      "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                      "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                      "vocab": vocab, "merges": []}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("shape", choices=sorted(SHAPES))
@@ -131,7 +161,9 @@ def main():
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
-    print(f"{args.out}: {total / 1e9:.2f} GB in {len(groups)} shard(s)")
+    with open(os.path.join(args.out, "tokenizer.json"), "w") as f:
+        json.dump(byte_tokenizer(), f)
+    print(f"{args.out}: {total / 1e9:.2f} GB in {len(groups)} shard(s), byte tokenizer")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::model::{self, ChatMessage, DeviceSpec, GenerateOptions, Llama, ModelError};
+use crate::model::{self, ChatMessage, DeviceSpec, GenerateOptions, Llama, ModelError, Residency};
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCmd {
@@ -85,7 +85,8 @@ pub fn run(cmd: ModelCmd) -> Result<(), ModelError> {
 
 fn load(path: &Path) -> Result<(Llama<model::Cpu>, model::Tokenizer), ModelError> {
     let tok = model::load_tokenizer(path)?;
-    let m = model::load_model::<model::Cpu>(path, &Default::default())?;
+    // Weights stay in the checkpoint's dtype (bf16 models at 2 bytes a parameter).
+    let m = model::load_model_as::<model::Cpu>(path, &Default::default(), Residency::Stored)?;
     Ok((m, tok))
 }
 

@@ -10,7 +10,8 @@ use safetensors::SafeTensors;
 use slayer_stages::model::safetensors_io::SafetensorsCheckpoint;
 use slayer_stages::model::weights::{WeightSource, hf_tensors};
 use slayer_stages::model::{
-    AttentionMask, Cpu, Llama, SaveDtype, load_pretrained, save_pretrained,
+    AttentionMask, Cpu, Llama, Residency, SaveDtype, load_pretrained, load_pretrained_as,
+    save_pretrained,
 };
 
 const TOL: f32 = 1e-4;
@@ -166,11 +167,8 @@ fn save_then_load_is_bit_identical() {
         let a = original.tensor(&name).unwrap().unwrap();
         let b = saved.tensor(&name).unwrap().unwrap();
         assert_eq!(a.shape, b.shape, "{name}");
-        let same = a
-            .data
-            .iter()
-            .zip(&b.data)
-            .all(|(x, y)| x.to_bits() == y.to_bits());
+        let (a, b) = (a.into_f32(), b.into_f32());
+        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{name} differs after save/load");
     }
     // And the reloaded model's tensors equal the in-memory ones.
@@ -222,5 +220,58 @@ fn missing_and_misshaped_tensors_are_named() {
     assert!(
         err.contains("`model.layers.3.input_layernorm.weight` is missing"),
         "{err}"
+    );
+}
+
+/// Logits of a full pass and of KV-cached decoding, as bits.
+fn logit_bits(m: &Llama<Cpu>, ids: &[i64]) -> Vec<u32> {
+    let mut out = values(m.forward(tokens(&[ids.to_vec()])));
+    let mut cache = m.new_cache();
+    out.extend(values(
+        m.forward_with_cache(tokens(&[ids[..3].to_vec()]), &mut cache),
+    ));
+    for &id in &ids[3..] {
+        out.extend(values(
+            m.forward_with_cache(tokens(&[vec![id]]), &mut cache),
+        ));
+    }
+    out.into_iter().map(f32::to_bits).collect()
+}
+
+#[test]
+fn bf16_weights_held_resident_give_the_f32_paths_logits_bit_for_bit() {
+    // The fixture saved in bf16 (untied head), and a tied-head variant: loaded as f32
+    // (converted at load) and as stored (bf16 resident, widened where used).
+    let ids = Reference::load().ids("ids");
+    let dir = tempfile::tempdir().unwrap();
+    let mut tied_config = model().config();
+    tied_config.tie_word_embeddings = true;
+    let tied = Llama::<Cpu>::init_random(&tied_config, 5, &Default::default()).unwrap();
+    for (name, m) in [("untied", model()), ("tied", tied)] {
+        let path = dir.path().join(name);
+        save_pretrained(&m, &path, SaveDtype::BF16).unwrap();
+        let f32_path = load_pretrained::<Cpu>(&path, &Default::default()).unwrap();
+        let stored =
+            load_pretrained_as::<Cpu>(&path, &Default::default(), Residency::Stored).unwrap();
+        let w = stored.blocks[0].mlp.up_proj.weight.val();
+        assert_eq!(
+            w.dtype(),
+            burn::tensor::DType::BF16,
+            "{name}: held as stored"
+        );
+        assert_eq!(
+            stored.embed_tokens.weight.val().dtype(),
+            burn::tensor::DType::BF16
+        );
+        assert!(
+            logit_bits(&f32_path, &ids) == logit_bits(&stored, &ids),
+            "{name}: bf16-resident logits differ from the f32 path"
+        );
+    }
+    // An f32 checkpoint loaded "as stored" is simply f32.
+    let m = load_pretrained_as::<Cpu>(&fixture(), &Default::default(), Residency::Stored).unwrap();
+    assert_eq!(
+        m.blocks[0].self_attn.q_proj.weight.val().dtype(),
+        burn::tensor::DType::F32
     );
 }

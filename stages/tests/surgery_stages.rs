@@ -174,7 +174,7 @@ fn layer(ckpt: &SafetensorsCheckpoint, i: usize) -> BTreeMap<String, Vec<f32>> {
         .into_iter()
         .filter_map(|n| {
             let suffix = n.strip_prefix(&prefix)?.to_string();
-            Some((suffix, ckpt.tensor(&n).unwrap().unwrap().data))
+            Some((suffix, ckpt.tensor(&n).unwrap().unwrap().into_f32()))
         })
         .collect()
 }

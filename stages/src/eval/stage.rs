@@ -19,7 +19,7 @@ use super::output::write_items;
 use super::run::{RunConfig, TaskResult, evaluate, metrics_json};
 use super::task::{Task, resolve};
 use crate::model::device::BackendTask;
-use crate::model::{DeviceSpec, load_model, load_tokenizer};
+use crate::model::{DeviceSpec, Residency, load_model_as, load_tokenizer};
 
 /// The `eval` stage kind.
 pub struct Eval;
@@ -184,7 +184,7 @@ impl BackendTask for EvalJob<'_> {
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let tok = load_tokenizer(self.model_path)?;
-        let model = load_model::<B>(self.model_path, &device)?;
+        let model = load_model_as::<B>(self.model_path, &device, Residency::Stored)?;
         let progress = &self.ctx.progress;
         let t0 = std::time::Instant::now();
         let done = std::sync::atomic::AtomicU64::new(0);

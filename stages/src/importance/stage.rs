@@ -16,7 +16,7 @@ use super::output::{RunInfo, to_json, write_csv, write_json, write_parquet};
 use super::sweep::{Importance, SweepOptions, measure};
 use super::tokens::{TokenSource, WindowOptions, load_windows};
 use crate::model::device::BackendTask;
-use crate::model::{DeviceSpec, load_model, load_tokenizer};
+use crate::model::{DeviceSpec, Residency, load_model_as, load_tokenizer};
 use crate::surgery::Init;
 
 /// The `importance` stage kind.
@@ -180,7 +180,7 @@ struct Task<'a> {
 impl BackendTask for Task<'_> {
     type Output = Result<Importance>;
     fn run<B: Backend>(self, device: B::Device) -> Result<Importance> {
-        let model = load_model::<B>(self.model, &device)?;
+        let model = load_model_as::<B>(self.model, &device, Residency::Stored)?;
         let blocks = model.blocks.len() as u64;
         self.progress.set_total(blocks * self.windows.len() as u64);
         self.progress.set_message("sweeping blocks");

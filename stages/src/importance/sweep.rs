@@ -246,9 +246,10 @@ fn forward_all<B: Backend>(
     outs.into_iter().flatten().collect()
 }
 
-/// Streams per head evaluation so that logits stay near 64 Mi floats.
+/// Streams per head evaluation so that logits stay near 8 Mi floats (32 MiB): small
+/// beside the model, whose memory is what a large-model sweep is bounded by.
 fn head_rows(t: usize, vocab: usize) -> usize {
-    ((64usize << 20) / (t * vocab).max(1)).max(1)
+    ((8usize << 20) / (t * vocab).max(1)).max(1)
 }
 
 /// The heads of all `streams`, added to `acc`.
@@ -286,7 +287,6 @@ fn add_angular<B: Backend>(
 /// One window with prefix reuse (see the module docs).
 fn window_reuse<B: Backend>(
     model: &Llama<B>,
-    averages: &[Block<B>],
     tokens: Tensor<B, 2, Int>,
     targets: &[i64],
     opts: &SweepOptions,
@@ -322,7 +322,7 @@ fn window_reuse<B: Backend>(
         }
         if opts.insert_average && j + 1 < l {
             acc.block_forwards += 1;
-            let s = averages[j].forward(next.clone(), &rope, &mask, None);
+            let s = average_after(model, j)?.forward(next.clone(), &rope, &mask, None);
             active.push((Variant::InsertAverage(j), s));
         }
         if opts.remove {
@@ -339,7 +339,6 @@ fn window_reuse<B: Backend>(
 /// One window the naive way: a full forward pass per sweep item.
 fn window_naive<B: Backend>(
     model: &Llama<B>,
-    averages: &[Block<B>],
     tokens: Tensor<B, 2, Int>,
     targets: &[i64],
     opts: &SweepOptions,
@@ -381,7 +380,7 @@ fn window_naive<B: Backend>(
         }
         if opts.insert_average && j + 1 < l {
             run(
-                inserted(blocks, j, &averages[j]),
+                inserted(blocks, j, &average_after(model, j)?),
                 Variant::InsertAverage(j),
                 acc,
             )?;
@@ -389,6 +388,15 @@ fn window_naive<B: Backend>(
         tick();
     }
     Ok(())
+}
+
+/// The mean of blocks `j` and `j + 1` (in f32), built when a sweep step needs it and
+/// dropped after: holding all `L - 1` of them would cost a model's worth of f32 memory
+/// (twice the model for a bf16-resident one). Building one is elementwise work, small
+/// beside the block forwards it serves.
+fn average_after<B: Backend>(model: &Llama<B>, j: usize) -> Result<Block<B>> {
+    let blocks = &model.blocks;
+    Ok(mean_block(&model.config(), &[&blocks[j], &blocks[j + 1]])?)
 }
 
 /// `blocks` with `extra` inserted after block `j`.
@@ -448,15 +456,6 @@ pub fn measure<B: Backend>(
             config.vocab_size
         )));
     }
-    let averages: Vec<Block<B>> = if opts.insert_average {
-        model
-            .blocks
-            .windows(2)
-            .map(|w| mean_block(&config, &[&w[0], &w[1]]))
-            .collect::<std::result::Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
     let device = model.device();
     let mut acc = Accum::new(l);
     let mut tokens_total = 0;
@@ -466,9 +465,9 @@ pub fn measure<B: Backend>(
         let targets = flat[1..].to_vec();
         let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [1, t]), &device);
         if opts.reuse_prefix {
-            window_reuse(model, &averages, tokens, &targets, opts, &mut acc, tick)?;
+            window_reuse(model, tokens, &targets, opts, &mut acc, tick)?;
         } else {
-            window_naive(model, &averages, tokens, &targets, opts, &mut acc, tick)?;
+            window_naive(model, tokens, &targets, opts, &mut acc, tick)?;
         }
         acc.predicted += t - 1;
         acc.ad_tokens += t;

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::{LlamaConfig, TokenIds};
 use super::error::{ModelError, Result};
-use super::weights::{HostTensor, WeightSource};
+use super::weights::{HostData, HostTensor, WeightSource};
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -775,7 +775,10 @@ impl WeightSource for GgufWeights<'_> {
             }
             _ => data,
         };
-        Ok(Some(HostTensor { shape, data }))
+        Ok(Some(HostTensor {
+            shape,
+            data: HostData::F32(data),
+        }))
     }
 
     fn origin(&self) -> &Path {

@@ -21,8 +21,9 @@ use super::device::Cpu;
 use super::error::{ModelError, Result};
 use super::gguf::GgufFile;
 use super::llama::Llama;
+use super::precision::Residency;
 use super::safetensors_io::{
-    SafetensorsCheckpoint, SaveDtype, copy_tokenizer_files, load_pretrained, save_pretrained,
+    SafetensorsCheckpoint, SaveDtype, copy_tokenizer_files, load_pretrained_as, save_pretrained,
 };
 use super::safetensors_stream::{DEFAULT_MAX_SHARD_SIZE, OutTensor, Recipe, write_checkpoint};
 use super::tensor_names::hf_order_key;
@@ -53,15 +54,25 @@ pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Llama<B>
     let file = GgufFile::open(path)?;
     let config = file.config()?;
     let weights = file.weights(&config);
-    build_llama(config, &weights, device)
+    build_llama(config, &weights, device, Residency::F32)
 }
 
-/// Load a model from an HF directory or a `.gguf` file.
+/// Load a model from an HF directory or a `.gguf` file, as f32.
 pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Llama<B>> {
+    load_model_as(path, device, Residency::F32)
+}
+
+/// Load a model from an HF directory or a `.gguf` file; an HF checkpoint's weights are
+/// held as `residency` says (GGUF weights are dequantised to f32 either way).
+pub fn load_model_as<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+    residency: Residency,
+) -> Result<Llama<B>> {
     if is_gguf(path) {
         load_gguf(path, device)
     } else if path.is_dir() {
-        load_pretrained(path, device)
+        load_pretrained_as(path, device, residency)
     } else {
         Err(ModelError::format(
             path,

@@ -243,23 +243,38 @@ impl<B: Backend> Llama<B> {
 
     /// Token embeddings `[batch, seq, hidden]` (`x_0` of the residual stream).
     pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.embed_tokens.forward(tokens)
+        super::precision::to_compute(self.embed_tokens.forward(tokens))
     }
 
     /// Final norm then output projection: residual stream -> logits `[batch, seq, vocab]`.
     pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
         match &self.lm_head {
-            Some(lm_head) => token_linear(lm_head, x),
+            Some(lm_head) => {
+                let w = lm_head.weight.val();
+                if w.dtype() == x.dtype() {
+                    token_linear(lm_head, x)
+                } else {
+                    let [b, t, h] = x.dims();
+                    let vocab = w.dims()[1];
+                    let x = x.reshape([b * t, h]);
+                    super::precision::head_widened(x, w, super::precision::HEAD_CHUNK)
+                        .reshape([b, t, vocab])
+                }
+            }
             None => {
                 // A 2-D matmul against the transposed view: the backend reads the
                 // embedding with strides, where a 3-D broadcast would first copy it.
                 let [b, t, h] = x.dims();
                 let w = self.embed_tokens.weight.val();
                 let vocab = w.dims()[0];
-                x.reshape([b * t, h])
-                    .matmul(w.transpose())
-                    .reshape([b, t, vocab])
+                let x = x.reshape([b * t, h]);
+                let y = if w.dtype() == x.dtype() {
+                    x.matmul(w.transpose())
+                } else {
+                    super::precision::head_widened(x, w.transpose(), super::precision::HEAD_CHUNK)
+                };
+                y.reshape([b, t, vocab])
             }
         }
     }

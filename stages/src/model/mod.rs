@@ -15,6 +15,7 @@
 //! - [`gguf`]: GGUF import (dequantisation, q/k un-permutation, tokenizer rebuild).
 //! - [`import`]: one entry for "a model path" (HF dir or .gguf): load, tokenizer, import.
 //! - [`generate`]: KV-cached generation, perplexity, per-token log-probabilities.
+//! - [`precision`]: [`Residency`] (weights as f32 or as stored) and widening at use.
 //! - [`error`]: [`ModelError`], naming files, tensors and keys.
 
 pub mod attention;
@@ -29,6 +30,7 @@ pub mod gguf;
 pub mod import;
 pub mod llama;
 pub mod mlp;
+pub mod precision;
 pub mod rms_norm;
 pub mod rope;
 pub mod safetensors_io;
@@ -45,7 +47,8 @@ pub use config::{LlamaConfig, RopeScaling, RopeSettings, TokenIds};
 pub use device::{Cpu, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Perplexity, generate, perplexity, token_logprobs};
-pub use import::{import_to_dir, load_model, load_tokenizer};
+pub use import::{import_to_dir, load_model, load_model_as, load_tokenizer};
 pub use llama::{KvCache, Llama};
-pub use safetensors_io::{SaveDtype, load_pretrained, save_pretrained};
+pub use precision::Residency;
+pub use safetensors_io::{SaveDtype, load_pretrained, load_pretrained_as, save_pretrained};
 pub use tokenizer::Tokenizer;

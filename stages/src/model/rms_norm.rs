@@ -41,6 +41,7 @@ impl<B: Backend> RmsNorm<B> {
             .sqrt();
         let mut shape = [1usize; D];
         shape[D - 1] = dim;
-        (x / rms) * self.weight.val().reshape(shape)
+        let weight = super::precision::like(self.weight.val(), &x);
+        (x / rms) * weight.reshape(shape)
     }
 }

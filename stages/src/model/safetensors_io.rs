@@ -1,8 +1,9 @@
 //! HF checkpoints in and out: `config.json` + `model.safetensors` (or a sharded
 //! `model.safetensors.index.json`), with HF tensor names.
 //!
-//! Loading memory-maps every shard ([`SafetensorsCheckpoint`]) and converts one tensor
-//! at a time (F32, F16, BF16 -> f32), so a checkpoint never needs twice its size in RAM.
+//! Loading memory-maps every shard for its header ([`SafetensorsCheckpoint`]), reads one
+//! tensor at a time with `pread` and converts it (F32, F16, BF16 -> f32, or kept as
+//! stored with [`Residency::Stored`]), so a checkpoint never needs twice its size in RAM.
 //! Saving ([`save_pretrained`]) writes `config.json` and one `model.safetensors`,
 //! streaming tensor by tensor, in f32 or the checkpoint's original dtype, so that
 //! `transformers.AutoModelForCausalLM.from_pretrained(dir)` loads the result.
@@ -21,7 +22,8 @@ use safetensors::{SafeTensors, View};
 use super::config::LlamaConfig;
 use super::error::{ModelError, Result};
 use super::llama::Llama;
-use super::weights::{HostTensor, NamedTensor, WeightSource, build_llama, hf_tensors};
+use super::precision::Residency;
+use super::weights::{HostData, HostTensor, NamedTensor, WeightSource, build_llama, hf_tensors};
 
 /// Files that travel with a model directory besides weights and config.
 pub const TOKENIZER_FILES: [&str; 4] = [
@@ -34,7 +36,6 @@ pub const TOKENIZER_FILES: [&str; 4] = [
 struct Shard {
     path: PathBuf,
     file: File,
-    mmap: Mmap,
     header_len: usize,
     metadata: Metadata,
 }
@@ -116,7 +117,6 @@ impl SafetensorsCheckpoint {
             shards.push(Shard {
                 path: path.clone(),
                 file,
-                mmap,
                 header_len,
                 metadata,
             });
@@ -184,31 +184,164 @@ impl SafetensorsCheckpoint {
 }
 
 impl WeightSource for SafetensorsCheckpoint {
+    /// Read with `pread`, not through the map: a model-sized load then never holds the
+    /// file's pages in this process besides the copy it builds (mapped pages a load has
+    /// touched count as resident memory until the map goes).
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>> {
-        let Some((shard, info)) = self.info(name) else {
+        let Some(loc) = self.locate(name) else {
             return Ok(None);
         };
-        let start = 8 + shard.header_len + info.data_offsets.0;
-        let end = 8 + shard.header_len + info.data_offsets.1;
-        let bytes = shard.mmap.get(start..end).ok_or_else(|| {
-            ModelError::format(
-                &shard.path,
-                format!("tensor `{name}` lies outside the file"),
-            )
-        })?;
-        let data = bytes_to_f32(bytes, info.dtype).ok_or_else(|| ModelError::UnsupportedDtype {
-            file: shard.path.clone(),
+        let (file, path) = self.shard_file(loc.shard);
+        let unsupported = || ModelError::UnsupportedDtype {
+            file: path.to_path_buf(),
             name: name.to_string(),
-            dtype: format!("{:?}", info.dtype),
-        })?;
+            dtype: format!("{:?}", loc.dtype),
+        };
+        if !matches!(loc.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(unsupported());
+        }
+        let n = loc.shape.iter().product::<usize>();
+        let read = |buf: &mut [u8]| {
+            std::os::unix::fs::FileExt::read_exact_at(file, buf, loc.offset).map_err(|e| {
+                ModelError::format(path, format!("tensor `{name}` lies outside the file: {e}"))
+            })
+        };
+        if loc.len != (n * loc.dtype.bitsize() / 8) as u64 {
+            return Err(ModelError::format(
+                path,
+                format!(
+                    "tensor `{name}`: {} bytes for shape {:?}",
+                    loc.len, loc.shape
+                ),
+            ));
+        }
+        // Read straight into the typed buffer: no second copy of a large tensor.
+        let data = match loc.dtype {
+            Dtype::BF16 => {
+                let mut v = vec![half::bf16::ZERO; n];
+                read(as_bytes_mut(&mut v))?;
+                HostData::BF16(v)
+            }
+            Dtype::F16 => {
+                let mut v = vec![half::f16::ZERO; n];
+                read(as_bytes_mut(&mut v))?;
+                HostData::F16(v)
+            }
+            _ => {
+                let mut v = vec![0f32; n];
+                read(as_bytes_mut(&mut v))?;
+                HostData::F32(v)
+            }
+        };
         Ok(Some(HostTensor {
-            shape: info.shape.clone(),
+            shape: loc.shape,
+            data,
+        }))
+    }
+
+    /// Read in bands of rows (about 8 MiB each) and scattered into the transposed
+    /// buffer, converted on the way (f32 residency) or kept: the stored matrix is never
+    /// in memory as a whole beside its transpose.
+    fn tensor_transposed(&self, name: &str, residency: Residency) -> Result<Option<HostTensor>> {
+        let Some(loc) = self.locate(name) else {
+            return Ok(None);
+        };
+        let [rows, cols] = loc.shape[..] else {
+            return self.tensor(name);
+        };
+        let (file, path) = self.shard_file(loc.shard);
+        let read = |buf: &mut [u8], at: u64| {
+            std::os::unix::fs::FileExt::read_exact_at(file, buf, loc.offset + at).map_err(|e| {
+                ModelError::format(path, format!("tensor `{name}` lies outside the file: {e}"))
+            })
+        };
+        let widen = residency == Residency::F32;
+        let data = match loc.dtype {
+            Dtype::BF16 if widen => {
+                HostData::F32(transpose_read(rows, cols, read, half::bf16::to_f32)?)
+            }
+            Dtype::F16 if widen => {
+                HostData::F32(transpose_read(rows, cols, read, half::f16::to_f32)?)
+            }
+            Dtype::BF16 => HostData::BF16(transpose_read(rows, cols, read, |v: half::bf16| v)?),
+            Dtype::F16 => HostData::F16(transpose_read(rows, cols, read, |v: half::f16| v)?),
+            Dtype::F32 => HostData::F32(transpose_read(rows, cols, read, |v: f32| v)?),
+            _ => {
+                return Err(ModelError::UnsupportedDtype {
+                    file: path.to_path_buf(),
+                    name: name.to_string(),
+                    dtype: format!("{:?}", loc.dtype),
+                });
+            }
+        };
+        Ok(Some(HostTensor {
+            shape: vec![cols, rows],
             data,
         }))
     }
 
     fn origin(&self) -> &Path {
         &self.origin
+    }
+}
+
+/// A stored row-major `[rows, cols]` matrix of `I`, read by `read(buf, byte_offset)` in
+/// bands of rows, as its `[cols, rows]` transpose of `O` (`conv` per element).
+fn transpose_read<I, O>(
+    rows: usize,
+    cols: usize,
+    read: impl Fn(&mut [u8], u64) -> Result<()>,
+    conv: impl Fn(I) -> O + Sync,
+) -> Result<Vec<O>>
+where
+    I: Plain + Default + Sync,
+    O: Copy + Default + Send,
+{
+    const BAND_BYTES: usize = 8 << 20;
+    const TILE: usize = 64;
+    let item = std::mem::size_of::<I>();
+    let band = (BAND_BYTES / (cols * item).max(1)).clamp(1, rows.max(1));
+    let mut out = vec![O::default(); rows * cols];
+    let mut buf = vec![I::default(); band * cols];
+    for r0 in (0..rows).step_by(band) {
+        let r1 = (r0 + band).min(rows);
+        let chunk = &mut buf[..(r1 - r0) * cols];
+        read(as_bytes_mut(chunk), (r0 * cols * item) as u64)?;
+        let chunk = &*chunk;
+        // Output rows are input columns: each worker fills rows r0..r1 of its columns.
+        out.par_chunks_mut(TILE * rows)
+            .enumerate()
+            .for_each(|(tile, dst)| {
+                let c0 = tile * TILE;
+                for (dc, row) in dst.chunks_exact_mut(rows).enumerate() {
+                    let c = c0 + dc;
+                    for r in r0..r1 {
+                        row[r] = conv(chunk[(r - r0) * cols + c]);
+                    }
+                }
+            });
+    }
+    Ok(out)
+}
+
+/// Element types whose every bit pattern is a valid value and that have no padding.
+trait Plain: Copy {}
+impl Plain for f32 {}
+impl Plain for half::bf16 {}
+impl Plain for half::f16 {}
+
+/// The bytes of a buffer of plain little-endian numbers, to read a stored tensor into.
+fn as_bytes_mut<T: Plain>(values: &mut [T]) -> &mut [u8] {
+    // Stored tensors are little-endian; a big-endian host would need a byte swap.
+    const { assert!(cfg!(target_endian = "little")) };
+    // SAFETY: `Plain` types (f32, and half's bf16/f16, `repr(transparent)` over u16) have
+    // no padding and every bit pattern is a valid value, and the
+    // byte slice covers exactly the same memory, borrowed for as long as `values`.
+    unsafe {
+        std::slice::from_raw_parts_mut(
+            values.as_mut_ptr().cast::<u8>(),
+            std::mem::size_of_val(values),
+        )
     }
 }
 
@@ -306,11 +439,20 @@ impl SaveDtype {
     }
 }
 
-/// Load an HF model directory (`config.json` + safetensors) onto `device`.
+/// Load an HF model directory (`config.json` + safetensors) onto `device`, as f32.
 pub fn load_pretrained<B: Backend>(dir: &Path, device: &B::Device) -> Result<Llama<B>> {
+    load_pretrained_as(dir, device, Residency::F32)
+}
+
+/// Load an HF model directory with its weights held as `residency` says.
+pub fn load_pretrained_as<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+    residency: Residency,
+) -> Result<Llama<B>> {
     let config = LlamaConfig::from_file(&dir.join("config.json"))?;
     let checkpoint = SafetensorsCheckpoint::open(dir)?;
-    build_llama(config, &checkpoint, device)
+    build_llama(config, &checkpoint, device, residency)
 }
 
 /// A tensor converted to bytes only when the writer asks for it, so saving streams.

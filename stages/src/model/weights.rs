@@ -1,33 +1,115 @@
 //! Assembling a [`Llama`] from named HF tensors, whatever file they come from.
 //!
 //! A [`WeightSource`] hands out tensors by HF name (`model.layers.{i}.self_attn.q_proj.weight`
-//! ...) as f32 with their HF shape; [`build_llama`] checks every shape against the config,
-//! transposes linear weights from HF's `[out, in]` to burn's `[in, out]`, and uploads
-//! tensor by tensor so that peak memory stays near one copy of the model.
+//! ...) with their HF shape, as f32 or in the half type they are stored in
+//! ([`HostData`]); [`build_llama`] checks every shape against the config, transposes
+//! linear weights from HF's `[out, in]` to burn's `[in, out]`, converts to f32 or keeps
+//! the stored dtype ([`Residency`]), and uploads tensor by tensor so that peak memory
+//! stays near one copy of the model (in its resident dtype) plus one tensor.
 //! [`hf_tensors`] is the reverse direction used by the savers.
 
 use std::path::Path;
 
 use burn::prelude::*;
+use burn::tensor::TensorCreationOptions;
 use rayon::prelude::*;
 
 use super::config::LlamaConfig;
 use super::error::{ModelError, Result};
 use super::llama::{BlockWeights, Llama};
+use super::precision::Residency;
 
-/// One tensor in host memory: HF shape and row-major f32 values.
+/// Row-major values of a host tensor: f32, or a half type as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostData {
+    /// 32-bit floats.
+    F32(Vec<f32>),
+    /// bfloat16, as stored.
+    BF16(Vec<half::bf16>),
+    /// IEEE half, as stored.
+    F16(Vec<half::f16>),
+}
+
+impl HostData {
+    /// The values as f32 (exact), widened in parallel.
+    pub fn into_f32(self) -> Vec<f32> {
+        match self {
+            HostData::F32(v) => v,
+            HostData::BF16(v) => v.par_iter().map(|x| x.to_f32()).collect(),
+            HostData::F16(v) => v.par_iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    /// Held as `residency` asks: f32, or unchanged.
+    pub fn resident(self, residency: Residency) -> HostData {
+        match residency {
+            Residency::F32 => HostData::F32(self.into_f32()),
+            Residency::Stored => self,
+        }
+    }
+
+    /// Row-major `[rows, cols]` -> `[cols, rows]`, same dtype.
+    fn transposed(&self, rows: usize, cols: usize) -> HostData {
+        match self {
+            HostData::F32(v) => HostData::F32(transpose(v, rows, cols)),
+            HostData::BF16(v) => HostData::BF16(transpose(v, rows, cols)),
+            HostData::F16(v) => HostData::F16(transpose(v, rows, cols)),
+        }
+    }
+
+    fn into_tensor<B: Backend, const D: usize>(
+        self,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Tensor<B, D> {
+        // f32 follows the device's dtype policy (bf16 on a CUDA device set up for bf16
+        // training); halves are only here when they are to stay as stored.
+        let data = match self {
+            HostData::F32(v) => return Tensor::from_data(TensorData::new(v, shape), device),
+            HostData::BF16(v) => TensorData::new(v, shape),
+            HostData::F16(v) => TensorData::new(v, shape),
+        };
+        let dtype = data.dtype;
+        Tensor::from_data(
+            data,
+            TensorCreationOptions::new(device.clone()).with_dtype(dtype),
+        )
+    }
+}
+
+/// One tensor in host memory: HF shape and row-major values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
     /// Shape as stored (HF order).
     pub shape: Vec<usize>,
     /// Values, row-major.
-    pub data: Vec<f32>,
+    pub data: HostData,
+}
+
+impl HostTensor {
+    /// The values as f32.
+    pub fn into_f32(self) -> Vec<f32> {
+        self.data.into_f32()
+    }
 }
 
 /// Something that yields HF-named tensors as f32 (safetensors files, a GGUF file).
 pub trait WeightSource {
     /// The tensor called `name`, or `Ok(None)` when the source has no such tensor.
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>>;
+    /// The 2-D tensor `name` (`[rows, cols]` as stored) transposed to `[cols, rows]` and
+    /// held as `residency` says; other ranks are returned as stored. Sources that can
+    /// read a tensor in pieces override this so that the stored and the transposed copy
+    /// of a large matrix never coexist.
+    fn tensor_transposed(&self, name: &str, residency: Residency) -> Result<Option<HostTensor>> {
+        Ok(self.tensor(name)?.map(|t| match t.shape[..] {
+            [rows, cols] => HostTensor {
+                shape: vec![cols, rows],
+                data: t.data.resident(residency).transposed(rows, cols),
+            },
+            _ => t,
+        }))
+    }
     /// The file or directory to name in errors.
     fn origin(&self) -> &Path;
 }
@@ -49,9 +131,9 @@ fn fetch(src: &dyn WeightSource, name: &str, expected: &[usize]) -> Result<HostT
 }
 
 /// Row-major `[rows, cols]` -> `[cols, rows]`, blocked for cache locality, in parallel.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub fn transpose<T: Copy + Default + Send + Sync>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
     const TILE: usize = 32;
-    let mut out = vec![0f32; data.len()];
+    let mut out = vec![T::default(); data.len()];
     out.par_chunks_mut(TILE * rows)
         .enumerate()
         .for_each(|(tile, chunk)| {
@@ -71,55 +153,80 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-fn vector<B: Backend>(
-    src: &dyn WeightSource,
-    name: &str,
-    len: usize,
-    device: &B::Device,
-) -> Result<Tensor<B, 1>> {
-    let t = fetch(src, name, &[len])?;
-    Ok(Tensor::from_data(TensorData::new(t.data, [len]), device))
+/// Where [`build_llama`] reads tensors from and how it holds them.
+struct Loader<'a, B: Backend> {
+    src: &'a dyn WeightSource,
+    residency: Residency,
+    device: &'a B::Device,
 }
 
-/// An HF `[out, in]` linear weight as a burn `[in, out]` tensor.
-fn linear_weight<B: Backend>(
-    src: &dyn WeightSource,
-    name: &str,
-    d_in: usize,
-    d_out: usize,
-    device: &B::Device,
-) -> Result<Tensor<B, 2>> {
-    let t = fetch(src, name, &[d_out, d_in])?;
-    let data = transpose(&t.data, d_out, d_in);
-    Ok(Tensor::from_data(
-        TensorData::new(data, [d_in, d_out]),
-        device,
-    ))
+impl<B: Backend> Loader<'_, B> {
+    fn vector(&self, name: &str, len: usize) -> Result<Tensor<B, 1>> {
+        let t = fetch(self.src, name, &[len])?;
+        Ok(t.data
+            .resident(self.residency)
+            .into_tensor([len], self.device))
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<B, 2>> {
+        let t = fetch(self.src, name, &[rows, cols])?;
+        Ok(t.data
+            .resident(self.residency)
+            .into_tensor([rows, cols], self.device))
+    }
+
+    /// An HF `[out, in]` linear weight as a burn `[in, out]` tensor.
+    fn linear_weight(&self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<B, 2>> {
+        let src = self.src;
+        let t = src
+            .tensor_transposed(name, self.residency)?
+            .ok_or_else(|| ModelError::MissingTensor {
+                file: src.origin().to_path_buf(),
+                name: name.to_string(),
+            })?;
+        if t.shape != [d_in, d_out] {
+            let mut actual = t.shape;
+            actual.reverse();
+            return Err(ModelError::ShapeMismatch {
+                file: src.origin().to_path_buf(),
+                name: name.to_string(),
+                expected: vec![d_out, d_in],
+                actual,
+            });
+        }
+        Ok(t.data.into_tensor([d_in, d_out], self.device))
+    }
+
+    fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>)> {
+        let w = self.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
+        let b = if bias {
+            Some(self.vector(&format!("{prefix}.bias"), d_out)?)
+        } else {
+            None
+        };
+        Ok((w, b))
+    }
 }
 
-fn linear<B: Backend>(
-    src: &dyn WeightSource,
-    prefix: &str,
-    d_in: usize,
-    d_out: usize,
-    bias: bool,
-    device: &B::Device,
-) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>)> {
-    let w = linear_weight(src, &format!("{prefix}.weight"), d_in, d_out, device)?;
-    let b = if bias {
-        Some(vector(src, &format!("{prefix}.bias"), d_out, device)?)
-    } else {
-        None
-    };
-    Ok((w, b))
-}
-
-/// Build a model from HF-named tensors, checking every shape against `config`.
+/// Build a model from HF-named tensors, checking every shape against `config`; weights
+/// are held as `residency` says.
 pub fn build_llama<B: Backend>(
     config: LlamaConfig,
     src: &dyn WeightSource,
     device: &B::Device,
+    residency: Residency,
 ) -> Result<Llama<B>> {
+    let l = Loader {
+        src,
+        residency,
+        device,
+    };
     config.validate().map_err(|message| ModelError::Config {
         path: src.origin().join("config.json"),
         message,
@@ -131,40 +238,37 @@ pub fn build_llama<B: Backend>(
     );
     let qd = config.num_attention_heads * config.head_dim();
     let kvd = config.num_key_value_heads() * config.head_dim();
-    let embed = fetch(src, "model.embed_tokens.weight", &[vocab, h])?;
-    let embed = Tensor::from_data(TensorData::new(embed.data, [vocab, h]), device);
-    let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+    let embed = l.matrix("model.embed_tokens.weight", vocab, h)?;
+    // Not sized by the config: a block count the file cannot hold fails at the first
+    // missing tensor, before any large allocation.
+    let mut blocks = Vec::new();
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let ab = config.attention_bias;
         let mb = config.mlp_bias;
         let w = BlockWeights {
-            input_layernorm: vector(src, &format!("{p}.input_layernorm.weight"), h, device)?,
-            post_attention_layernorm: vector(
-                src,
-                &format!("{p}.post_attention_layernorm.weight"),
-                h,
-                device,
-            )?,
+            input_layernorm: l.vector(&format!("{p}.input_layernorm.weight"), h)?,
+            post_attention_layernorm: l
+                .vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
             attn: [
-                linear(src, &format!("{p}.self_attn.q_proj"), h, qd, ab, device)?,
-                linear(src, &format!("{p}.self_attn.k_proj"), h, kvd, ab, device)?,
-                linear(src, &format!("{p}.self_attn.v_proj"), h, kvd, ab, device)?,
-                linear(src, &format!("{p}.self_attn.o_proj"), qd, h, ab, device)?,
+                l.linear(&format!("{p}.self_attn.q_proj"), h, qd, ab)?,
+                l.linear(&format!("{p}.self_attn.k_proj"), h, kvd, ab)?,
+                l.linear(&format!("{p}.self_attn.v_proj"), h, kvd, ab)?,
+                l.linear(&format!("{p}.self_attn.o_proj"), qd, h, ab)?,
             ],
             mlp: [
-                linear(src, &format!("{p}.mlp.gate_proj"), h, inter, mb, device)?,
-                linear(src, &format!("{p}.mlp.up_proj"), h, inter, mb, device)?,
-                linear(src, &format!("{p}.mlp.down_proj"), inter, h, mb, device)?,
+                l.linear(&format!("{p}.mlp.gate_proj"), h, inter, mb)?,
+                l.linear(&format!("{p}.mlp.up_proj"), h, inter, mb)?,
+                l.linear(&format!("{p}.mlp.down_proj"), inter, h, mb)?,
             ],
         };
         blocks.push(super::block::Block::from_weights(&config, w));
     }
-    let norm = vector(src, "model.norm.weight", h, device)?;
+    let norm = l.vector("model.norm.weight", h)?;
     let lm_head = if config.tie_word_embeddings {
         None
     } else {
-        Some(linear_weight(src, "lm_head.weight", h, vocab, device)?)
+        Some(l.linear_weight("lm_head.weight", h, vocab)?)
     };
     Llama::from_parts(config, embed, blocks, norm, lm_head)
 }

@@ -44,7 +44,8 @@ pub fn block_weights<B: Backend>(block: &Block<B>) -> BlockWeights<B> {
 /// `sum(ts) / n`, summed in the order given.
 fn mean_of<B: Backend, const D: usize>(ts: Vec<Tensor<B, D>>) -> Tensor<B, D> {
     let n = ts.len();
-    let mut it = ts.into_iter();
+    // Half-precision (resident bf16) blocks are averaged in f32; f32 ones unchanged.
+    let mut it = ts.into_iter().map(crate::model::precision::widened);
     // Callers pass at least one block.
     let first = it.next().expect("mean of at least one tensor");
     let sum = it.fold(first, |acc, t| acc + t);
