@@ -217,6 +217,15 @@ fn frozen_tensors_are_bit_identical_and_trainable_ones_change() {
     // Optimiser state exists only for trainable parameters: m and v.
     assert_eq!(s.optimizer_state_params, 2 * trainable);
     assert!(s.trainable_params < s.total_params / 2);
+    // The memory plan counts the same tensors: f32 on the CPU, so no separate masters;
+    // gradients and AdamW moments for the trainable ones only.
+    let m = s.memory;
+    let (t, frozen) = (trainable as u64, (s.total_params - trainable) as u64);
+    assert_eq!(m.frozen_weights, 4 * frozen);
+    assert_eq!((m.trainable_weights, m.gradients), (4 * t, 4 * t));
+    assert_eq!(m.master_weights, 0);
+    assert_eq!(m.optimizer_state, 4 * s.optimizer_state_params as u64);
+    assert!(m.activations_estimate > 0);
 }
 
 /// The same job run twice gives bit-identical parameters, with gradient clipping active

@@ -16,6 +16,8 @@
 //!   when the model computes in bf16.
 //! - [`checkpoint`]: resumable state under the stage's scratch dir (trainable tensors,
 //!   optimiser moments, step, data cursor, log so far).
+//! - [`memory_plan`]: bytes held by category (frozen weights, masters, gradients,
+//!   optimizer state, activations estimate), recorded in the metrics.
 //! - [`metrics_log`]: the per-step log (`log.csv`) and the loss-curve SVG.
 //! - [`trainer`]: the loop tying it together on any burn backend ([`run_training`]).
 //! - [`stage`]: [`TrainStage`], the engine's view of all of the above.
@@ -25,6 +27,7 @@ pub mod checkpoint;
 pub mod data_loader;
 pub mod error;
 pub mod loss;
+pub mod memory_plan;
 pub mod metrics_log;
 pub mod optimizer;
 pub mod params;

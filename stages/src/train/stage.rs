@@ -98,6 +98,9 @@ impl TypedStage for TrainStage {
         put("total_params", s.total_params.into());
         put("optimizer_state_params", s.optimizer_state_params.into());
         put("peak_rss_mb", s.peak_rss_mb.into());
+        for (name, bytes) in s.memory.metrics() {
+            put(name, bytes.into());
+        }
         if let Some(r) = s.resumed_from {
             put("resumed_from_step", r.into());
         }

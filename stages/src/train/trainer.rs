@@ -22,6 +22,7 @@ use super::checkpoint::{self, CheckpointState};
 use super::data_loader::{DataOrder, PackedData};
 use super::error::TrainError;
 use super::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
+use super::memory_plan::{MemoryPlan, RunShape};
 use super::metrics_log::{self, LogRow};
 use super::optimizer::{AdamW, AdamWConfig, GradBuffer, scalar};
 use super::params::{Precision, TrainParams};
@@ -79,6 +80,8 @@ pub struct TrainSummary {
     pub resumed_from: Option<u64>,
     /// Peak resident memory seen after a step, MiB.
     pub peak_rss_mb: f64,
+    /// Bytes held by category.
+    pub memory: MemoryPlan,
 }
 
 /// Run `job` on its device, calling `control` after each step.
@@ -179,6 +182,24 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     let table = trainable::param_table(&model, &set);
     let total_params: usize = table.iter().map(|t| t.numel).sum();
     let trainable_params: usize = table.iter().filter(|t| t.trainable).map(|t| t.numel).sum();
+    let memory = MemoryPlan::new(
+        &config,
+        RunShape {
+            total_params: total_params as u64,
+            trainable_params: trainable_params as u64,
+            first_trainable_block: if set.everything {
+                Some(0)
+            } else {
+                set.blocks.first().copied()
+            },
+            compute_bytes: match p.precision {
+                Precision::Bf16 => 2,
+                Precision::F32 => 4,
+            },
+            micro_batch: p.micro_batch() as u64,
+            seq_len: data.seq_len as u64,
+        },
+    );
     let trainable_paths: Vec<String> = table
         .iter()
         .filter(|t| t.trainable)
@@ -377,6 +398,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         optimizer_state_params: opt.state_numel(),
         resumed_from,
         peak_rss_mb: peak_rss,
+        memory,
     })
 }
 
