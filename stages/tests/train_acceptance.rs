@@ -228,6 +228,65 @@ fn frozen_tensors_are_bit_identical_and_trainable_ones_change() {
     assert!(m.activations_estimate > 0);
 }
 
+/// A bf16 checkpoint trained on the CPU keeps its frozen blocks in bf16 (half the
+/// memory) and trains exactly as its f32 copy does: every output tensor equals the f32
+/// run's rounded to bf16, frozen ones are the source's bytes.
+#[test]
+fn bf16_checkpoint_trains_like_its_f32_copy_with_frozen_blocks_in_bf16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (half, full) = (tmp.path().join("bf16"), tmp.path().join("f32"));
+    for root in [&half, &full] {
+        data_dir(root);
+    }
+    let mut config = tiny_config();
+    config.torch_dtype = Some("bfloat16".into());
+    let model = Llama::<Cpu>::init_random(&config, 11, &Default::default()).unwrap();
+    save_pretrained(&model, &half.join("model"), SaveDtype::BF16).unwrap();
+    let exact =
+        slayer_stages::model::load_pretrained::<Cpu>(&half.join("model"), &Default::default())
+            .unwrap();
+    save_pretrained(&exact, &full.join("model"), SaveDtype::F32).unwrap();
+    for root in [&half, &full] {
+        std::fs::write(
+            root.join("model/trainable.json"),
+            r#"{"trainable_blocks": [1, 3]}"#,
+        )
+        .unwrap();
+    }
+    let run = |root: &Path| {
+        let j = job(root, "run", params(Mode::Cpt, Trainable::Expanded));
+        let s = run_training(&j, &mut |_| ControlFlow::Continue(())).unwrap();
+        (s, tensors(&j.out_dir.join("model/model.safetensors")))
+    };
+    let ((hs, got), (fs, want)) = (run(&half), run(&full));
+    assert_eq!(
+        hs.final_loss.to_bits(),
+        fs.final_loss.to_bits(),
+        "same losses"
+    );
+    let source = tensors(&half.join("model/model.safetensors"));
+    for (name, w) in &want {
+        let rounded: Vec<u8> = as_f32(w)
+            .into_iter()
+            .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        assert!(
+            got[name] == rounded,
+            "{name}: differs from the f32 run in bf16"
+        );
+        if !name.starts_with("model.layers.1.") && !name.starts_with("model.layers.3.") {
+            assert!(got[name] == source[name], "frozen {name} changed");
+        }
+    }
+    let frozen = (hs.total_params - hs.trainable_params) as u64;
+    assert_eq!(
+        hs.memory.frozen_weights,
+        2 * frozen,
+        "frozen blocks held in bf16"
+    );
+    assert_eq!(fs.memory.frozen_weights, 4 * frozen);
+}
+
 /// The same job run twice gives bit-identical parameters, with gradient clipping active
 /// on every step (the global norm sums the per-parameter norms in a fixed order).
 #[test]

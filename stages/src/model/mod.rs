@@ -50,5 +50,7 @@ pub use generate::{GenerateOptions, Generation, Perplexity, generate, perplexity
 pub use import::{import_to_dir, load_model, load_model_as, load_tokenizer};
 pub use llama::{KvCache, Llama};
 pub use precision::Residency;
-pub use safetensors_io::{SaveDtype, load_pretrained, load_pretrained_as, save_pretrained};
+pub use safetensors_io::{
+    SaveDtype, load_pretrained, load_pretrained_as, load_pretrained_except, save_pretrained,
+};
 pub use tokenizer::Tokenizer;

@@ -23,7 +23,9 @@ use super::config::LlamaConfig;
 use super::error::{ModelError, Result};
 use super::llama::Llama;
 use super::precision::Residency;
-use super::weights::{HostData, HostTensor, NamedTensor, WeightSource, build_llama, hf_tensors};
+use super::weights::{
+    HostData, HostTensor, NamedTensor, WeightSource, build_llama_except, hf_tensors,
+};
 
 /// Files that travel with a model directory besides weights and config.
 pub const TOKENIZER_FILES: [&str; 4] = [
@@ -450,9 +452,20 @@ pub fn load_pretrained_as<B: Backend>(
     device: &B::Device,
     residency: Residency,
 ) -> Result<Llama<B>> {
+    load_pretrained_except(dir, device, residency, &Default::default())
+}
+
+/// [`load_pretrained_as`] with the blocks in `f32_blocks` held in f32 whatever
+/// `residency` says.
+pub fn load_pretrained_except<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+    residency: Residency,
+    f32_blocks: &std::collections::BTreeSet<usize>,
+) -> Result<Llama<B>> {
     let config = LlamaConfig::from_file(&dir.join("config.json"))?;
     let checkpoint = SafetensorsCheckpoint::open(dir)?;
-    build_llama(config, &checkpoint, device, residency)
+    build_llama_except(config, &checkpoint, device, residency, f32_blocks)
 }
 
 /// A tensor converted to bytes only when the writer asks for it, so saving streams.

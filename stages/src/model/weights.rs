@@ -154,6 +154,7 @@ pub fn transpose<T: Copy + Default + Send + Sync>(data: &[T], rows: usize, cols:
 }
 
 /// Where [`build_llama`] reads tensors from and how it holds them.
+#[derive(Clone, Copy)]
 struct Loader<'a, B: Backend> {
     src: &'a dyn WeightSource,
     residency: Residency,
@@ -222,10 +223,26 @@ pub fn build_llama<B: Backend>(
     device: &B::Device,
     residency: Residency,
 ) -> Result<Llama<B>> {
+    build_llama_except(config, src, device, residency, &Default::default())
+}
+
+/// [`build_llama`] with the blocks in `f32_blocks` converted to f32 whatever `residency`
+/// says (training: the blocks that train need f32 weights, frozen ones stay as stored).
+pub fn build_llama_except<B: Backend>(
+    config: LlamaConfig,
+    src: &dyn WeightSource,
+    device: &B::Device,
+    residency: Residency,
+    f32_blocks: &std::collections::BTreeSet<usize>,
+) -> Result<Llama<B>> {
     let l = Loader {
         src,
         residency,
         device,
+    };
+    let f32_loader = Loader {
+        residency: Residency::F32,
+        ..l
     };
     config.validate().map_err(|message| ModelError::Config {
         path: src.origin().join("config.json"),
@@ -244,6 +261,11 @@ pub fn build_llama<B: Backend>(
     let mut blocks = Vec::new();
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
+        let l = if f32_blocks.contains(&i) {
+            &f32_loader
+        } else {
+            &l
+        };
         let ab = config.attention_bias;
         let mb = config.mlp_bias;
         let w = BlockWeights {

@@ -4,7 +4,7 @@
 //!
 //! | category            | bytes                                                        |
 //! |---------------------|--------------------------------------------------------------|
-//! | `frozen_weights`    | frozen parameters x compute width (4 in f32, 2 in bf16)      |
+//! | `frozen_weights`    | frozen parameters x their width: the compute width, or the checkpoint's (bf16: 2) where frozen blocks stay as stored (CPU f32 training) |
 //! | `trainable_weights` | trainable parameters x compute width                         |
 //! | `master_weights`    | trainable x 4 when computing in bf16 (f32 masters), else 0   |
 //! | `gradients`         | trainable x compute width (frozen tensors get none)          |
@@ -45,6 +45,8 @@ pub struct RunShape {
     pub first_trainable_block: Option<usize>,
     /// Bytes per value of the compute dtype (4 for f32, 2 for bf16).
     pub compute_bytes: u64,
+    /// Bytes per frozen parameter as held (the compute width, or the stored one).
+    pub frozen_bytes: u64,
     /// Sequences per forward/backward pass.
     pub micro_batch: u64,
     /// Tokens per sequence.
@@ -70,7 +72,7 @@ impl MemoryPlan {
         let tokens = shape.micro_batch * shape.seq_len;
         let head = 2 * config.vocab_size as u64;
         MemoryPlan {
-            frozen_weights: frozen * w,
+            frozen_weights: frozen * shape.frozen_bytes,
             trainable_weights: trainable * w,
             master_weights: if w < 4 { trainable * 4 } else { 0 },
             gradients: trainable * w,
@@ -137,6 +139,7 @@ mod tests {
                     trainable_params: trainable,
                     first_trainable_block: Some(2),
                     compute_bytes: 2,
+                    frozen_bytes: 2,
                     micro_batch: 1,
                     seq_len,
                 },
@@ -168,6 +171,7 @@ mod tests {
                 trainable_params: trainable,
                 first_trainable_block: Some(2),
                 compute_bytes: 4,
+                frozen_bytes: 4,
                 micro_batch: 1,
                 seq_len: 256,
             },

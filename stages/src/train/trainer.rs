@@ -29,7 +29,9 @@ use super::params::{Precision, TrainParams};
 use super::schedule::LrSchedule;
 use super::trainable::{self, TrainableSet};
 use crate::model::safetensors_io::copy_tokenizer_files;
-use crate::model::{DeviceSpec, Llama, SaveDtype, load_pretrained, save_pretrained};
+use crate::model::{
+    DeviceSpec, Llama, LlamaConfig, Residency, SaveDtype, load_pretrained_except, save_pretrained,
+};
 
 /// Called after every step with its log row; `Break` stops the run (it then returns
 /// [`TrainError::Stopped`], as a killed process would, minus the kill).
@@ -161,7 +163,21 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         ));
     }
 
-    let model: Llama<AB> = load_pretrained(&job.model_dir, &device)?;
+    // Which blocks train is known from config.json and trainable.json alone; on the CPU
+    // in f32 the frozen blocks then stay in the checkpoint's dtype (bf16: half the
+    // memory, widened exactly where used) and only the trainable ones are converted.
+    // CUDA runs keep their device-wide dtype policy (bf16 compute everywhere).
+    let stored_config = LlamaConfig::from_file(&job.model_dir.join("config.json"))?;
+    let set = TrainableSet::resolve(
+        &p.trainable,
+        &job.model_dir,
+        stored_config.num_hidden_layers,
+    )?;
+    let residency = match (job.device, p.precision) {
+        (DeviceSpec::Cpu, Precision::F32) if !set.everything => Residency::Stored,
+        _ => Residency::F32,
+    };
+    let model: Llama<AB> = load_pretrained_except(&job.model_dir, &device, residency, &set.blocks)?;
     let config = model.config();
     for (name, d) in [("data", Some(&data)), ("eval_data", eval.as_ref())] {
         if let Some(d) = d
@@ -177,11 +193,14 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             ));
         }
     }
-    let set = TrainableSet::resolve(&p.trainable, &job.model_dir, model.blocks.len())?;
     let mut model = trainable::freeze(model, &set);
     let table = trainable::param_table(&model, &set);
     let total_params: usize = table.iter().map(|t| t.numel).sum();
     let trainable_params: usize = table.iter().filter(|t| t.trainable).map(|t| t.numel).sum();
+    let compute_bytes = match p.precision {
+        Precision::Bf16 => 2,
+        Precision::F32 => 4,
+    };
     let memory = MemoryPlan::new(
         &config,
         RunShape {
@@ -192,9 +211,10 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             } else {
                 set.blocks.first().copied()
             },
-            compute_bytes: match p.precision {
-                Precision::Bf16 => 2,
-                Precision::F32 => 4,
+            compute_bytes,
+            frozen_bytes: match (residency, SaveDtype::from_config(&stored_config)) {
+                (Residency::Stored, SaveDtype::BF16 | SaveDtype::F16) => 2,
+                _ => compute_bytes,
             },
             micro_batch: p.micro_batch() as u64,
             seq_len: data.seq_len as u64,
