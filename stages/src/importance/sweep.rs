@@ -300,7 +300,10 @@ fn window_reuse<B: Backend>(
     let l = blocks.len();
     let mut base = model.embed(tokens);
     let mut active: Vec<(Variant, Tensor<B, 3>)> = Vec::new();
-    for (j, block) in blocks.iter().enumerate() {
+    for (j, stored) in blocks.iter().enumerate() {
+        // Every stream of this step runs the same block: widen a bf16-resident block once
+        // here (an f32 one is shared as is) rather than once per stream and thread.
+        let block = &widened_block(model, stored)?;
         let (variants, states): (Vec<Variant>, Vec<Tensor<B, 3>>) =
             std::mem::take(&mut active).into_iter().unzip();
         let mut streams = Vec::with_capacity(states.len() + 1);
@@ -388,6 +391,12 @@ fn window_naive<B: Backend>(
         tick();
     }
     Ok(())
+}
+
+/// `block` with its weights in f32: the same tensors when they already are (no copy),
+/// a widened copy of a half-precision (resident bf16) block.
+fn widened_block<B: Backend>(model: &Llama<B>, block: &Block<B>) -> Result<Block<B>> {
+    Ok(mean_block(&model.config(), &[block])?)
 }
 
 /// The mean of blocks `j` and `j + 1` (in f32), built when a sweep step needs it and

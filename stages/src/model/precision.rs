@@ -59,8 +59,8 @@ pub fn matmul_widened<B: Backend>(
     }
 }
 
-/// Weight elements widened at once by [`head_widened`] (64 MiB of f32).
-pub const HEAD_CHUNK: usize = 1 << 24;
+/// Weight elements widened at once by [`head_widened`] (16 MiB of f32).
+pub const HEAD_CHUNK: usize = 1 << 22;
 
 /// `x · w` for the output head (`w` `[hidden, vocab]` in another dtype than `x`), in
 /// blocks of vocabulary columns of at most `chunk` weight elements: a 32k–150k-token
