@@ -117,10 +117,16 @@ fn perplexity(
 }
 
 fn inspect(path: &Path) -> Result<(), ModelError> {
-    let config = if model::import::is_gguf(path) {
-        model::gguf::GgufFile::open(path)?.config()?
+    // Opening checks that every tensor's data lies inside its file.
+    let (config, tensors) = if model::import::is_gguf(path) {
+        let gguf = model::gguf::GgufFile::open(path)?;
+        (gguf.config()?, gguf.tensors.len())
     } else {
-        model::LlamaConfig::from_file(&path.join("config.json"))?
+        let weights = model::safetensors_io::SafetensorsCheckpoint::open(path)?;
+        (
+            model::LlamaConfig::from_file(&path.join("config.json"))?,
+            weights.names().len(),
+        )
     };
     let total = crate::model_kinds::parameter_count(&config);
     let per_block = {
@@ -131,6 +137,7 @@ fn inspect(path: &Path) -> Result<(), ModelError> {
         crate::model_kinds::parameter_count(&one) - crate::model_kinds::parameter_count(&none)
     };
     println!("model       {}", path.display());
+    println!("tensors     {tensors}");
     println!("blocks      {}", config.num_hidden_layers);
     println!(
         "hidden      {} (heads {}, kv heads {}, head dim {})",

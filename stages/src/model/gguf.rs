@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
@@ -46,7 +47,7 @@ pub enum GgufValue {
     /// UTF-8 string
     String(String),
     /// Array of values
-    Array(Vec<GgufValue>),
+    Array(GgufArray),
     /// u64
     U64(u64),
     /// i64
@@ -97,9 +98,95 @@ impl GgufValue {
     }
 
     /// As an array.
-    pub fn as_array(&self) -> Option<&[GgufValue]> {
+    pub fn as_array(&self) -> Option<&GgufArray> {
         match self {
             GgufValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A metadata array, stored by element type (a `u8` array takes a byte per value, as in
+/// the file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufArray {
+    /// u8
+    U8(Vec<u8>),
+    /// i8
+    I8(Vec<i8>),
+    /// u16
+    U16(Vec<u16>),
+    /// i16
+    I16(Vec<i16>),
+    /// u32
+    U32(Vec<u32>),
+    /// i32
+    I32(Vec<i32>),
+    /// f32
+    F32(Vec<f32>),
+    /// bool
+    Bool(Vec<bool>),
+    /// UTF-8 strings
+    String(Vec<String>),
+    /// Arrays (nested at most [`MAX_ARRAY_DEPTH`] deep)
+    Array(Vec<GgufArray>),
+    /// u64
+    U64(Vec<u64>),
+    /// i64
+    I64(Vec<i64>),
+    /// f64
+    F64(Vec<f64>),
+}
+
+/// How deep metadata arrays may nest (llama.cpp writes none nested).
+pub const MAX_ARRAY_DEPTH: usize = 8;
+/// GGML_MAX_DIMS: a tensor has at most this many dims.
+pub const MAX_DIMS: usize = 4;
+
+impl GgufArray {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            GgufArray::U8(v) => v.len(),
+            GgufArray::I8(v) => v.len(),
+            GgufArray::U16(v) => v.len(),
+            GgufArray::I16(v) => v.len(),
+            GgufArray::U32(v) => v.len(),
+            GgufArray::I32(v) => v.len(),
+            GgufArray::F32(v) => v.len(),
+            GgufArray::Bool(v) => v.len(),
+            GgufArray::String(v) => v.len(),
+            GgufArray::Array(v) => v.len(),
+            GgufArray::U64(v) => v.len(),
+            GgufArray::I64(v) => v.len(),
+            GgufArray::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The strings, if it is a string array.
+    pub fn as_strings(&self) -> Option<&[String]> {
+        match self {
+            GgufArray::String(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Element `i` as an unsigned integer, if it is a non-negative integer.
+    pub fn u64_at(&self, i: usize) -> Option<u64> {
+        match self {
+            GgufArray::U8(v) => v.get(i).map(|&x| x as u64),
+            GgufArray::U16(v) => v.get(i).map(|&x| x as u64),
+            GgufArray::U32(v) => v.get(i).map(|&x| x as u64),
+            GgufArray::U64(v) => v.get(i).copied(),
+            GgufArray::I8(v) => v.get(i).and_then(|&x| u64::try_from(x).ok()),
+            GgufArray::I16(v) => v.get(i).and_then(|&x| u64::try_from(x).ok()),
+            GgufArray::I32(v) => v.get(i).and_then(|&x| u64::try_from(x).ok()),
+            GgufArray::I64(v) => v.get(i).and_then(|&x| u64::try_from(x).ok()),
             _ => None,
         }
     }
@@ -190,9 +277,37 @@ impl GgufTensorInfo {
         self.dims.iter().rev().copied().collect()
     }
 
-    /// Number of values.
+    /// Number of values (dims are checked by [`GgufFile::open`] not to overflow).
     pub fn len(&self) -> usize {
         self.dims.iter().product()
+    }
+
+    /// Bytes `data_start + offset ..` the tensor's end, `None` for a type whose block
+    /// layout is unknown; an error when the size overflows or is not a whole number of
+    /// blocks.
+    fn data_range(&self, data_start: usize) -> std::result::Result<Option<Range<usize>>, String> {
+        let n = self
+            .dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| format!("dims {:?} overflow", self.dims))?;
+        let Some((per_block, block_bytes)) = self.ggml_type.block_layout() else {
+            return Ok(None);
+        };
+        if !n.is_multiple_of(per_block) {
+            return Err(format!(
+                "{n} values, not a multiple of the {per_block}-value {} block",
+                self.ggml_type.name()
+            ));
+        }
+        let start = data_start.checked_add(self.offset);
+        let end = (n / per_block)
+            .checked_mul(block_bytes)
+            .and_then(|size| start?.checked_add(size));
+        match (start, end) {
+            (Some(start), Some(end)) => Ok(Some(start..end)),
+            _ => Err(format!("offset {} + {n} values overflows", self.offset)),
+        }
     }
 
     /// Whether the tensor has no values.
@@ -219,17 +334,15 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn err(&self, message: impl std::fmt::Display) -> ModelError {
+        ModelError::format(self.path, format!("{message} (at byte {})", self.pos))
+    }
     fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| {
-                ModelError::format(
-                    self.path,
-                    format!("truncated GGUF header at byte {}", self.pos),
-                )
-            })?;
+            .ok_or_else(|| self.err(format!("truncated GGUF header: {n} more bytes needed")))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -245,17 +358,71 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.arr()?))
     }
+    /// A u64 that must be at most the file's size.
     fn len(&mut self) -> Result<usize> {
         let n = self.u64()?;
         usize::try_from(n)
             .ok()
             .filter(|&n| n <= self.buf.len())
-            .ok_or_else(|| {
-                ModelError::format(
-                    self.path,
-                    format!("implausible length {n} at byte {}", self.pos),
-                )
-            })
+            .ok_or_else(|| self.err(format!("implausible length {n}")))
+    }
+    /// `n` items of at least `min_bytes` each fit in what is left of the file (checked
+    /// before allocating for them).
+    fn fits(&self, what: &str, n: usize, min_bytes: usize) -> Result<()> {
+        let left = self.buf.len() - self.pos;
+        match n.checked_mul(min_bytes) {
+            Some(b) if b <= left => Ok(()),
+            _ => Err(self.err(format!(
+                "{what}: {n} items of at least {min_bytes} bytes do not fit in the {left} bytes left"
+            ))),
+        }
+    }
+    /// `n` fixed-size values, read as one slice.
+    fn values<T, const N: usize>(&mut self, n: usize, f: fn([u8; N]) -> T) -> Result<Vec<T>> {
+        self.fits("array", n, N)?;
+        let b = self.bytes(n * N)?;
+        Ok(b.chunks_exact(N)
+            .map(|c| f(c.try_into().expect("chunks_exact")))
+            .collect())
+    }
+    fn array(&mut self, depth: usize) -> Result<GgufArray> {
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(self.err(format!(
+                "metadata arrays nested more than {MAX_ARRAY_DEPTH} deep"
+            )));
+        }
+        let item_ty = self.u32()?;
+        let n = self.len()?;
+        Ok(match item_ty {
+            0 => GgufArray::U8(self.values(n, |[b]: [u8; 1]| b)?),
+            1 => GgufArray::I8(self.values(n, |[b]: [u8; 1]| b as i8)?),
+            2 => GgufArray::U16(self.values(n, u16::from_le_bytes)?),
+            3 => GgufArray::I16(self.values(n, i16::from_le_bytes)?),
+            4 => GgufArray::U32(self.values(n, u32::from_le_bytes)?),
+            5 => GgufArray::I32(self.values(n, i32::from_le_bytes)?),
+            6 => GgufArray::F32(self.values(n, f32::from_le_bytes)?),
+            7 => GgufArray::Bool(self.values(n, |[b]: [u8; 1]| b != 0)?),
+            8 => {
+                self.fits("string array", n, 8)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.string()?);
+                }
+                GgufArray::String(v)
+            }
+            9 => {
+                self.fits("array of arrays", n, 12)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.array(depth + 1)?);
+                }
+                GgufArray::Array(v)
+            }
+            10 => GgufArray::U64(self.values(n, u64::from_le_bytes)?),
+            11 => GgufArray::I64(self.values(n, i64::from_le_bytes)?),
+            12 => GgufArray::F64(self.values(n, f64::from_le_bytes)?),
+            other => return Err(self.err(format!("unknown GGUF array item type {other}"))),
+        })
     }
     fn string(&mut self) -> Result<String> {
         let n = self.len()?;
@@ -274,24 +441,11 @@ impl<'a> Reader<'a> {
             6 => GgufValue::F32(f32::from_le_bytes(self.arr()?)),
             7 => GgufValue::Bool(self.arr::<1>()?[0] != 0),
             8 => GgufValue::String(self.string()?),
-            9 => {
-                let item_ty = self.u32()?;
-                let n = self.len()?;
-                let mut items = Vec::with_capacity(n.min(1 << 20));
-                for _ in 0..n {
-                    items.push(self.value(item_ty)?);
-                }
-                GgufValue::Array(items)
-            }
+            9 => GgufValue::Array(self.array(0)?),
             10 => GgufValue::U64(self.u64()?),
             11 => GgufValue::I64(i64::from_le_bytes(self.arr()?)),
             12 => GgufValue::F64(f64::from_le_bytes(self.arr()?)),
-            other => {
-                return Err(ModelError::format(
-                    self.path,
-                    format!("unknown GGUF value type {other} at byte {}", self.pos),
-                ));
-            }
+            other => return Err(self.err(format!("unknown GGUF value type {other}"))),
         })
     }
 }
@@ -322,17 +476,31 @@ impl GgufFile {
         }
         let n_tensors = r.len()?;
         let n_kv = r.len()?;
+        // Smallest key/value: empty key (8), type (4), one byte; smallest tensor: empty
+        // name (8), n_dims (4), type (4), offset (8).
+        r.fits("metadata key/values", n_kv, 13)?;
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let key = r.string()?;
             let ty = r.u32()?;
-            let value = r.value(ty)?;
+            let value = r.value(ty).map_err(|e| match e {
+                ModelError::Format { file, message } => {
+                    ModelError::format(file, format!("metadata `{key}`: {message}"))
+                }
+                other => other,
+            })?;
             metadata.insert(key, value);
         }
-        let mut tensors = HashMap::new();
+        r.fits("tensor descriptors", n_tensors, 24)?;
+        let mut tensors = HashMap::with_capacity(n_tensors);
         for _ in 0..n_tensors {
             let name = r.string()?;
             let n_dims = r.u32()? as usize;
+            if n_dims > MAX_DIMS {
+                return Err(r.err(format!(
+                    "tensor `{name}` has {n_dims} dims (at most {MAX_DIMS})"
+                )));
+            }
             let mut dims = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
                 dims.push(r.len()?);
@@ -348,12 +516,38 @@ impl GgufFile {
                 },
             );
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(GgufValue::as_u64)
-            .unwrap_or(32)
-            .max(1) as usize;
+        let alignment = match metadata.get("general.alignment") {
+            None => 32,
+            Some(v) => v
+                .as_u64()
+                .filter(|a| a.is_power_of_two() && *a <= 1 << 30)
+                .ok_or_else(|| {
+                    ModelError::format(
+                        path,
+                        format!("`general.alignment` is {v:?}, not a power of two up to 2^30"),
+                    )
+                })? as usize,
+        };
+        // r.pos <= file length, alignment <= 2^30: no overflow.
         let data_start = r.pos.div_ceil(alignment) * alignment;
+        for (name, info) in &tensors {
+            let range = info
+                .data_range(data_start)
+                .map_err(|why| ModelError::format(path, format!("tensor `{name}`: {why}")))?;
+            if let Some(range) = range
+                && range.end > mmap.len()
+            {
+                return Err(ModelError::format(
+                    path,
+                    format!(
+                        "tensor `{name}`: data at bytes {}..{} lies outside the file ({} bytes; truncated?)",
+                        range.start,
+                        range.end,
+                        mmap.len()
+                    ),
+                ));
+            }
+        }
         let path = path.to_path_buf();
         Ok(GgufFile {
             path,
@@ -390,34 +584,24 @@ impl GgufFile {
         let Some(info) = self.tensors.get(name) else {
             return Ok(None);
         };
-        let n = info.len();
-        let (per_block, block_bytes) =
-            info.ggml_type
-                .block_layout()
-                .ok_or_else(|| ModelError::UnsupportedDtype {
-                    file: self.path.clone(),
-                    name: name.to_string(),
-                    dtype: info.ggml_type.name(),
-                })?;
-        if !n.is_multiple_of(per_block) {
-            return Err(ModelError::format(
-                &self.path,
-                format!(
-                    "tensor `{name}` has {n} values, not a multiple of the {per_block}-value block"
-                ),
-            ));
-        }
-        let size = n / per_block * block_bytes;
-        let start = self.data_start + info.offset;
-        let bytes = self.mmap.get(start..start + size).ok_or_else(|| {
-            ModelError::format(&self.path, format!("tensor `{name}` lies outside the file"))
-        })?;
-        let values =
-            dequantize(info.ggml_type, bytes, n).ok_or_else(|| ModelError::UnsupportedDtype {
+        let unsupported = || ModelError::UnsupportedDtype {
+            file: self.path.clone(),
+            name: name.to_string(),
+            dtype: info.ggml_type.name(),
+        };
+        let range = info
+            .data_range(self.data_start)
+            .map_err(|why| ModelError::format(&self.path, format!("tensor `{name}`: {why}")))?
+            .ok_or_else(unsupported)?;
+        // open() checked that the range lies inside the file.
+        let bytes = &self.mmap[range];
+        let values = dequantize(info.ggml_type, bytes, info.len()).ok_or_else(|| {
+            ModelError::UnsupportedDtype {
                 file: self.path.clone(),
                 name: name.to_string(),
                 dtype: info.ggml_type.name(),
-            })?;
+            }
+        })?;
         Ok(Some((info.clone(), values)))
     }
 
@@ -443,6 +627,12 @@ impl GgufFile {
         let key = |k: &str| format!("{a}.{k}");
         let hidden = self.meta_usize(&key("embedding_length"))?;
         let heads = self.meta_usize(&key("attention.head_count"))?;
+        if heads == 0 {
+            return Err(ModelError::format(
+                &self.path,
+                format!("`{a}.attention.head_count` is 0"),
+            ));
+        }
         let kv_heads = self
             .meta(&key("attention.head_count_kv"))
             .and_then(GgufValue::as_u64)
@@ -452,7 +642,7 @@ impl GgufFile {
             None => self
                 .meta("tokenizer.ggml.tokens")
                 .and_then(GgufValue::as_array)
-                .map(<[GgufValue]>::len)
+                .map(GgufArray::len)
                 .ok_or_else(|| {
                     ModelError::format(
                         &self.path,
@@ -496,6 +686,56 @@ impl GgufFile {
                 .and_then(GgufValue::as_u64)
                 .map(|v| TokenIds::One(v as u32))
         };
+        // The model is allocated from these sizes before a tensor is read: they must be
+        // those of the tensors in the file.
+        let layers = self.meta_usize(&key("block_count"))?;
+        let in_file: std::collections::BTreeSet<usize> = self
+            .tensors
+            .keys()
+            .filter_map(|n| n.strip_prefix("blk.")?.split_once('.')?.0.parse().ok())
+            .collect();
+        if in_file.len() != layers || in_file.last().is_some_and(|&l| l + 1 != layers) {
+            return Err(ModelError::format(
+                &self.path,
+                format!(
+                    "`{a}.block_count` is {layers} but the file has tensors of {} blocks (`blk.N.*`)",
+                    in_file.len()
+                ),
+            ));
+        }
+        let intermediate = self.meta_usize(&key("feed_forward_length"))?;
+        let q_width = heads.saturating_mul(head_dim.unwrap_or(hidden / heads));
+        let mut expected = vec![(
+            "token_embd.weight",
+            [hidden, vocab],
+            "embedding_length, vocab size",
+        )];
+        if layers > 0 {
+            expected.push((
+                "blk.0.ffn_up.weight",
+                [hidden, intermediate],
+                "embedding_length, feed_forward_length",
+            ));
+            expected.push((
+                "blk.0.attn_q.weight",
+                [hidden, q_width],
+                "embedding_length, head_count x head dim",
+            ));
+        }
+        for (name, dims, what) in expected {
+            match self.tensors.get(name) {
+                Some(t) if t.dims == dims => {}
+                other => {
+                    return Err(ModelError::format(
+                        &self.path,
+                        format!(
+                            "`{name}` should have GGUF dims {dims:?} ({what} from the metadata), found {:?}",
+                            other.map(|t| &t.dims)
+                        ),
+                    ));
+                }
+            }
+        }
         let mut extra = Map::new();
         extra.insert("architectures".into(), json!(["LlamaForCausalLM"]));
         extra.insert("model_type".into(), json!("llama"));
@@ -508,8 +748,8 @@ impl GgufFile {
         let config = LlamaConfig {
             vocab_size: vocab,
             hidden_size: hidden,
-            intermediate_size: self.meta_usize(&key("feed_forward_length"))?,
-            num_hidden_layers: self.meta_usize(&key("block_count"))?,
+            intermediate_size: intermediate,
+            num_hidden_layers: layers,
             num_attention_heads: heads,
             num_key_value_heads: Some(kv_heads),
             head_dim,
@@ -569,27 +809,22 @@ impl GgufFile {
                 self.path.display()
             )));
         }
-        let strings = |key: &str| -> Result<Vec<String>> {
+        let strings = |key: &str| -> Result<&[String]> {
             self.meta(key)
-                .and_then(GgufValue::as_array)
                 .ok_or_else(|| {
                     ModelError::format(&self.path, format!("metadata `{key}` is missing"))
                 })?
-                .iter()
-                .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
-                        ModelError::format(&self.path, format!("`{key}` holds a non-string"))
-                    })
+                .as_array()
+                .and_then(GgufArray::as_strings)
+                .ok_or_else(|| {
+                    ModelError::format(&self.path, format!("`{key}` is not an array of strings"))
                 })
-                .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges = strings("tokenizer.ggml.merges")?;
-        let types: Vec<u64> = self
+        let types = self
             .meta("tokenizer.ggml.token_type")
-            .and_then(GgufValue::as_array)
-            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
-            .unwrap_or_else(|| vec![1; tokens.len()]);
+            .and_then(GgufValue::as_array);
         let pre = self
             .meta("tokenizer.ggml.pre")
             .and_then(GgufValue::as_str)
@@ -625,7 +860,7 @@ impl GgufFile {
         for (id, tok) in tokens.iter().enumerate() {
             vocab.insert(tok.clone(), json!(id));
             // 3 = control, 4 = user-defined: matched whole, before BPE.
-            let ty = types.get(id).copied().unwrap_or(1);
+            let ty = types.and_then(|t| t.u64_at(id)).unwrap_or(1);
             if ty == 3 || ty == 4 {
                 added.push(
                     json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
