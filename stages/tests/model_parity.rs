@@ -275,3 +275,35 @@ fn bf16_weights_held_resident_give_the_f32_paths_logits_bit_for_bit() {
         burn::tensor::DType::F32
     );
 }
+
+#[test]
+fn import_streams_the_checkpoint_unchanged_and_refuses_a_broken_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture().join(f), src.join(f)).unwrap();
+    }
+    // Without a tokenizer: every tensor arrives byte for byte.
+    let out = dir.path().join("out");
+    slayer_stages::model::import_to_dir(&src, &out).unwrap();
+    let (a, b) = (
+        SafetensorsCheckpoint::open(&src).unwrap(),
+        SafetensorsCheckpoint::open(&out).unwrap(),
+    );
+    assert_eq!(a.names(), b.names());
+    for name in a.names() {
+        let (x, y) = (a.tensor(&name).unwrap(), b.tensor(&name).unwrap());
+        assert!(x == y, "{name} changed on import");
+    }
+    // A tokenizer.json that is not one fails the import and names the file.
+    std::fs::write(src.join("tokenizer.json"), "{\"not\": \"a tokenizer\"}").unwrap();
+    let err = slayer_stages::model::import_to_dir(&src, &dir.path().join("bad"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+    assert!(
+        !dir.path().join("bad/model.safetensors").exists(),
+        "nothing written"
+    );
+}
