@@ -5,7 +5,7 @@
 //!
 //! Modules: [`hash`] (what a hash covers), `stat_cache` (skipping unchanged files),
 //! `store` ([`Store`], the directory layout), `publish` (the commit protocol), `record`
-//! ([`RunRecord`]), `lock` ([`StageLock`]), `lease` ([`Lease`]: what live runs use), `gc`, `verify`, `error` ([`CacheError`]).
+//! ([`RunRecord`]), `lock` ([`StageLock`]), `lease` ([`Lease`]: what live runs use), `remote` ([`RemoteCache`]), `gc`, `verify`, `error` ([`CacheError`]).
 
 mod error;
 mod fsutil;
@@ -15,6 +15,7 @@ mod lease;
 mod lock;
 mod publish;
 mod record;
+mod remote;
 mod stat_cache;
 mod store;
 mod verify;
@@ -24,6 +25,7 @@ pub use gc::GcReport;
 pub use hash::ContentHash;
 pub use lease::Lease;
 pub use lock::{LockHolder, StageLock};
+pub use remote::{RemoteCache, RemoteError};
 pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, host_name, now_rfc3339};
 pub use store::{OutputState, Store};
 pub use verify::{RepairReport, VerifyReport};
