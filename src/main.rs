@@ -45,7 +45,15 @@ enum Cmd {
         /// Print nothing but errors
         #[arg(long, short)]
         quiet: bool,
+        /// Where stages run: `local` (each in a child process of its own), `slurm` (each
+        /// a Slurm job; settings in slayer.toml's [executor.slurm]) or `inline` (threads
+        /// of this process). Default: slayer.toml's [executor] kind, else `local`
+        #[arg(long)]
+        executor: Option<String>,
     },
+    /// Runs one stage attempt from a job spec (the executors' entry point)
+    #[command(name = "__instance", hide = true)]
+    Instance { spec: PathBuf },
     /// Per stage: cached, stale or missing, and why
     Status {
         manifest: Option<PathBuf>,
@@ -160,23 +168,43 @@ fn main() -> ExitCode {
             keep_going,
             dry_run,
             quiet,
+            executor,
         } => {
-            let args = commands::RunArgs {
-                jobs,
-                only,
-                force,
-                keep_going,
-                dry_run,
-                quiet,
-            };
+            slayer_engine::interrupt::install();
             let manifest = default_manifest(manifest);
-            commands::run(&manifest, &registry, &args).and_then(|()| {
-                if args.dry_run || args.quiet {
-                    Ok(())
-                } else {
-                    slayer_stages::report::command::print_stage_reports(&manifest, &registry)
-                }
-            })
+            std::env::current_exe()
+                .map_err(|e| {
+                    slayer_engine::EngineError::Failed(format!(
+                        "cannot find the slayer binary: {e}"
+                    ))
+                })
+                .and_then(|program| {
+                    let args = commands::RunArgs {
+                        jobs,
+                        only,
+                        force,
+                        keep_going,
+                        dry_run,
+                        quiet,
+                        executor,
+                        program,
+                    };
+                    commands::run(&manifest, &registry, &args).map(|()| args)
+                })
+                .and_then(|args| {
+                    if args.dry_run || args.quiet {
+                        Ok(())
+                    } else {
+                        slayer_stages::report::command::print_stage_reports(&manifest, &registry)
+                    }
+                })
+        }
+        Cmd::Instance { spec } => {
+            slayer_engine::interrupt::die_with_group_on_term();
+            let progress = slayer_engine::child::progress_to_stdout();
+            return ExitCode::from(
+                slayer_engine::job::run_job_file(&registry, &spec, progress) as u8
+            );
         }
         Cmd::Status { manifest, json } => {
             commands::status(&default_manifest(manifest), &registry, json)

@@ -24,7 +24,7 @@ pub(crate) fn unique_suffix() -> String {
 /// Writes `bytes` to `path` atomically: a sibling temp file is written, fsynced and
 /// renamed over `path`, then the directory is fsynced so the rename itself is durable.
 /// A reader sees the old content or the new, never a prefix.
-pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

@@ -21,11 +21,12 @@ mod store;
 mod verify;
 
 pub use error::CacheError;
+pub use fsutil::atomic_write;
 pub use gc::GcReport;
 pub use hash::ContentHash;
 pub use lease::Lease;
 pub use lock::{LockHolder, StageLock};
-pub use remote::{RemoteCache, RemoteError};
 pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, host_name, now_rfc3339};
+pub use remote::{RemoteCache, RemoteError};
 pub use store::{OutputState, Store};
 pub use verify::{RepairReport, VerifyReport};

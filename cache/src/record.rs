@@ -43,6 +43,10 @@ pub struct RunRecord {
     pub git_revision: Option<String>,
     /// Log path relative to the store root.
     pub log: Option<String>,
+    /// The batch job that produced it, when a scheduler ran it: `scheduler` (`slurm`),
+    /// `job_id`, `node`, `partition`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub job: BTreeMap<String, String>,
 }
 
 /// One input of a run.

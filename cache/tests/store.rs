@@ -74,6 +74,7 @@ fn record(fingerprint: &str) -> RunRecord {
         slayer_version: "0.1.0".to_string(),
         git_revision: None,
         log: None,
+        job: Default::default(),
     }
 }
 

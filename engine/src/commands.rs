@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use slayer_cache::Store;
 
 use crate::error::EngineError;
-use crate::executor::{self, Outcome, RunOptions};
+use crate::executor::{self, Isolation, Outcome, RunOptions};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, State};
 use crate::stage::{Logger, Progress, Registry, StageContext, StageInput};
@@ -82,6 +82,42 @@ pub struct RunArgs {
     pub keep_going: bool,
     pub dry_run: bool,
     pub quiet: bool,
+    /// `local`, `slurm` or `inline`; `None`: the workspace's `[executor] kind`, else local.
+    pub executor: Option<String>,
+    /// The slayer binary that child processes and jobs run.
+    pub program: PathBuf,
+}
+
+/// How `slayer run` runs its stages, from `--executor` and the workspace's config.
+fn isolation(manifest: &Path, args: &RunArgs) -> Result<Isolation, EngineError> {
+    let workspace = workspace_for(manifest);
+    let section = crate::slurm::ExecutorSection::load(&workspace).map_err(EngineError::Invalid)?;
+    let kind = args
+        .executor
+        .clone()
+        .or(section.kind.clone())
+        .unwrap_or_else(|| "local".into());
+    Ok(match kind.as_str() {
+        "local" => Isolation::ChildProcess {
+            program: args.program.clone(),
+        },
+        "inline" => Isolation::InProcess,
+        "slurm" => {
+            let config = section.slurm.unwrap_or_default();
+            Isolation::Slurm {
+                program: config
+                    .slayer
+                    .clone()
+                    .unwrap_or_else(|| args.program.clone()),
+                config,
+            }
+        }
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "unknown executor `{other}`: expected `local`, `slurm` or `inline`"
+            )));
+        }
+    })
 }
 
 /// `slayer run`: plan or execute; Err when a stage failed.
@@ -94,7 +130,13 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         Some(select(&pipeline, &args.only)?)
     };
     if args.dry_run {
-        return dry_run(&pipeline, &store, &force, only.as_deref());
+        return dry_run(
+            &pipeline,
+            &store,
+            &force,
+            only.as_deref(),
+            &isolation(manifest, args)?,
+        );
     }
     let opts = RunOptions {
         jobs: args.jobs,
@@ -103,6 +145,7 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         only,
         gpus: 0,
         quiet: args.quiet,
+        isolation: isolation(manifest, args)?,
     };
     let results = executor::execute(&pipeline, &store, &opts)?;
     let failed = results
@@ -120,6 +163,9 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
     if !args.quiet {
         println!("{ran} ran, {cached} cached, {failed} failed");
     }
+    if crate::interrupt::requested() {
+        return Err(EngineError::Interrupted);
+    }
     if failed > 0 {
         return Err(EngineError::StagesFailed { failed });
     }
@@ -131,6 +177,7 @@ fn dry_run(
     store: &Store,
     force: &BTreeSet<usize>,
     only: Option<&[usize]>,
+    isolation: &Isolation,
 ) -> Result<(), EngineError> {
     let statuses = plan::plan(pipeline, store, force)?;
     let keep: BTreeSet<usize> = match only {
@@ -152,11 +199,12 @@ fn dry_run(
             .iter()
             .map(|d| pipeline.instances[*d].name.as_str())
             .collect();
-        let action = if s.state == State::Cached {
-            "cached".to_string()
-        } else {
+        let runs = s.state != State::Cached;
+        let action = if runs {
             would_run += 1;
             format!("would run: {}", s.reason)
+        } else {
+            "cached".to_string()
         };
         println!(
             "  {:<40} {:<16} {}{}",
@@ -169,8 +217,44 @@ fn dry_run(
                 format!("  <- {}", deps.join(", "))
             }
         );
+        if runs && let Isolation::Slurm { program, config } = isolation {
+            print_job_script(pipeline, store, inst, s, program, config)?;
+        }
     }
     println!("{would_run} would run (dry run: nothing was executed)");
+    Ok(())
+}
+
+/// The batch script a Slurm run would submit for `inst` (paths of the attempt's private
+/// dir shown as `<fingerprint>-<attempt>`, which only the run creates).
+fn print_job_script(
+    pipeline: &Pipeline,
+    store: &Store,
+    inst: &crate::pipeline::Instance,
+    status: &plan::StageStatus,
+    program: &Path,
+    config: &crate::slurm::SlurmConfig,
+) -> Result<(), EngineError> {
+    let fp = status
+        .fingerprint
+        .clone()
+        .unwrap_or_else(|| "FINGERPRINT".into());
+    let job_dir = store.root().join("tmp").join(format!("{fp}-<attempt>"));
+    let script = crate::slurm::JobScript {
+        config,
+        resources: &inst.resources,
+        stage: &inst.name,
+        program,
+        spec: &job_dir.join(crate::job::SPEC_FILE),
+        log: &store.log_path(&fp),
+        slurm_out: &job_dir.join("slurm.out"),
+        work_dir: &pipeline.manifest.dir,
+    }
+    .render()
+    .map_err(|e| EngineError::Invalid(format!("stage `{}`: {e}", inst.name)))?;
+    for line in script.lines() {
+        println!("      | {line}");
+    }
     Ok(())
 }
 

@@ -157,6 +157,9 @@ pub enum EngineError {
     Failed(String),
     #[error("{failed} stage(s) failed")]
     StagesFailed { failed: usize },
+    /// Stopped by SIGINT/SIGTERM: running stages were killed, nothing half-done published.
+    #[error("interrupted: running stages were stopped; no unfinished result was recorded")]
+    Interrupted,
 }
 
 fn suggestion_suffix(s: &Option<String>) -> String {
@@ -173,6 +176,7 @@ impl EngineError {
             | EngineError::UnknownStage { .. }
             | EngineError::UnknownKind { .. }
             | EngineError::Invalid(_) => 2,
+            EngineError::Interrupted => 130,
             _ => 1,
         }
     }

@@ -11,17 +11,18 @@
 //! without `--keep-going`, stops launching new instances.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
 use slayer_cache::{InputRecord, Lease, RunRecord, Store};
 
 use crate::error::EngineError;
+use crate::job::{self, JobSpec};
 use crate::pipeline::{InputRef, Pipeline};
 use crate::plan::{self, InputHashes};
 use crate::progress::Ui;
-use crate::stage::{Logger, StageContext, StageInput};
+use crate::stage::Logger;
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +36,29 @@ pub struct RunOptions {
     /// GPUs available to the scheduler.
     pub gpus: usize,
     pub quiet: bool,
+    pub isolation: Isolation,
+}
+
+/// Where an attempt at an instance runs.
+#[derive(Clone, Debug, Default)]
+pub enum Isolation {
+    /// As a thread of this process (the engine's own tests, `--executor inline`).
+    #[default]
+    InProcess,
+    /// In a child process of its own, `program __instance SPEC` (see [`crate::child`]).
+    ChildProcess { program: PathBuf },
+    /// As a Slurm job running `program __instance SPEC` on a node (see [`crate::slurm`]);
+    /// `--jobs` is then the most jobs in the queue at once.
+    Slurm {
+        program: PathBuf,
+        config: crate::slurm::SlurmConfig,
+    },
+}
+
+impl Isolation {
+    fn is_batch(&self) -> bool {
+        matches!(self, Isolation::Slurm { .. })
+    }
 }
 
 /// What happened to one instance.
@@ -126,11 +150,19 @@ pub fn execute(
     };
     let facts = run_facts(pipeline);
     let lease = store.lease()?;
-    let jobs = if opts.jobs == 0 {
-        facts.cores
-    } else {
-        opts.jobs
+    let batch = opts.isolation.is_batch();
+    let jobs = match opts.jobs {
+        // A cluster queue is not bounded by this machine's cores.
+        0 if batch => 256,
+        0 => facts.cores,
+        n => n,
     };
+    let tracker = crate::slurm::Tracker::new(match &opts.isolation {
+        Isolation::Slurm { config, .. } => {
+            std::time::Duration::from_millis(config.poll_ms.unwrap_or(500).max(50))
+        }
+        _ => std::time::Duration::from_millis(500),
+    });
     let ui = Ui::new(opts.quiet);
     let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Pending).collect();
     let mut results = Vec::new();
@@ -142,6 +174,9 @@ pub fn execute(
         let mut threads_used = 0usize;
         let mut gpus_used = 0usize;
         loop {
+            if crate::interrupt::requested() {
+                stop = true;
+            }
             // Launch what is ready and fits.
             if !stop {
                 for i in selected.iter().copied() {
@@ -158,6 +193,7 @@ pub fn execute(
                     }
                     let want = threads_for(inst.threads, facts.cores);
                     let fits = running == 0
+                        || batch
                         || (threads_used + want <= facts.cores
                             && gpus_used + inst.gpus <= opts.gpus);
                     if !fits {
@@ -176,11 +212,21 @@ pub fn execute(
                     threads_used += want;
                     gpus_used += inst.gpus;
                     let tx = tx.clone();
-                    let (ui, facts, lease) = (&ui, &facts, &lease);
+                    let (ui, facts, lease, tracker) = (&ui, &facts, &lease, &tracker);
                     let forced = opts.force.contains(&i);
                     scope.spawn(move || {
                         let (result, record) = run_instance(
-                            pipeline, store, lease, i, &upstream, forced, want, ui, facts,
+                            pipeline,
+                            store,
+                            lease,
+                            i,
+                            &upstream,
+                            forced,
+                            want,
+                            ui,
+                            facts,
+                            &opts.isolation,
+                            tracker,
                         );
                         let _ = tx.send((i, result, record));
                     });
@@ -275,6 +321,8 @@ fn run_instance(
     threads: usize,
     ui: &Ui,
     facts: &RunFacts,
+    isolation: &Isolation,
+    tracker: &crate::slurm::Tracker,
 ) -> (StageResult, Option<RunRecord>) {
     let inst = &pipeline.instances[i];
     let mut result = StageResult {
@@ -336,59 +384,73 @@ fn run_instance(
             inst.name,
             inst.kind.kind()
         ));
-        let ctx = StageContext {
-            stage: inst.name.clone(),
+        let spec = JobSpec {
+            workspace: store.root().parent().unwrap_or(store.root()).to_path_buf(),
             inputs: stage_inputs(pipeline, inst, store, upstream),
-            out_dir: staging.clone(),
+            outputs: inst
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), o.path.clone()))
+                .collect(),
+            staging,
+            scratch,
             work_dir: pipeline.manifest.dir.clone(),
-            scratch_dir: scratch,
+            log: log_path.clone(),
             device: inst.device.clone(),
             threads,
-            progress: bar_progress.clone(),
-            log: log.clone(),
+            record: RunRecord {
+                fingerprint: fp.clone(),
+                stage: inst.name.clone(),
+                manifest: Some(pipeline.manifest.name.clone()),
+                kind: inst.kind.kind().to_string(),
+                stage_version: inst.kind.version(),
+                params: inst.params.clone(),
+                inputs: input_records(inst, &inputs, upstream),
+                env: crate::fingerprint::env_facts(inst.kind.uses_device(), &inst.device),
+                outputs: BTreeMap::new(),
+                metrics: serde_json::Value::Null,
+                started_at: String::new(),
+                finished_at: String::new(),
+                duration_s: 0.0,
+                host: facts.host.clone(),
+                slayer_version: env!("CARGO_PKG_VERSION").to_string(),
+                git_revision: facts.git_revision.clone(),
+                log: log_path
+                    .strip_prefix(store.root())
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                job: BTreeMap::new(),
+            },
         };
-        let started_at = slayer_cache::now_rfc3339();
         let t0 = Instant::now();
-        let metrics = run_in_pool(threads, || inst.kind.run(&inst.params, &ctx));
-        let seconds = t0.elapsed().as_secs_f64();
-        let metrics = match metrics {
-            Ok(m) => m,
-            Err(msg) => {
-                log.line(format!("# failed: {msg}"));
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(msg);
+        let record = match isolation {
+            Isolation::InProcess => {
+                job::run_job(inst.kind.as_ref(), &spec, store, bar_progress.clone())
             }
-        };
-        let outputs: BTreeMap<String, String> = inst
-            .outputs
-            .iter()
-            .map(|o| (o.name.clone(), o.path.clone()))
-            .collect();
-        let record = RunRecord {
-            fingerprint: fp.clone(),
-            stage: inst.name.clone(),
-            manifest: Some(pipeline.manifest.name.clone()),
-            kind: inst.kind.kind().to_string(),
-            stage_version: inst.kind.version(),
-            params: inst.params.clone(),
-            inputs: input_records(inst, &inputs, upstream),
-            env: crate::fingerprint::env_facts(inst.kind.uses_device(), &inst.device),
-            outputs: BTreeMap::new(),
-            metrics: serde_json::Value::Object(metrics),
-            started_at,
-            finished_at: slayer_cache::now_rfc3339(),
-            duration_s: seconds,
-            host: facts.host.clone(),
-            slayer_version: env!("CARGO_PKG_VERSION").to_string(),
-            git_revision: facts.git_revision.clone(),
-            log: log_path
-                .strip_prefix(store.root())
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned()),
-        };
-        let record = store
-            .publish(&staging, &outputs, record)
-            .map_err(|e| e.to_string())?;
+            Isolation::ChildProcess { program } => {
+                let job_dir = store.staging_dir(&fp).map_err(|e| e.to_string())?;
+                let result = crate::child::run(program, &job_dir, &spec, &bar_progress);
+                let _ = std::fs::remove_dir_all(&job_dir);
+                result
+            }
+            Isolation::Slurm { program, config } => {
+                let job_dir = store.staging_dir(&fp).map_err(|e| e.to_string())?;
+                let fresh = || store.staging_dir(&fp).map_err(|e| e.to_string());
+                let result = crate::slurm::run(
+                    config,
+                    tracker,
+                    program,
+                    &job_dir,
+                    &spec,
+                    &inst.resources,
+                    &bar_progress,
+                    &fresh,
+                );
+                let _ = std::fs::remove_dir_all(&job_dir);
+                result
+            }
+        }?;
+        let seconds = t0.elapsed().as_secs_f64();
         Ok((Outcome::Ran { seconds }, record, fp))
     };
     let (outcome, record) = match attempt() {
@@ -403,39 +465,12 @@ fn run_instance(
     (result, record)
 }
 
-/// Runs a stage inside a rayon pool of `threads` (so parallel kernels respect the
-/// scheduler's budget), turning panics into failures.
-fn run_in_pool(
-    threads: usize,
-    f: impl FnOnce() -> Result<crate::stage::Metrics, crate::stage::StageError> + Send,
-) -> Result<crate::stage::Metrics, String> {
-    let guarded = move || {
-        std::panic::catch_unwind(AssertUnwindSafe(f))
-            .map_err(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                format!("panicked: {msg}")
-            })?
-            .map_err(|e| e.to_string())
-    };
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-    {
-        Ok(pool) => pool.install(guarded),
-        Err(_) => guarded(),
-    }
-}
-
 fn stage_inputs(
     pipeline: &Pipeline,
     inst: &crate::pipeline::Instance,
     store: &Store,
     upstream: &BTreeMap<usize, RunRecord>,
-) -> BTreeMap<String, StageInput> {
+) -> BTreeMap<String, Vec<(String, PathBuf)>> {
     inst.inputs
         .iter()
         .map(|(name, input)| {
@@ -452,7 +487,7 @@ fn stage_inputs(
                     })
                     .collect(),
             };
-            (name.clone(), StageInput { items })
+            (name.clone(), items)
         })
         .collect()
 }

@@ -7,17 +7,21 @@
 //! [`plan::plan`] (what is cached, and why not) or [`executor::execute`].
 
 pub mod builtin;
+pub mod child;
 pub mod commands;
 pub mod error;
 pub mod executor;
 pub mod fingerprint;
 pub mod interpolate;
+pub mod interrupt;
+pub mod job;
 pub mod lineage;
 pub mod manifest;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod schema;
+pub mod slurm;
 pub mod stage;
 pub mod suggest;
 pub mod yaml;

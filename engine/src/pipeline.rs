@@ -43,6 +43,8 @@ pub struct Instance {
     /// Threads wanted (0 = all cores).
     pub threads: usize,
     pub gpus: usize,
+    /// As declared (Slurm maps them to sbatch flags).
+    pub resources: Resources,
     /// Indices of upstream instances.
     pub deps: Vec<usize>,
 }
@@ -636,19 +638,26 @@ fn build_instance(
         ));
     }
 
-    let (threads, gpus) = match &decl.resources {
-        None => (kind.default_threads(), 0),
+    let resources = match &decl.resources {
+        None => Resources::default(),
         Some(node) => match serde_json::from_value::<Resources>(node.to_json()) {
-            Ok(r) => (r.threads.unwrap_or(kind.default_threads()), r.gpus),
+            Ok(r) => r,
             Err(e) => {
                 errors.push(Diagnostic::at(
                     &node.span,
                     format!("invalid resources: {e}"),
                 ));
-                (1, 0)
+                Resources {
+                    threads: Some(1),
+                    ..Resources::default()
+                }
             }
         },
     };
+    let (threads, gpus) = (
+        resources.threads.unwrap_or(kind.default_threads()),
+        resources.gpus,
+    );
 
     let mut inputs = BTreeMap::new();
     let mut deps = BTreeSet::new();
@@ -751,6 +760,7 @@ fn build_instance(
         device,
         threads,
         gpus,
+        resources,
         deps: deps.into_iter().collect(),
     })
 }

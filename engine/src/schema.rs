@@ -17,6 +17,8 @@ pub fn manifest_schema(registry: &Registry) -> Value {
             })
         })
         .collect();
+    let slurm = serde_json::to_value(schemars::schema_for!(crate::slurm::SlurmSettings))
+        .unwrap_or(Value::Null);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "slayer manifest",
@@ -48,7 +50,9 @@ pub fn manifest_schema(registry: &Registry) -> Value {
                         "resources": {"type": "object", "additionalProperties": false,
                                       "properties": {"threads": {"type": "integer", "minimum": 0},
                                                      "gpus": {"type": "integer", "minimum": 0},
-                                                     "memory": {"type": "string"}}}
+                                                     "memory": {"type": "string"},
+                                                     "retries": {"type": "integer", "minimum": 0},
+                                                     "slurm": slurm}}
                     },
                     "allOf": per_kind
                 }

@@ -136,7 +136,7 @@ impl OutputSpec {
 
 /// Resources a stage instance needs while it runs; the executor never runs more at
 /// once than the machine has.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU threads (default: 1 for light stages, all cores for model stages).
@@ -144,8 +144,14 @@ pub struct Resources {
     /// GPU devices.
     #[serde(default)]
     pub gpus: usize,
-    /// Memory, e.g. "4GiB" (informational for the scheduler).
+    /// Memory, e.g. "4GiB" (informational locally; `--mem` on Slurm).
     pub memory: Option<String>,
+    /// Slurm: resubmissions after a job hits TIMEOUT or is PREEMPTED (a train stage
+    /// resumes from its checkpoint).
+    #[serde(default)]
+    pub retries: u32,
+    /// Slurm settings for this stage, over the workspace's `[executor.slurm]`.
+    pub slurm: Option<crate::slurm::SlurmSettings>,
 }
 
 /// An object-safe stage kind.
