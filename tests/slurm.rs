@@ -209,9 +209,11 @@ stages:
 }
 
 #[test]
-fn a_stage_past_its_time_limit_is_reported_as_timeout() {
+fn a_stage_past_its_time_limit_is_reported_as_timeout_or_resubmitted_with_retries() {
     let _turn = one_at_a_time();
     let ws = Workspace::new();
+    // `resumable` hangs on its first attempt only (as a train stage resuming from its
+    // checkpoint finishes the second time).
     ws.write(
         "slayer.yaml",
         r#"
@@ -220,21 +222,37 @@ stages:
     kind: command
     resources: {slurm: {time: "1"}}
     with: {run: "sleep 600; echo late > $SLAYER_OUT/o", outputs: {o: o}}
+  resumable:
+    kind: command
+    resources: {retries: 1, slurm: {time: "1"}}
+    with:
+      run: "if [ -f attempted ]; then echo done > $SLAYER_OUT/o; else touch attempted; sleep 600; fi"
+      outputs: {o: o}
 "#,
     );
-    let run = slayer(&ws, &["run", "--executor", "slurm"]);
+    let run = slayer(&ws, &["run", "--executor", "slurm", "--keep-going"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
+    let failed = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED   slow: Slurm job"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(
-        run.stdout.contains("FAILED   slow: Slurm job") && run.stdout.contains("TIMEOUT"),
-        "{}",
-        run.stdout
+        failed.contains("TIMEOUT (it ran past its time limit)"),
+        "{failed}"
     );
-    // Slurm's own message lands in the stage log.
+    assert_eq!(run.ran(), set(&["resumable"]), "{}", run.stdout);
+    // Slurm's own message and the resubmission are in the stage logs.
     let logs = std::fs::read_dir(ws.path().join(".slayer/logs")).unwrap();
     let text: String = logs
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
     assert!(text.contains("DUE TO TIME LIMIT"), "{text}");
+    assert!(text.contains("TIMEOUT on"), "{text}");
+    assert!(text.contains("resubmitting (retry 1 of 1)"), "{text}");
+    let records = records(&ws);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records["resumable"]["job"]["scheduler"], "slurm");
 }
 
 #[test]

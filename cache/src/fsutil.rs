@@ -178,18 +178,3 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, 
     out.sort();
     Ok(out)
 }
-
-/// Whether process `pid` is still running. Only answerable on Linux (via /proc); elsewhere
-/// every process is assumed alive, so nothing is cleaned up by mistake.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        if Path::new("/proc/self").exists() {
-            return Path::new("/proc").join(pid.to_string()).exists();
-        }
-    }
-    true
-}

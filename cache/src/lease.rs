@@ -1,7 +1,7 @@
 //! [`Lease`]: the fingerprints one live run reads or publishes, so that a concurrent gc
 //! (of another manifest, with another keep-set) never deletes them under the run.
 //!
-//! Each run owns one lease file `locks/lease/<pid>-<n>.lease`, locked by the run for
+//! Each run owns one lease file `locks/lease/<host>-<pid>-<n>.lease`, locked by the run for
 //! its whole duration and listing one fingerprint per line. A fingerprint is appended
 //! under the store lock (shared), *before* the run looks at that fingerprint's record;
 //! gc holds the store lock exclusively while it reads the leases and deletes. So either
@@ -39,7 +39,12 @@ impl Store {
     pub fn lease(&self) -> Result<Lease, CacheError> {
         let dir = self.lease_dir();
         create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.lease", unique_suffix()));
+        // The host keeps two machines' runs with the same pid apart on a shared store.
+        let path = dir.join(format!(
+            "{}-{}.lease",
+            crate::record::host_tag(),
+            unique_suffix()
+        ));
         let (lock, _) = FileLock::acquire(&path, LockKind::Exclusive)?;
         Ok(Lease {
             lock: Mutex::new(lock),

@@ -107,6 +107,21 @@ pub(crate) fn write_record(path: &Path, record: &RunRecord) -> Result<(), CacheE
     atomic_write(path, &bytes)
 }
 
+/// This machine's name as a file-name part: `[A-Za-z0-9._-]` kept, the rest `_`.
+pub(crate) fn host_tag() -> String {
+    host_name()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 /// This machine's name: `/etc/hostname`, else `$HOSTNAME`, else `unknown`.
 pub fn host_name() -> String {
     fs::read_to_string("/etc/hostname")

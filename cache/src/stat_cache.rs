@@ -1,6 +1,8 @@
 //! The stat cache: remembers, per absolute path, the (size, mtime, inode) a file had when
 //! it was hashed, so an unchanged file is never read again. Persisted as
-//! `.slayer/cache/stat.json` (a JSON list; ~1000 entries load in about a millisecond).
+//! `.slayer/cache/stat-<host>.json` (a JSON list; ~1000 entries load in about a
+//! millisecond): one per host, since inode numbers and clocks are not comparable across
+//! the machines that share a store on NFS or Lustre.
 //!
 //! Racy entries: a file rewritten within the file system's timestamp granularity after
 //! it was hashed keeps its mtime. So an entry is trusted only once its mtime is older

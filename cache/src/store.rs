@@ -5,16 +5,16 @@
 //! ```text
 //! .slayer/
 //!   cache/objects/ab/cdef…      content-addressed files (read-only; `.x` suffix = executable)
-//!   cache/stat.json             stat cache (see stat_cache)
+//!   cache/stat-<host>.json      stat cache of one host (see stat_cache)
 //!   runs/<fp>.json              run records — the commit point of a publish
 //!   out/<fp>/…                  published outputs, hard links to objects
-//!   tmp/<fp>-<pid>-<n>/         private staging dir of one attempt
+//!   tmp/<fp>-<pid>-<n>/         private dirs of one attempt (staging, job files)
 //!   scratch/<fp>/               survives failed attempts (checkpoints); gone on publish
 //!   logs/<fp>.log               stage logs
 //!   locks/store.lock            shared by publish, exclusive for gc
 //!   locks/stage/<fp>.lock       one running attempt per fingerprint
 //!   locks/publish/<fp>.lock     serialises publishes of one fingerprint (internal)
-//!   locks/lease/<pid>-<n>.lease fingerprints a live run uses; gc keeps them (see lease)
+//!   locks/lease/<host>-<pid>-<n>.lease  fingerprints a live run uses; gc keeps them
 //! ```
 
 use std::fs;
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::error::CacheError;
-use crate::fsutil::{create_dir_all, list_dir, pid_alive, unique_suffix};
+use crate::fsutil::{create_dir_all, list_dir, unique_suffix};
 use crate::hash::{ContentHash, Mode, TreeHasher, set_hash};
 use crate::lock::{LockHolder, StageLock};
 use crate::record::{RunRecord, read_record};
@@ -106,8 +106,11 @@ impl Store {
             )
             .map_err(|e| CacheError::io("write", &ignore, e))?;
         }
+        // One stat cache per host: inode numbers and the clocks that the racy-entry rule
+        // compares differ between the machines sharing a store (NFS, Lustre).
         let stat = StatCache::open(
-            root.join("cache").join("stat.json"),
+            root.join("cache")
+                .join(format!("stat-{}.json", crate::record::host_tag())),
             root.join("locks").join("stat.lock"),
         );
         Ok(Store {
@@ -277,15 +280,16 @@ impl Store {
     }
 
     /// A fresh, empty, private temp dir for one attempt at a stage:
-    /// `.slayer/tmp/<fingerprint>-<pid>-<counter>/`. Leftovers of earlier attempts at the
-    /// same fingerprint whose process has died are removed first.
+    /// `.slayer/tmp/<fingerprint>-<pid>-<counter>/`. Call it holding the fingerprint's
+    /// stage lock: then every other temp dir of that fingerprint is a leftover of an
+    /// earlier attempt (of any process, on any host sharing the store), removed first.
     pub fn staging_dir(&self, fingerprint: &str) -> Result<PathBuf, CacheError> {
         check_fingerprint(fingerprint)?;
         let tmp = self.tmp_dir();
         for (name, path) in list_dir(&tmp)? {
             if let Some((fp, pid)) = parse_tmp_name(&name)
                 && fp == fingerprint
-                && !pid_alive(pid)
+                && pid != std::process::id()
             {
                 // Best effort: gc removes whatever survives.
                 let _ = fs::remove_dir_all(&path);

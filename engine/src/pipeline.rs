@@ -641,7 +641,15 @@ fn build_instance(
     let resources = match &decl.resources {
         None => Resources::default(),
         Some(node) => match serde_json::from_value::<Resources>(node.to_json()) {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Some(Err(e)) = r.memory.as_deref().map(crate::slurm::slurm_mem) {
+                    errors.push(Diagnostic::at(
+                        &node.span,
+                        format!("invalid resources: {e}"),
+                    ));
+                }
+                r
+            }
             Err(e) => {
                 errors.push(Diagnostic::at(
                     &node.span,

@@ -157,7 +157,15 @@ fn status_works_on_a_read_only_store() {
     ws.run();
     // Without a stat cache every output is re-hashed, so status wants to save one.
     let root = ws.path().join(".slayer");
-    fs::remove_file(root.join("cache/stat.json")).expect("remove stat cache");
+    for entry in fs::read_dir(root.join("cache")).expect("cache dir") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("stat-"))
+        {
+            fs::remove_file(&path).expect("remove stat cache");
+        }
+    }
     set_read_only(&root, true);
     let probe = root.join("locks/probe");
     let enforced = fs::write(&probe, "").is_err();
