@@ -20,6 +20,7 @@ pub mod progress;
 pub mod schema;
 pub mod stage;
 pub mod suggest;
+pub mod workspace_config;
 pub mod yaml;
 
 pub use error::{Diagnostic, EngineError, ManifestErrors};
