@@ -45,13 +45,20 @@ manifest "$work/src"
 "$slayer" run "$work/src/bench.yaml" -q
 
 now() { date +%s.%N; }
-push_s=(); pull_s=()
+# Peak RSS of each command, where GNU time is installed.
+timed() { # OUT_FILE CMD...
+  local out=$1; shift
+  if [ -x /usr/bin/time ]; then /usr/bin/time -f '%M' -o "$out" "$@"; else "$@"; echo 0 >"$out"; fi
+}
+push_s=(); pull_s=(); push_kb=0; pull_kb=0
 for r in $(seq "$rounds"); do
   curl -fs -o /dev/null -X POST "$endpoint/moto-api/reset"
   curl -fs -o /dev/null -X PUT "$endpoint/slayer-bench"
-  t0=$(now); "$slayer" push "$work/src/bench.yaml" --remote s3://slayer-bench/bench >/dev/null; t1=$(now)
+  t0=$(now); timed "$work/rss" "$slayer" push "$work/src/bench.yaml" --remote s3://slayer-bench/bench >/dev/null; t1=$(now)
+  push_kb=$(( $(cat "$work/rss") > push_kb ? $(cat "$work/rss") : push_kb ))
   rm -rf "$work/dst"; manifest "$work/dst"
-  t2=$(now); "$slayer" pull "$work/dst/bench.yaml" --remote s3://slayer-bench/bench >/dev/null; t3=$(now)
+  t2=$(now); timed "$work/rss" "$slayer" pull "$work/dst/bench.yaml" --remote s3://slayer-bench/bench >/dev/null; t3=$(now)
+  pull_kb=$(( $(cat "$work/rss") > pull_kb ? $(cat "$work/rss") : pull_kb ))
   cmp -s "$work/src/.slayer/out"/*/blob.bin "$work/dst/.slayer/out"/*/blob.bin \
     || { echo "round $r: pulled bytes differ" >&2; exit 1; }
   push_s+=("$(awk "BEGIN{print $t1 - $t0}")"); pull_s+=("$(awk "BEGIN{print $t3 - $t2}")")
@@ -63,3 +70,4 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(
 mp=$(median "${push_s[@]}"); ml=$(median "${pull_s[@]}")
 printf 'median of %d, %d MB: push %.2f s (%.0f MB/s), pull %.2f s (%.0f MB/s)\n' "$rounds" "$size_mb" \
   "$mp" "$(awk "BEGIN{print $size_mb / $mp}")" "$ml" "$(awk "BEGIN{print $size_mb / $ml}")"
+echo "peak RSS: push $((push_kb / 1024)) MiB, pull $((pull_kb / 1024)) MiB"
