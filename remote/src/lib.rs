@@ -18,13 +18,14 @@
 //! would. A metrics-only pull stores just the record, apart from real results (see
 //! [`slayer_cache::Store::install_record_only`]).
 //!
-//! Modules: `s3` ([`S3Remote`], [`S3Options`], keys), `push`, `pull`, `wire`
+//! Modules: `s3` ([`S3Remote`], [`S3Options`], keys), `push`, `pull`, `transfer` (bounded concurrency), `wire`
 //! ([`RemoteRun`], the record document), `error` ([`S3Error`]).
 
 mod error;
 mod pull;
 mod push;
 mod s3;
+mod transfer;
 mod wire;
 
 pub use error::S3Error;

@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::S3Error;
 use crate::s3::S3Remote;
+use crate::transfer::{request, run_all};
 use crate::wire::RemoteRun;
 
 /// One object to download.
@@ -42,11 +43,7 @@ impl S3Remote {
                 Err(e) => Err(e),
             }
         });
-        let bytes = bytes.map_err(|source| S3Error::Request {
-            op: "download",
-            key: shown.clone(),
-            source,
-        })?;
+        let bytes = bytes.map_err(request("download", &shown))?;
         bytes
             .map(|b| RemoteRun::parse(&b, &shown, fingerprint))
             .transpose()
@@ -91,28 +88,14 @@ impl S3Remote {
             };
             downloads.insert(dest, download);
         }
-        let fetched = self.runtime.block_on(async {
-            let mut results = futures::stream::iter(downloads.into_values())
-                .map(|d| tokio::spawn(download_object(self.client.clone(), d)))
-                .buffer_unordered(self.options.concurrency);
-            let mut first_error = None;
-            let mut done = Transfer::default();
-            while let Some(joined) = results.next().await {
-                match joined.map_err(|e| S3Error::Task(e.to_string())) {
-                    Ok(Ok(n)) => {
-                        done.objects += 1;
-                        done.bytes += n;
-                    }
-                    Ok(Err(e)) | Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            first_error.map_or(Ok(done), Err)
-        });
-        let installed = fetched.and_then(|done| {
-            transfer.objects = done.objects;
-            transfer.bytes = done.bytes;
+        let fetched = self.runtime.block_on(run_all(
+            downloads.into_values(),
+            self.options.concurrency,
+            |d| download_object(self.client.clone(), d),
+        ));
+        let installed = fetched.and_then(|sizes| {
+            transfer.objects = sizes.len() as u64;
+            transfer.bytes = sizes.iter().sum();
             Ok(store.install_remote(&staging, run.record, &run.listings)?)
         });
         match installed {
@@ -143,23 +126,22 @@ impl S3Remote {
 /// Streams one object to `<dest>.part`, hashing what it writes, and renames it to `dest`
 /// once size and hash match. Returns the bytes downloaded.
 async fn download_object(client: Arc<dyn ObjectStore>, d: Download) -> Result<u64, S3Error> {
-    let request = |source| S3Error::Request {
-        op: "download",
-        key: d.shown.clone(),
-        source,
-    };
     let mut part = d.dest.clone().into_os_string();
     part.push(".part");
     let part = PathBuf::from(part);
     let result: Result<(), S3Error> = async {
-        let mut stream = client.get(&d.key).await.map_err(request)?.into_stream();
+        let mut stream = client
+            .get(&d.key)
+            .await
+            .map_err(request("download", &d.shown))?
+            .into_stream();
         let mut file = tokio::fs::File::create(&part)
             .await
             .map_err(|e| S3Error::local("create", &part, e))?;
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(request)?;
+            let chunk = chunk.map_err(request("download", &d.shown))?;
             written += chunk.len() as u64;
             hasher.update(&chunk);
             if written > d.bytes {

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 use slayer_cache::{ContentHash, RunRecord, Store, Transfer};
@@ -19,6 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::S3Error;
 use crate::s3::{S3Options, S3Remote};
+use crate::transfer::{request, run_all};
 use crate::wire::{FORMAT, RemoteRun};
 
 /// One object to upload.
@@ -76,49 +76,27 @@ impl S3Remote {
         body.push(b'\n');
 
         self.runtime.block_on(async {
+            let sent = run_all(objects.into_values(), self.options.concurrency, |upload| {
+                upload_object(self.client.clone(), upload, self.options.clone())
+            })
+            .await?;
             let mut transfer = Transfer::default();
-            let mut results = futures::stream::iter(objects.into_values())
-                .map(|upload| {
-                    let client = self.client.clone();
-                    let options = self.options.clone();
-                    tokio::spawn(upload_object(client, upload, options))
-                })
-                .buffer_unordered(self.options.concurrency);
-            let mut first_error = None;
-            while let Some(joined) = results.next().await {
-                match joined.map_err(|e| S3Error::Task(e.to_string())) {
-                    Ok(Ok(Sent::Skipped)) => transfer.skipped += 1,
-                    Ok(Ok(Sent::Uploaded(n))) => {
+            for s in sent {
+                match s {
+                    Sent::Skipped => transfer.skipped += 1,
+                    Sent::Uploaded(n) => {
                         transfer.objects += 1;
                         transfer.bytes += n;
                     }
-                    Ok(Err(e)) | Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
                 }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
             }
             // Every object is there: commit.
             self.client
                 .put_opts(&key, PutPayload::from(body), PutMode::Overwrite.into())
                 .await
-                .map_err(|source| S3Error::Request {
-                    op: "upload",
-                    key: shown,
-                    source,
-                })?;
+                .map_err(request("upload", &shown))?;
             Ok(transfer)
         })
-    }
-}
-
-fn request(op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> S3Error {
-    move |source| S3Error::Request {
-        op,
-        key: key.to_string(),
-        source,
     }
 }
 

@@ -5,8 +5,7 @@ mod common;
 
 use std::fs;
 
-use common::{Moto, publish, snapshot};
-use object_store::{ObjectStoreExt, PutPayload};
+use common::{Moto, publish, put_raw, snapshot};
 use slayer_cache::{OutputState, RemoteCache, Store, Transfer};
 use slayer_remote::{S3Error, S3Options};
 
@@ -118,13 +117,7 @@ fn corrupt_object_then_pull(truncate: bool) {
     } else {
         data[1234] ^= 0xff; // same length, other bytes
     }
-    let client = remote.client();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(client.put(&key, PutPayload::from(data)))
-        .unwrap();
+    put_raw(&remote, &key, data);
 
     let err = remote.pull_result(&dst, "fp-bad").unwrap_err();
     let msg = err.to_string();
@@ -297,13 +290,7 @@ fn a_record_whose_listing_does_not_match_its_outputs_is_refused() {
     // A listing that climbs out of the out dir.
     run.listings.get_mut("model").unwrap().files[0].path = "../../evil".into();
     let key = remote.record_key("fp-list");
-    let body = serde_json::to_vec(&run).unwrap();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(remote.client().put(&key, PutPayload::from(body)))
-        .unwrap();
+    put_raw(&remote, &key, serde_json::to_vec(&run).unwrap());
     let msg = remote.pull_result(&dst, "fp-list").unwrap_err().to_string();
     assert!(
         msg.contains("s3://slayer-test/l/runs/fp-list.json"),

@@ -85,6 +85,18 @@ impl Drop for Moto {
     }
 }
 
+/// Writes `data` at `key` in the remote's bucket directly (to damage it).
+pub fn put_raw(remote: &S3Remote, key: &object_store::path::Path, data: Vec<u8>) {
+    use object_store::ObjectStoreExt;
+    let client = remote.client();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.put(key, object_store::PutPayload::from(data)))
+        .unwrap();
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
