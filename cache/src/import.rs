@@ -256,7 +256,10 @@ impl Store {
         let hashed_at = now_ns();
         let mut trees = Vec::with_capacity(record.outputs.len());
         for (name, out) in &record.outputs {
-            let listing = &listings[name];
+            // verify_listings checked that every output has one.
+            let Some(listing) = listings.get(name) else {
+                continue;
+            };
             let mut files = Vec::with_capacity(listing.files.len());
             for file in &listing.files {
                 let mut path = download_path(staging, file);

@@ -22,6 +22,10 @@ use crate::s3::S3Remote;
 use crate::transfer::{request, run_all};
 use crate::wire::RemoteRun;
 
+/// A record document larger than this is refused unread (a listing of a million files
+/// takes about 150 MB).
+const MAX_RECORD_BYTES: u64 = 256 * 1024 * 1024;
+
 /// One object to download.
 struct Download {
     key: Key,
@@ -38,12 +42,18 @@ impl S3Remote {
         let shown = self.show(&key);
         let bytes = self.runtime.block_on(async {
             match self.client.get(&key).await {
-                Ok(got) => got.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Ok(got) if got.meta.size > MAX_RECORD_BYTES => Ok(Err(got.meta.size)),
+                Ok(got) => got.bytes().await.map(|b| Ok(Some(b))),
+                Err(object_store::Error::NotFound { .. }) => Ok(Ok(None)),
                 Err(e) => Err(e),
             }
         });
-        let bytes = bytes.map_err(request("download", &shown))?;
+        let bytes = bytes
+            .map_err(request("download", &shown))?
+            .map_err(|size| S3Error::BadRecord {
+                key: shown.clone(),
+                problem: format!("{size} bytes, more than a record can be ({MAX_RECORD_BYTES})"),
+            })?;
         bytes
             .map(|b| RemoteRun::parse(&b, &shown, fingerprint))
             .transpose()
