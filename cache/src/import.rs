@@ -256,10 +256,13 @@ impl Store {
         let hashed_at = now_ns();
         let mut trees = Vec::with_capacity(record.outputs.len());
         for (name, out) in &record.outputs {
-            // verify_listings checked that every output has one.
-            let Some(listing) = listings.get(name) else {
-                continue;
-            };
+            let listing = listings
+                .get(name)
+                .ok_or_else(|| CacheError::InvalidListing {
+                    fingerprint: record.fingerprint.clone(),
+                    output: name.clone(),
+                    problem: "no listing of its files".into(),
+                })?;
             let mut files = Vec::with_capacity(listing.files.len());
             for file in &listing.files {
                 let mut path = download_path(staging, file);
