@@ -99,6 +99,23 @@ enum Cmd {
         #[arg(long, num_args = 1..)]
         stages: Vec<String>,
     },
+    /// Upload every locally cached result the manifest reaches to the remote cache
+    Push {
+        manifest: Option<PathBuf>,
+        /// Remote cache, s3://BUCKET/PREFIX (default: `remote` in slayer.toml)
+        #[arg(long)]
+        remote: Option<String>,
+    },
+    /// Download every result the manifest reaches that is missing locally
+    Pull {
+        manifest: Option<PathBuf>,
+        /// Remote cache, s3://BUCKET/PREFIX (default: `remote` in slayer.toml)
+        #[arg(long)]
+        remote: Option<String>,
+        /// Fetch only the run records (metrics for reports), not the outputs
+        #[arg(long)]
+        metrics_only: bool,
+    },
     /// Print the manifest JSON Schema
     Schema,
     /// List stage kinds with their inputs, outputs and parameters
@@ -146,6 +163,16 @@ fn manifest_and_stage(args: &[String]) -> (PathBuf, String) {
 
 fn default_manifest(m: Option<PathBuf>) -> PathBuf {
     m.unwrap_or_else(|| PathBuf::from("slayer.yaml"))
+}
+
+/// The remote cache named by `--remote` or the workspace's slayer.toml.
+fn open_remote(
+    manifest: &std::path::Path,
+    flag: Option<&str>,
+) -> Result<slayer_remote::S3Remote, slayer_engine::EngineError> {
+    let url = commands::remote_url(manifest, flag)?;
+    slayer_remote::S3Remote::from_url(&url)
+        .map_err(|e| slayer_engine::EngineError::Invalid(e.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -231,6 +258,20 @@ fn main() -> ExitCode {
         Cmd::Verify { workspace, repair } => commands::verify(&workspace, repair),
         Cmd::Report { manifest, stages } => {
             slayer_stages::report::command::print(&default_manifest(manifest), &registry, &stages)
+        }
+        Cmd::Push { manifest, remote } => {
+            let manifest = default_manifest(manifest);
+            open_remote(&manifest, remote.as_deref())
+                .and_then(|r| commands::push(&manifest, &registry, &r))
+        }
+        Cmd::Pull {
+            manifest,
+            remote,
+            metrics_only,
+        } => {
+            let manifest = default_manifest(manifest);
+            open_remote(&manifest, remote.as_deref())
+                .and_then(|r| commands::pull(&manifest, &registry, &r, metrics_only))
         }
         Cmd::Schema => {
             let schema = slayer_engine::schema::manifest_schema(&registry);

@@ -43,6 +43,27 @@ pub enum CacheError {
          directory (no `..`, not empty)"
     )]
     InvalidOutputPath { output: String, path: String },
+    /// An output of a committed result no longer hashes as its record says (edited in
+    /// place, or damaged), so it cannot be handed on (e.g. pushed to a remote cache).
+    #[error(
+        "output `{output}` at {} has changed since it was published: it hashes to {found}, \
+         its record says {recorded}",
+        .path.display()
+    )]
+    OutputChanged {
+        output: String,
+        path: PathBuf,
+        recorded: crate::hash::ContentHash,
+        found: crate::hash::ContentHash,
+    },
+    /// A listing of a result's files (from a remote cache) that does not match its record
+    /// or cannot be used safely.
+    #[error("result {fingerprint}, output `{output}`: {problem}")]
+    InvalidListing {
+        fingerprint: String,
+        output: String,
+        problem: String,
+    },
     /// A fingerprint that cannot be used as a file name.
     #[error(
         "invalid fingerprint `{fingerprint}`: expected a non-empty name of letters, digits, \

@@ -256,13 +256,25 @@ fn walk_dir(
 
 /// The manifest text a directory's hash is taken over.
 fn tree_manifest(dirs: &[String], files: &[(FileNode, ContentHash)]) -> String {
-    let mut lines: Vec<(&str, String)> = Vec::with_capacity(dirs.len() + files.len());
+    manifest_text(
+        dirs,
+        files.iter().map(|(f, h)| (f.rel.as_str(), f.executable, h)),
+    )
+}
+
+/// The manifest text of a directory with subdirectories `dirs` and files given as
+/// (relative path, executable, hash).
+fn manifest_text<'a>(
+    dirs: &'a [String],
+    files: impl Iterator<Item = (&'a str, bool, &'a ContentHash)>,
+) -> String {
+    let mut lines: Vec<(&str, String)> = Vec::with_capacity(dirs.len());
     for d in dirs {
         lines.push((d, format!("d {}\n", escape(d))));
     }
-    for (f, h) in files {
-        let kind = if f.executable { 'x' } else { 'f' };
-        lines.push((&f.rel, format!("{kind} {h} {}\n", escape(&f.rel))));
+    for (rel, executable, h) in files {
+        let kind = if executable { 'x' } else { 'f' };
+        lines.push((rel, format!("{kind} {h} {}\n", escape(rel))));
     }
     lines.sort();
     let mut text = String::from("slayer-tree-v1\n");
@@ -270,6 +282,15 @@ fn tree_manifest(dirs: &[String], files: &[(FileNode, ContentHash)]) -> String {
         text.push_str(&line);
     }
     text
+}
+
+/// The hash of a directory listed as `dirs` and (relative path, executable, hash) files:
+/// what hashing the directory on disk would give.
+pub(crate) fn dir_hash<'a>(
+    dirs: &'a [String],
+    files: impl Iterator<Item = (&'a str, bool, &'a ContentHash)>,
+) -> ContentHash {
+    ContentHash::of_bytes(manifest_text(dirs, files).as_bytes())
 }
 
 /// How a [`TreeHasher`] uses the stat cache.

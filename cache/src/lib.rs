@@ -5,12 +5,13 @@
 //!
 //! Modules: [`hash`] (what a hash covers), `stat_cache` (skipping unchanged files),
 //! `store` ([`Store`], the directory layout), `publish` (the commit protocol), `record`
-//! ([`RunRecord`]), `lock` ([`StageLock`]), `lease` ([`Lease`]: what live runs use), `remote` ([`RemoteCache`]), `gc`, `verify`, `error` ([`CacheError`]).
+//! ([`RunRecord`]), `lock` ([`StageLock`]), `lease` ([`Lease`]: what live runs use), `remote` ([`RemoteCache`]), `import` ([`OutputListing`], [`Store::install_remote`], metrics-only records), `gc`, `verify`, `error` ([`CacheError`]).
 
 mod error;
 mod fsutil;
 mod gc;
 pub mod hash;
+mod import;
 mod lease;
 mod lock;
 mod publish;
@@ -24,9 +25,10 @@ pub use error::CacheError;
 pub use fsutil::atomic_write;
 pub use gc::GcReport;
 pub use hash::ContentHash;
+pub use import::{ListedFile, OutputListing, download_path, verify_listings};
 pub use lease::Lease;
 pub use lock::{LockHolder, StageLock};
 pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, host_name, now_rfc3339};
-pub use remote::{RemoteCache, RemoteError};
+pub use remote::{RemoteCache, RemoteError, Transfer};
 pub use store::{OutputState, Store};
 pub use verify::{RepairReport, VerifyReport};

@@ -29,7 +29,7 @@ use crate::stat_cache::{StatKey, now_ns};
 use crate::store::{Store, check_fingerprint};
 
 /// Normalises a declared output path to `a/b/c`; rejects absolute, empty and `..` paths.
-fn clean_rel(output: &str, rel: &str) -> Result<String, CacheError> {
+pub(crate) fn clean_rel(output: &str, rel: &str) -> Result<String, CacheError> {
     let invalid = || CacheError::InvalidOutputPath {
         output: output.to_string(),
         path: rel.to_string(),
@@ -79,10 +79,9 @@ impl Store {
         &self,
         staging: &Path,
         outputs: &BTreeMap<String, String>,
-        mut record: RunRecord,
+        record: RunRecord,
     ) -> Result<RunRecord, CacheError> {
         check_fingerprint(&record.fingerprint)?;
-        let fingerprint = record.fingerprint.clone();
         let staging =
             std::path::absolute(staging).map_err(|e| CacheError::io("resolve", staging, e))?;
 
@@ -111,6 +110,21 @@ impl Store {
             let tree = hasher.tree(&src, through_symlink(&staging, &rel))?;
             trees.push((name.clone(), rel, tree));
         }
+        self.commit(&staging, record, &trees, hashed_at)
+    }
+
+    /// Steps 2–7 of the protocol: stores the hashed `trees` (output name, clean relative
+    /// path, tree) as objects, materialises `out/<fp>/`, commits `record` with its
+    /// outputs filled in from the trees, and cleans up `staging`. Shared by
+    /// [`Store::publish`] and [`Store::install_remote`](crate::Store::install_remote).
+    pub(crate) fn commit(
+        &self,
+        staging: &Path,
+        mut record: RunRecord,
+        trees: &[(String, String, Tree)],
+        hashed_at: i64,
+    ) -> Result<RunRecord, CacheError> {
+        let fingerprint = record.fingerprint.clone();
 
         // 2. Locks: gc must not run while objects are unreferenced, and two publishes of
         // one fingerprint must not interleave.
@@ -120,7 +134,7 @@ impl Store {
 
         // 3. Objects.
         let mut objects: Vec<Vec<PathBuf>> = Vec::with_capacity(trees.len());
-        for (_, _, tree) in &trees {
+        for (_, _, tree) in trees {
             let paths = tree
                 .files
                 .iter()
@@ -140,7 +154,7 @@ impl Store {
         // 5. Materialise the out dir under a temp name, then rename it into place.
         let out_root = self.out_root();
         let out_tmp = out_root.join(format!(".tmp-{fingerprint}-{}", unique_suffix()));
-        if let Err(e) = self.build_out_dir(&out_tmp, &trees, &objects) {
+        if let Err(e) = self.build_out_dir(&out_tmp, trees, &objects) {
             let _ = fs::remove_dir_all(&out_tmp);
             return Err(e);
         }
@@ -173,7 +187,7 @@ impl Store {
         // 7. Remember the published files' hashes so the next check reads nothing, then
         // clean up. Failures here are harmless (gc collects leftovers) and must not turn a
         // committed result into a reported failure.
-        for (_, rel, tree) in &trees {
+        for (_, rel, tree) in trees {
             let root = out_dir.join(rel);
             for (node, hash) in &tree.files {
                 let path = if node.rel.is_empty() {
@@ -189,7 +203,7 @@ impl Store {
         if had_old {
             let _ = fs::remove_dir_all(&trash);
         }
-        let _ = fs::remove_dir_all(&staging);
+        let _ = fs::remove_dir_all(staging);
         let _ = fs::remove_dir_all(self.scratch_root().join(&fingerprint));
         Ok(record)
     }
@@ -275,7 +289,7 @@ impl Store {
 /// Sets the mtime of every regular, singly-linked file below a finished stage's private
 /// staging dir to a few seconds ago (best effort). Files reached through symlinks or with
 /// other hard links may belong to the user and are left alone.
-fn settle_mtimes(dir: &Path) {
+pub(crate) fn settle_mtimes(dir: &Path) {
     let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3);
     let Ok(entries) = fs::read_dir(dir) else {
         return;

@@ -10,6 +10,17 @@ use crate::store::Store;
 /// location and the object or record involved).
 pub type RemoteError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What one push or pull moved over the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Objects uploaded or downloaded.
+    pub objects: u64,
+    /// Objects not moved: already on the remote (push) or in the local store (pull).
+    pub skipped: u64,
+    /// Bytes of object content uploaded or downloaded (records not counted).
+    pub bytes: u64,
+}
+
 /// A cache shared between workspaces and machines.
 pub trait RemoteCache: Send + Sync {
     /// Where it is, for messages (e.g. `s3://bucket/prefix`).
@@ -23,4 +34,34 @@ pub trait RemoteCache: Send + Sync {
     /// there, every object verified by its blake3 first, and returns its local record.
     /// `Ok(None)` when the remote does not have it; an error when it has it damaged.
     fn pull(&self, store: &Store, fingerprint: &str) -> Result<Option<RunRecord>, RemoteError>;
+    /// [`RemoteCache::push`], saying what it uploaded. The default counts nothing.
+    fn push_counted(&self, store: &Store, record: &RunRecord) -> Result<Transfer, RemoteError> {
+        self.push(store, record).map(|()| Transfer::default())
+    }
+    /// [`RemoteCache::pull`], saying what it downloaded. The default counts nothing.
+    fn pull_counted(
+        &self,
+        store: &Store,
+        fingerprint: &str,
+    ) -> Result<Option<(RunRecord, Transfer)>, RemoteError> {
+        Ok(self
+            .pull(store, fingerprint)?
+            .map(|r| (r, Transfer::default())))
+    }
+    /// Downloads only the record of `fingerprint` (no output bytes) and stores it as a
+    /// metrics-only record ([`Store::install_record_only`]): reports can read its
+    /// metrics, and it never counts as a cached result. `Ok(None)` when the remote does
+    /// not have it.
+    fn pull_record_only(
+        &self,
+        store: &Store,
+        fingerprint: &str,
+    ) -> Result<Option<RunRecord>, RemoteError> {
+        let _ = (store, fingerprint);
+        Err(format!(
+            "{} cannot pull records without their outputs",
+            self.location()
+        )
+        .into())
+    }
 }

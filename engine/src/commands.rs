@@ -845,3 +845,185 @@ pub fn kinds_markdown(registry: &Registry) -> String {
     }
     out
 }
+
+/// The remote cache for a manifest's workspace: `flag` (`--remote`), else `remote` in
+/// the workspace's `slayer.toml`.
+pub fn remote_url(manifest: &Path, flag: Option<&str>) -> Result<String, EngineError> {
+    if let Some(url) = flag {
+        return Ok(url.to_string());
+    }
+    let workspace = workspace_for(manifest);
+    crate::workspace_config::WorkspaceConfig::load(&workspace)?
+        .remote
+        .ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "no remote cache: pass --remote s3://BUCKET/PREFIX or set `remote = \"s3://BUCKET/PREFIX\"` in {}",
+                crate::workspace_config::WorkspaceConfig::path(&workspace).display()
+            ))
+        })
+}
+
+/// `N objects, SIZE` of a transfer, with what was already there.
+fn transfer_line(t: &slayer_cache::Transfer, there: &str) -> String {
+    format!(
+        "{} objects, {}{}",
+        t.objects,
+        bytes(t.bytes),
+        if t.skipped > 0 {
+            format!(" ({} {there})", t.skipped)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The summary line's `SIZE in T s (RATE/s)`.
+fn throughput(total: u64, started: std::time::Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    format!(
+        "{} in {secs:.1} s ({}/s)",
+        bytes(total),
+        bytes((total as f64 / secs.max(1e-9)) as u64)
+    )
+}
+
+/// `slayer push`: uploads every result of the manifest that is cached locally.
+pub fn push(
+    manifest: &Path,
+    registry: &Registry,
+    remote: &dyn slayer_cache::RemoteCache,
+) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    store.save_stat_cache()?;
+    let started = std::time::Instant::now();
+    let mut total = slayer_cache::Transfer::default();
+    let (mut pushed, mut not_cached) = (0, 0);
+    for s in &statuses {
+        let Some(record) = s.record.as_ref().filter(|_| s.state == State::Cached) else {
+            not_cached += 1;
+            continue;
+        };
+        let t = remote.push_counted(&store, record).map_err(|e| {
+            EngineError::Failed(format!(
+                "cannot push {} to {}: {e}",
+                s.stage,
+                remote.location()
+            ))
+        })?;
+        println!(
+            "pushed  {}  {}",
+            s.stage,
+            transfer_line(&t, "already there")
+        );
+        pushed += 1;
+        total.objects += t.objects;
+        total.skipped += t.skipped;
+        total.bytes += t.bytes;
+    }
+    println!(
+        "push: {pushed} results to {}, {} objects uploaded ({} already there), {}{}",
+        remote.location(),
+        total.objects,
+        total.skipped,
+        throughput(total.bytes, started),
+        if not_cached > 0 {
+            format!("; {not_cached} not cached locally")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `slayer pull`: downloads the result of every instance the manifest reaches that is
+/// missing locally, in topological order (an instance's fingerprint needs its
+/// upstreams' output hashes, so each pulled result lets its downstreams be found).
+/// With `metrics_only`, only records are fetched (kept as metrics-only records, which
+/// also suffice to find the downstream fingerprints).
+pub fn pull(
+    manifest: &Path,
+    registry: &Registry,
+    remote: &dyn slayer_cache::RemoteCache,
+    metrics_only: bool,
+) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let started = std::time::Instant::now();
+    let mut total = slayer_cache::Transfer::default();
+    let mut records: Vec<Option<slayer_cache::RunRecord>> = Vec::new();
+    let (mut pulled, mut cached, mut absent, mut unknown, mut failed) = (0, 0, 0, 0, 0);
+    for inst in &pipeline.instances {
+        let hashes = plan::input_hashes(&pipeline, inst, &store, &|u| {
+            records.get(u).cloned().flatten()
+        })?;
+        let plan::InputHashes::Known(inputs) = hashes else {
+            unknown += 1;
+            records.push(None);
+            continue;
+        };
+        let fp = plan::fingerprint_of(inst, &inputs);
+        if let Ok(Some(local)) = plan::read_record(&store, &fp)?
+            && plan::check_record(&store, &local)?.is_none()
+        {
+            cached += 1;
+            records.push(Some(local));
+            continue;
+        }
+        if metrics_only && let Some(local) = store.record_only(&fp)? {
+            cached += 1;
+            records.push(Some(local));
+            continue;
+        }
+        let got = if metrics_only {
+            remote
+                .pull_record_only(&store, &fp)
+                .map(|r| r.map(|r| (r, slayer_cache::Transfer::default())))
+        } else {
+            remote.pull_counted(&store, &fp)
+        };
+        match got {
+            Ok(Some((record, t))) => {
+                if metrics_only {
+                    println!("pulled  {}  record only", inst.name);
+                } else {
+                    println!(
+                        "pulled  {}  {}",
+                        inst.name,
+                        transfer_line(&t, "already here")
+                    );
+                }
+                pulled += 1;
+                total.objects += t.objects;
+                total.skipped += t.skipped;
+                total.bytes += t.bytes;
+                records.push(Some(record));
+            }
+            Ok(None) => {
+                println!("absent  {}  not on the remote", inst.name);
+                absent += 1;
+                records.push(None);
+            }
+            Err(e) => {
+                eprintln!("failed  {}: {e}", inst.name);
+                failed += 1;
+                records.push(None);
+            }
+        }
+    }
+    store.save_stat_cache()?;
+    println!(
+        "pull: {pulled} results from {}{}, {} objects downloaded ({} already here), {}; \
+         {cached} already here, {absent} not on the remote, {unknown} waiting on upstreams",
+        remote.location(),
+        if metrics_only { " (records only)" } else { "" },
+        total.objects,
+        total.skipped,
+        throughput(total.bytes, started),
+    );
+    if failed > 0 {
+        return Err(EngineError::Failed(format!(
+            "{failed} result(s) could not be pulled (see above); they will rerun"
+        )));
+    }
+    Ok(())
+}

@@ -24,6 +24,7 @@ pub mod schema;
 pub mod slurm;
 pub mod stage;
 pub mod suggest;
+pub mod workspace_config;
 pub mod yaml;
 
 pub use error::{Diagnostic, EngineError, ManifestErrors};
