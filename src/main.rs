@@ -50,6 +50,10 @@ enum Cmd {
         /// of this process). Default: slayer.toml's [executor] kind, else `local`
         #[arg(long)]
         executor: Option<String>,
+        /// Remote cache, s3://BUCKET/PREFIX (default: `remote` in slayer.toml): results
+        /// missing here are pulled instead of run, results run here are pushed
+        #[arg(long)]
+        remote: Option<String>,
     },
     /// Runs one stage attempt from a job spec (the executors' entry point)
     #[command(name = "__instance", hide = true)]
@@ -59,6 +63,10 @@ enum Cmd {
         manifest: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Also ask this remote cache (default: `remote` in slayer.toml) about results
+        /// missing here
+        #[arg(long)]
+        remote: Option<String>,
     },
     /// Why a stage would rerun (the chain of reasons)
     Why {
@@ -165,6 +173,18 @@ fn default_manifest(m: Option<PathBuf>) -> PathBuf {
     m.unwrap_or_else(|| PathBuf::from("slayer.yaml"))
 }
 
+/// The remote cache named by `--remote` or the workspace's slayer.toml, if any.
+fn open_configured_remote(
+    manifest: &std::path::Path,
+    flag: Option<&str>,
+) -> Result<Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>, slayer_engine::EngineError> {
+    match commands::configured_remote_url(manifest, flag)? {
+        None => Ok(None),
+        Some(url) => open_remote(manifest, Some(&url))
+            .map(|r| Some(std::sync::Arc::new(r) as std::sync::Arc<dyn slayer_cache::RemoteCache>)),
+    }
+}
+
 /// The remote cache named by `--remote` or the workspace's slayer.toml.
 fn open_remote(
     manifest: &std::path::Path,
@@ -196,6 +216,7 @@ fn main() -> ExitCode {
             dry_run,
             quiet,
             executor,
+            remote,
         } => {
             slayer_engine::interrupt::install();
             let manifest = default_manifest(manifest);
@@ -206,6 +227,7 @@ fn main() -> ExitCode {
                     ))
                 })
                 .and_then(|program| {
+                    let remote = open_configured_remote(&manifest, remote.as_deref())?;
                     let args = commands::RunArgs {
                         jobs,
                         only,
@@ -215,6 +237,7 @@ fn main() -> ExitCode {
                         quiet,
                         executor,
                         program,
+                        remote,
                     };
                     commands::run(&manifest, &registry, &args).map(|()| args)
                 })
@@ -233,8 +256,14 @@ fn main() -> ExitCode {
                 slayer_engine::job::run_job_file(&registry, &spec, progress) as u8
             );
         }
-        Cmd::Status { manifest, json } => {
-            commands::status(&default_manifest(manifest), &registry, json)
+        Cmd::Status {
+            manifest,
+            json,
+            remote,
+        } => {
+            let manifest = default_manifest(manifest);
+            open_configured_remote(&manifest, remote.as_deref())
+                .and_then(|r| commands::status(&manifest, &registry, json, r.as_deref()))
         }
         Cmd::Why { args } => {
             let (m, s) = manifest_and_stage(&args);

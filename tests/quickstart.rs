@@ -4,27 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Workspace, set};
-
-fn shrunk_quickstart() -> String {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/quickstart.yaml"),
-    )
-    .unwrap();
-    let shrunk = text
-        .replace("people_a: 60", "people_a: 6")
-        .replace("people_b: 20", "people_b: 3")
-        .replace("epochs: 36", "epochs: 1")
-        .replace("epochs: 20", "epochs: 1")
-        .replace("max_tokens: 2048", "max_tokens: 256");
-    assert_ne!(
-        shrunk, text,
-        "the quickstart's size knobs changed; update this test"
-    );
-    shrunk
-}
+use common::{Workspace, set, shrunk_quickstart};
 
 #[test]
 fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {

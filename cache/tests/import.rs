@@ -30,6 +30,7 @@ fn record(fingerprint: &str) -> RunRecord {
         slayer_version: "0.1.0".into(),
         git_revision: None,
         log: None,
+        job: Default::default(),
     }
 }
 

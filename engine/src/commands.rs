@@ -86,12 +86,13 @@ pub struct RunArgs {
     pub executor: Option<String>,
     /// The slayer binary that child processes and jobs run.
     pub program: PathBuf,
+    pub remote: Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>,
 }
 
 /// How `slayer run` runs its stages, from `--executor` and the workspace's config.
 fn isolation(manifest: &Path, args: &RunArgs) -> Result<Isolation, EngineError> {
     let workspace = workspace_for(manifest);
-    let section = crate::slurm::ExecutorSection::load(&workspace).map_err(EngineError::Invalid)?;
+    let section = crate::workspace_config::WorkspaceConfig::load(&workspace)?.executor;
     let kind = args
         .executor
         .clone()
@@ -146,6 +147,7 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         gpus: 0,
         quiet: args.quiet,
         isolation: isolation(manifest, args)?,
+        remote: args.remote.clone(),
     };
     let results = executor::execute(&pipeline, &store, &opts)?;
     let failed = results
@@ -158,7 +160,12 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         .count();
     let cached = results
         .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Cached | Outcome::Waited))
+        .filter(|r| {
+            matches!(
+                r.outcome,
+                Outcome::Cached | Outcome::Waited | Outcome::Pulled
+            )
+        })
         .count();
     if !args.quiet {
         println!("{ran} ran, {cached} cached, {failed} failed");
@@ -259,10 +266,24 @@ fn print_job_script(
 }
 
 /// `slayer status`.
-pub fn status(manifest: &Path, registry: &Registry, as_json: bool) -> Result<(), EngineError> {
+pub fn status(
+    manifest: &Path,
+    registry: &Registry,
+    as_json: bool,
+    remote: Option<&dyn slayer_cache::RemoteCache>,
+) -> Result<(), EngineError> {
     let (pipeline, store) = open(manifest, registry)?;
-    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    let mut statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
     store.save_stat_cache()?;
+    if let Some(remote) = remote {
+        for s in statuses.iter_mut().filter(|s| s.state != State::Cached) {
+            if let Some(fp) = &s.fingerprint {
+                s.remote = remote.contains(fp).map_err(|e| {
+                    EngineError::Failed(format!("remote cache {}: {e}", remote.location()))
+                })?;
+            }
+        }
+    }
     if as_json {
         println!(
             "{}",
@@ -272,12 +293,16 @@ pub fn status(manifest: &Path, registry: &Registry, as_json: bool) -> Result<(),
     }
     let width = statuses.iter().map(|s| s.stage.len()).max().unwrap_or(0);
     for s in &statuses {
-        println!(
-            "{:<7} {:<width$}  {}",
-            s.state.to_string(),
-            s.stage,
-            s.reason
-        );
+        if s.remote {
+            println!("{:<7} {:<width$}  cached (remote)", "remote", s.stage);
+        } else {
+            println!(
+                "{:<7} {:<width$}  {}",
+                s.state.to_string(),
+                s.stage,
+                s.reason
+            );
+        }
     }
     Ok(())
 }
@@ -849,18 +874,25 @@ pub fn kinds_markdown(registry: &Registry) -> String {
 /// The remote cache for a manifest's workspace: `flag` (`--remote`), else `remote` in
 /// the workspace's `slayer.toml`.
 pub fn remote_url(manifest: &Path, flag: Option<&str>) -> Result<String, EngineError> {
-    if let Some(url) = flag {
-        return Ok(url.to_string());
-    }
     let workspace = workspace_for(manifest);
-    crate::workspace_config::WorkspaceConfig::load(&workspace)?
-        .remote
-        .ok_or_else(|| {
+    configured_remote_url(manifest, flag)?.ok_or_else(|| {
             EngineError::Invalid(format!(
                 "no remote cache: pass --remote s3://BUCKET/PREFIX or set `remote = \"s3://BUCKET/PREFIX\"` in {}",
-                crate::workspace_config::WorkspaceConfig::path(&workspace).display()
-            ))
-        })
+            crate::workspace_config::WorkspaceConfig::path(&workspace).display()
+        ))
+    })
+}
+
+/// [`remote_url`], or `None` when neither names one (`run` and `status` then work
+/// without a remote).
+pub fn configured_remote_url(
+    manifest: &Path,
+    flag: Option<&str>,
+) -> Result<Option<String>, EngineError> {
+    if let Some(url) = flag {
+        return Ok(Some(url.to_string()));
+    }
+    Ok(crate::workspace_config::WorkspaceConfig::load(&workspace_for(manifest))?.remote)
 }
 
 /// `N objects, SIZE` of a transfer, with what was already there.

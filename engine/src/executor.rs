@@ -25,7 +25,7 @@ use crate::progress::Ui;
 use crate::stage::Logger;
 
 /// How to run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Most instances at once (0 = number of cores).
     pub jobs: usize,
@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub gpus: usize,
     pub quiet: bool,
     pub isolation: Isolation,
+    /// A shared cache: results missing locally are pulled from it instead of run, and
+    /// every result run here is pushed to it.
+    pub remote: Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>,
 }
 
 /// Where an attempt at an instance runs.
@@ -67,6 +70,8 @@ pub enum Outcome {
     Cached,
     /// Another process was producing the same result; reused once it finished.
     Waited,
+    /// Downloaded from the remote cache (verified) instead of run.
+    Pulled,
     Ran {
         seconds: f64,
     },
@@ -87,6 +92,7 @@ impl StageResult {
         match &self.outcome {
             Outcome::Cached => format!("cached   {}", self.stage),
             Outcome::Waited => format!("cached   {} (waited for another run)", self.stage),
+            Outcome::Pulled => format!("cached   {} (remote)", self.stage),
             Outcome::Ran { seconds } => format!("ran      {} in {}", self.stage, human(*seconds)),
             Outcome::Failed(m) => format!("FAILED   {}: {m}", self.stage),
             Outcome::Skipped(m) => format!("skipped  {}: {m}", self.stage),
@@ -169,6 +175,16 @@ pub fn execute(
     let mut stop = false;
     let (tx, rx) = mpsc::channel::<(usize, StageResult, Option<RunRecord>)>();
 
+    let ctx = RunContext {
+        pipeline,
+        store,
+        lease: &lease,
+        ui: &ui,
+        facts: &facts,
+        isolation: &opts.isolation,
+        tracker: &tracker,
+        remote: opts.remote.as_deref(),
+    };
     std::thread::scope(|scope| {
         let mut running = 0usize;
         let mut threads_used = 0usize;
@@ -212,22 +228,10 @@ pub fn execute(
                     threads_used += want;
                     gpus_used += inst.gpus;
                     let tx = tx.clone();
-                    let (ui, facts, lease, tracker) = (&ui, &facts, &lease, &tracker);
+                    let ctx = &ctx;
                     let forced = opts.force.contains(&i);
                     scope.spawn(move || {
-                        let (result, record) = run_instance(
-                            pipeline,
-                            store,
-                            lease,
-                            i,
-                            &upstream,
-                            forced,
-                            want,
-                            ui,
-                            facts,
-                            &opts.isolation,
-                            tracker,
-                        );
+                        let (result, record) = run_instance(ctx, i, &upstream, forced, want);
                         let _ = tx.send((i, result, record));
                     });
                 }
@@ -310,20 +314,35 @@ fn descendants(pipeline: &Pipeline, root: usize, selected: &BTreeSet<usize>) -> 
     out.into_iter().collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every instance of one run shares.
+struct RunContext<'a> {
+    pipeline: &'a Pipeline,
+    store: &'a Store,
+    lease: &'a Lease,
+    ui: &'a Ui,
+    facts: &'a RunFacts,
+    isolation: &'a Isolation,
+    tracker: &'a crate::slurm::Tracker,
+    remote: Option<&'a dyn slayer_cache::RemoteCache>,
+}
+
 fn run_instance(
-    pipeline: &Pipeline,
-    store: &Store,
-    lease: &Lease,
+    ctx: &RunContext,
     i: usize,
     upstream: &BTreeMap<usize, RunRecord>,
     forced: bool,
     threads: usize,
-    ui: &Ui,
-    facts: &RunFacts,
-    isolation: &Isolation,
-    tracker: &crate::slurm::Tracker,
 ) -> (StageResult, Option<RunRecord>) {
+    let RunContext {
+        pipeline,
+        store,
+        lease,
+        ui,
+        facts,
+        isolation,
+        tracker,
+        remote,
+    } = *ctx;
     let inst = &pipeline.instances[i];
     let mut result = StageResult {
         stage: inst.name.clone(),
@@ -370,6 +389,18 @@ fn run_instance(
             && let Some(r) = reusable(store)?
         {
             return Ok((Outcome::Waited, r, fp));
+        }
+        if !forced && let Some(remote) = remote {
+            match remote.pull(store, &fp) {
+                Ok(Some(r)) => return Ok((Outcome::Pulled, r, fp)),
+                Ok(None) => {}
+                // A damaged or unreachable remote costs a rerun, never a wrong result.
+                Err(e) => ui.line(&format!(
+                    "warning  {}: remote cache {}: {e}; running the stage",
+                    inst.name,
+                    remote.location()
+                )),
+            }
         }
         let staging = store.staging_dir(&fp).map_err(|e| e.to_string())?;
         let scratch = store.scratch_dir(&fp).map_err(|e| e.to_string())?;
@@ -451,6 +482,15 @@ fn run_instance(
             }
         }?;
         let seconds = t0.elapsed().as_secs_f64();
+        if let Some(remote) = remote
+            && let Err(e) = remote.push(store, &record)
+        {
+            ui.line(&format!(
+                "warning  {}: cannot push to the remote cache {}: {e}",
+                inst.name,
+                remote.location()
+            ));
+        }
         Ok((Outcome::Ran { seconds }, record, fp))
     };
     let (outcome, record) = match attempt() {

@@ -154,6 +154,9 @@ pub struct StageStatus {
     pub reason: String,
     pub reasons: Vec<StaleReason>,
     pub fingerprint: Option<String>,
+    /// Not cached here but held by the remote cache (`status --remote`): a run pulls it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
     #[serde(skip)]
     pub record: Option<RunRecord>,
 }
@@ -290,6 +293,7 @@ pub fn plan(
             reason: String::new(),
             reasons: Vec::new(),
             fingerprint: None,
+            remote: false,
             record: None,
         };
         let mut known_inputs = None;

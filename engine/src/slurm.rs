@@ -4,7 +4,8 @@
 //!
 //! - Resources map to `--cpus-per-task` (threads; 0 = the workspace's `cpus`),
 //!   `--mem` (`memory`), `--gres=gpu:N` (`gpus`) and `--time`; the workspace's
-//!   `[executor.slurm]` settings ([`SlurmConfig`]) hold partition, account, qos, default
+//!   `[executor.slurm]` settings ([`SlurmConfig`], read with
+//!   [`crate::workspace_config`]) hold partition, account, qos, default
 //!   time and extra flags, and a stage's `resources: {slurm: {...}}`
 //!   ([`SlurmSettings`]) overrides them.
 //! - Jobs are tracked with one `squeue -t all` call for every job of the run at a time
@@ -46,37 +47,6 @@ pub struct SlurmConfig {
     pub slayer: Option<PathBuf>,
     /// How often job states are polled, in milliseconds (default 500).
     pub poll_ms: Option<u64>,
-}
-
-/// The `[executor]` section of the workspace's `slayer.toml`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutorSection {
-    /// The default of `slayer run --executor`: `local`, `slurm` or `inline`.
-    pub kind: Option<String>,
-    pub slurm: Option<SlurmConfig>,
-}
-
-impl ExecutorSection {
-    /// Reads `[executor]` from `<workspace>/slayer.toml`; the default when there is no
-    /// such file or section; an error naming the file and key when it is malformed.
-    pub fn load(workspace: &Path) -> Result<ExecutorSection, String> {
-        let path = workspace.join("slayer.toml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        match table.get("executor") {
-            None => Ok(Self::default()),
-            Some(v) => v
-                .clone()
-                .try_into()
-                .map_err(|e| format!("{}: [executor]: {e}", path.display())),
-        }
-    }
 }
 
 /// Per-stage overrides: `resources: {slurm: {...}}` in the manifest.

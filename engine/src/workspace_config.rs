@@ -6,7 +6,10 @@
 //! ```toml
 //! remote = "s3://bucket/prefix"   # remote cache for push/pull (`--remote` overrides)
 //!
-//! [executor]                      # read by the executor
+//! [executor]
+//! kind = "slurm"                  # default of `slayer run --executor`
+//! [executor.slurm]                # see crate::slurm::SlurmConfig and docs/executors.md
+//! partition = "gpu"
 //! ```
 
 use std::fs;
@@ -27,9 +30,17 @@ pub struct WorkspaceConfig {
     /// The remote cache, e.g. `s3://bucket/prefix`.
     #[serde(default)]
     pub remote: Option<String>,
-    /// The `[executor]` section, uninterpreted here.
     #[serde(default)]
-    pub executor: toml::Table,
+    pub executor: ExecutorSection,
+}
+
+/// The `[executor]` section.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSection {
+    /// The default of `slayer run --executor`: `local`, `slurm` or `inline`.
+    pub kind: Option<String>,
+    pub slurm: Option<crate::slurm::SlurmConfig>,
 }
 
 impl WorkspaceConfig {
@@ -66,15 +77,20 @@ mod tests {
     fn remote_and_executor_are_read_and_unknown_keys_are_refused() {
         let path = Path::new("ws/slayer.toml");
         let cfg = WorkspaceConfig::parse(
-            "remote = \"s3://bkt/team\"\n[executor]\nkind = \"slurm\"\n",
+            "remote = \"s3://bkt/team\"\n[executor]\nkind = \"slurm\"\n\
+             [executor.slurm]\npartition = \"gpu\"\nextra = [\"--exclusive\"]\n",
             path,
         )
         .unwrap();
         assert_eq!(cfg.remote.as_deref(), Some("s3://bkt/team"));
-        assert_eq!(
-            cfg.executor.get("kind").and_then(|v| v.as_str()),
-            Some("slurm")
-        );
+        assert_eq!(cfg.executor.kind.as_deref(), Some("slurm"));
+        let slurm = cfg.executor.slurm.unwrap();
+        assert_eq!(slurm.partition.as_deref(), Some("gpu"));
+        assert_eq!(slurm.extra, ["--exclusive"]);
+        let err = WorkspaceConfig::parse("[executor.slurm]\npartiton = \"x\"\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("partiton"), "{err}");
         assert_eq!(
             WorkspaceConfig::parse("", path).unwrap(),
             WorkspaceConfig::default()

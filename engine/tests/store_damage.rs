@@ -170,7 +170,7 @@ fn status_works_on_a_read_only_store() {
     let probe = root.join("locks/probe");
     let enforced = fs::write(&probe, "").is_err();
     if enforced {
-        commands::status(&ws.manifest, &Registry::with_builtins(), true)
+        commands::status(&ws.manifest, &Registry::with_builtins(), true, None)
             .expect("status on a read-only store");
     } else {
         // Running as root: permissions are not enforced, nothing to check here.

@@ -184,6 +184,12 @@ async fn download_object(client: Arc<dyn ObjectStore>, d: Download) -> Result<u6
         Ok(()) => Ok(d.bytes),
         Err(e) => {
             let _ = tokio::fs::remove_file(&part).await;
+            if matches!(e, S3Error::Corrupt { .. }) {
+                // Its key names other content, so no valid result needs these bytes:
+                // removing them lets the next push of this result upload it again
+                // (a push skips an object that is there with the right size).
+                let _ = client.delete(&d.key).await;
+            }
             Err(e)
         }
     }

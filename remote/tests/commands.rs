@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::Moto;
+use common::{Moto, MotoRemote};
 use slayer_cache::Store;
 use slayer_engine::commands;
 use slayer_engine::plan::{self, State};

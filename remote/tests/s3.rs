@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 
-use common::{Moto, publish, put_raw, snapshot};
+use common::{Moto, MotoRemote, publish, put_raw, snapshot};
 use slayer_cache::{OutputState, RemoteCache, Store, Transfer};
 use slayer_remote::{S3Error, S3Options};
 

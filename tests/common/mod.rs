@@ -84,3 +84,22 @@ pub fn to_run(out: Output) -> Run {
 pub fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// `manifests/quickstart.yaml` shrunk (fewer people, one epoch) so it runs in seconds.
+pub fn shrunk_quickstart() -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/quickstart.yaml"),
+    )
+    .unwrap();
+    let shrunk = text
+        .replace("people_a: 60", "people_a: 6")
+        .replace("people_b: 20", "people_b: 3")
+        .replace("epochs: 36", "epochs: 1")
+        .replace("epochs: 20", "epochs: 1")
+        .replace("max_tokens: 2048", "max_tokens: 256");
+    assert_ne!(
+        shrunk, text,
+        "the quickstart's size knobs changed; update this test"
+    );
+    shrunk
+}

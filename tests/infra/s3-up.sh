@@ -36,8 +36,10 @@ while [ $# -gt 0 ]; do
 done
 
 server=$(command -v moto_server || true)
-if [ -z "$server" ] && [ -n "${MOTO_VENV:-}" ] && [ -x "$MOTO_VENV/bin/moto_server" ]; then
-  server=$MOTO_VENV/bin/moto_server
+# $MOTO_VENV, else the venv .ci/run creates.
+venv=${MOTO_VENV:-$HOME/.cache/slayer/moto-venv}
+if [ -z "$server" ] && [ -x "$venv/bin/moto_server" ]; then
+  server=$venv/bin/moto_server
 fi
 if [ -z "$server" ]; then
   echo "s3-up.sh: moto_server not found (on PATH or in \$MOTO_VENV/bin); install it with:" >&2

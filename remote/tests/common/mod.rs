@@ -1,87 +1,30 @@
-//! Test helpers: a moto S3 server started through the repository's
-//! `tests/infra/s3-up.sh` (stopped on drop), and results published into fresh stores.
-//! Without moto the tests fail, naming what to install; they never skip.
+//! Test helpers: remotes on the moto S3 server of `tests/infra/moto.rs` (started through
+//! the repository's `tests/infra/s3-up.sh`, stopped on drop), damaging objects in its
+//! bucket, and results published into fresh stores.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use slayer_cache::{RunRecord, Store};
 use slayer_remote::{S3Options, S3Remote};
 
-pub const BUCKET: &str = "slayer-test";
+#[path = "../../../tests/infra/moto.rs"]
+mod moto;
+pub use moto::{BUCKET, Moto};
 
-/// A running moto server.
-pub struct Moto {
-    pub vars: Vec<(String, String)>,
-    run_dir: PathBuf,
-    log: PathBuf,
-    script: PathBuf,
+/// A remote on the test bucket of a moto server.
+pub trait MotoRemote {
+    fn remote(&self, prefix: &str, options: S3Options) -> S3Remote;
 }
 
-impl Moto {
-    /// Starts a server on a free port with the test bucket created.
-    pub fn start() -> Moto {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/infra/s3-up.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["up", "--bucket", BUCKET])
-            .env("MOTO_OWNER_PID", std::process::id().to_string())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "the S3 tests need moto's S3 server and it did not start ({}). Install it with \
-             `pip install 'moto[s3]' flask flask-cors` (.ci/run does), or point MOTO_VENV at a \
-             venv that has it.\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut vars = Vec::new();
-        let (mut run_dir, mut log) = (None, None);
-        for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            match k {
-                "MOTO_RUN_DIR" => run_dir = Some(PathBuf::from(v)),
-                "MOTO_LOG" => log = Some(PathBuf::from(v)),
-                k if k.starts_with("AWS_") => vars.push((k.to_string(), v.to_string())),
-                _ => {}
-            }
-        }
-        Moto {
-            vars,
-            run_dir: run_dir.expect("s3-up.sh printed no MOTO_RUN_DIR"),
-            log: log.expect("s3-up.sh printed no MOTO_LOG"),
-            script,
-        }
-    }
-
+impl MotoRemote for Moto {
     /// A remote on the test bucket under `prefix`.
-    pub fn remote(&self, prefix: &str, options: S3Options) -> S3Remote {
+    fn remote(&self, prefix: &str, options: S3Options) -> S3Remote {
         S3Remote::from_url_with(&format!("s3://{BUCKET}/{prefix}"), &self.vars, options)
             .expect("remote on moto")
-    }
-
-    /// The server's request log so far (one line per HTTP request).
-    pub fn requests(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("down")
-            .arg(&self.run_dir)
-            .output();
-        let _ = fs::remove_dir_all(&self.run_dir);
     }
 }
 
@@ -129,6 +72,7 @@ pub fn record(fingerprint: &str) -> RunRecord {
         slayer_version: "0.1.0".into(),
         git_revision: None,
         log: None,
+        job: Default::default(),
     }
 }
 
