@@ -238,7 +238,7 @@ stages:
         .find(|l| l.starts_with("FAILED   slow: Slurm job"))
         .unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(
-        failed.contains("TIMEOUT (it ran past its time limit)"),
+        failed.contains(" TIMEOUT on ") && failed.ends_with("(it ran past its time limit)"),
         "{failed}"
     );
     assert_eq!(run.ran(), set(&["resumable"]), "{}", run.stdout);
