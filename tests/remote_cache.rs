@@ -113,6 +113,16 @@ fn a_second_workspace_pulls_every_result_and_runs_nothing() {
     );
     assert_eq!(outputs(&c, "runs-remote"), outputs(&a, "runs"));
     assert_eq!(files_under(&c.path().join(".slayer/cache/objects")), 0);
+    // ... which is enough for the results table, and not mistaken for cached results.
+    let table = slayer(&moto, &c, &["report"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert_eq!(table.stdout, report.stdout);
+    let status = slayer(&moto, &c, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert!(
+        v.as_array().unwrap().iter().all(|s| s["state"] != "cached"),
+        "{v}"
+    );
 }
 
 const CHAIN: &str = r#"

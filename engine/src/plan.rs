@@ -271,6 +271,33 @@ pub fn check_record(store: &Store, record: &RunRecord) -> Result<Option<StaleRea
     })
 }
 
+/// The run record of each instance's current fingerprint, for reading metrics: a local
+/// record or a metrics-only one (pulled without its outputs, see `slayer pull
+/// --metrics-only`), upstream records supplying the input hashes downstream. Outputs on
+/// disk are not checked (metrics do not need them); `None` where there is no record or
+/// an upstream has none.
+pub fn records_for_metrics(
+    pipeline: &Pipeline,
+    store: &Store,
+) -> Result<Vec<Option<RunRecord>>, EngineError> {
+    let mut records: Vec<Option<RunRecord>> = Vec::with_capacity(pipeline.instances.len());
+    for inst in &pipeline.instances {
+        let hashes = input_hashes(pipeline, inst, store, &|u| {
+            records.get(u).cloned().flatten()
+        })?;
+        let record = match hashes {
+            InputHashes::Known(inputs) => store
+                .record_for_metrics(&fingerprint_of(inst, &inputs))
+                .ok()
+                .flatten()
+                .map(|(record, _)| record),
+            _ => None,
+        };
+        records.push(record);
+    }
+    Ok(records)
+}
+
 /// Plans every instance of `pipeline` (or those in `only`, with their upstreams).
 pub fn plan(
     pipeline: &Pipeline,

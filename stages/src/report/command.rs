@@ -20,18 +20,26 @@ pub fn print(manifest: &Path, registry: &Registry, stages: &[String]) -> Result<
     } else {
         commands::select(&pipeline, stages)?.into_iter().collect()
     };
-    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    // Metrics-only records (`slayer pull --metrics-only`) count: a table needs no outputs.
+    let records = plan::records_for_metrics(&pipeline, &store)?;
+    let mut statuses = None;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
     for i in selected {
-        let s = &statuses[i];
-        match (&s.state, &s.record) {
-            (State::Cached, Some(r)) => rows.push(ReportRow {
+        match &records[i] {
+            Some(r) => rows.push(ReportRow {
                 label: pipeline.instances[i].name.clone(),
                 source: r.fingerprint.clone(),
                 metrics: r.metrics.clone(),
             }),
-            _ => missing.push(format!("{} ({}: {})", s.stage, s.state, s.reason)),
+            None => {
+                let statuses = match &statuses {
+                    Some(s) => s,
+                    None => statuses.insert(plan::plan(&pipeline, &store, &BTreeSet::new())?),
+                };
+                let s = &statuses[i];
+                missing.push(format!("{} ({}: {})", s.stage, s.state, s.reason));
+            }
         }
     }
     let title = format!("{}: results", pipeline.manifest.name);
