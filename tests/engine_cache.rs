@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Workspace, set};
+use common::{GRID, Workspace, set};
 
 const PIPELINE: &str = r#"
 name: chain
@@ -255,24 +255,6 @@ stages:
     assert_eq!(verify.code, 0, "{}", verify.stdout);
     assert!(ws.slayer(&["run"]).ran().is_empty());
 }
-
-const GRID: &str = r#"
-grid:
-  a: [1, 2, 3]
-  b: [x, y, z, u, v]
-stages:
-  shared:
-    kind: command
-    with: {run: "echo base > $SLAYER_OUT/s", outputs: {s: s}}
-  cell:
-    kind: command
-    inputs: {s: shared.s}
-    with: {run: "echo ${grid.a}-${grid.b} > $SLAYER_OUT/c", outputs: {c: c}}
-  report:
-    kind: command
-    inputs: {cells: "cell[*].c"}
-    with: {run: "cat $SLAYER_IN_CELLS > $SLAYER_OUT/r", outputs: {r: r}}
-"#;
 
 #[test]
 fn grid_runs_shared_upstream_once_and_new_values_only() {

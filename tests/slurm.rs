@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{Workspace, set};
+use common::{GRID, Workspace, set};
 
 /// `SLURM_CONF` of the test cluster, started once per test binary.
 fn slurm_conf() -> &'static str {
@@ -52,6 +52,18 @@ fn slayer(ws: &Workspace, args: &[&str]) -> common::Run {
     common::to_run(out)
 }
 
+/// `slayer run --executor slurm ARGS` in the background, its output captured.
+fn spawn_slurm_run(ws: &Workspace, args: &[&str]) -> std::process::Child {
+    ws.cmd()
+        .env("SLURM_CONF", slurm_conf())
+        .args(["run", "--executor", "slurm"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn slurm_tool(tool: &str, args: &[&str]) -> String {
     let out = Command::new(tool)
         .env("SLURM_CONF", slurm_conf())
@@ -92,24 +104,6 @@ fn running_job(name: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
-
-const GRID: &str = r#"
-grid:
-  a: [1, 2, 3]
-  b: [x, y, z, u, v]
-stages:
-  shared:
-    kind: command
-    with: {run: "echo base > $SLAYER_OUT/s", outputs: {s: s}}
-  cell:
-    kind: command
-    inputs: {s: shared.s}
-    with: {run: "cat $SLAYER_IN_S > $SLAYER_OUT/c; echo ${grid.a}-${grid.b} >> $SLAYER_OUT/c", outputs: {c: c}}
-  report:
-    kind: command
-    inputs: {cells: "cell[*].c"}
-    with: {run: "cat $SLAYER_IN_CELLS > $SLAYER_OUT/r", outputs: {r: r}}
-"#;
 
 #[test]
 fn a_grid_runs_as_slurm_jobs_with_the_same_results_as_locally() {
@@ -178,14 +172,7 @@ stages:
     with: {run: "cp $SLAYER_IN_O $SLAYER_OUT/o", outputs: {o: o}}
 "#,
     );
-    let child = ws
-        .cmd()
-        .env("SLURM_CONF", slurm_conf())
-        .args(["run", "--executor", "slurm"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_slurm_run(&ws, &[]);
     let id = running_job("held");
     slurm_tool("scancel", &[&id]);
     let run = common::to_run(child.wait_with_output().unwrap());
@@ -271,13 +258,7 @@ stages:
     with: {run: "sleep 300; echo > $SLAYER_OUT/o", outputs: {o: o}, params: {n: 2}}
 "#,
     );
-    let child = ws
-        .cmd()
-        .env("SLURM_CONF", slurm_conf())
-        .args(["run", "--executor", "slurm", "-q"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_slurm_run(&ws, &["-q"]);
     let ids = [running_job("p"), running_job("q")];
     // SAFETY: plain syscall on our own child.
     unsafe {

@@ -103,3 +103,22 @@ pub fn shrunk_quickstart() -> String {
     );
     shrunk
 }
+
+/// A 3x5 grid of `command` stages: one shared upstream, 15 cells, one gathering report.
+pub const GRID: &str = r#"
+grid:
+  a: [1, 2, 3]
+  b: [x, y, z, u, v]
+stages:
+  shared:
+    kind: command
+    with: {run: "echo base > $SLAYER_OUT/s", outputs: {s: s}}
+  cell:
+    kind: command
+    inputs: {s: shared.s}
+    with: {run: "echo ${grid.a}-${grid.b} > $SLAYER_OUT/c", outputs: {c: c}}
+  report:
+    kind: command
+    inputs: {cells: "cell[*].c"}
+    with: {run: "cat $SLAYER_IN_CELLS > $SLAYER_OUT/r", outputs: {r: r}}
+"#;
