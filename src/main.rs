@@ -82,6 +82,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The manifest's DAG with each instance's state, as Mermaid or Graphviz DOT
+    Dag {
+        manifest: Option<PathBuf>,
+        /// `mermaid` (renders in GitHub Markdown) or `dot` (`dot -Tsvg`)
+        #[arg(long, default_value = "mermaid")]
+        format: slayer_engine::dag::DagFormat,
+    },
     /// Provenance of an artifact (a path) or a stage, back to raw inputs
     Lineage {
         target: String,
@@ -272,6 +279,9 @@ fn main() -> ExitCode {
         Cmd::Show { args, json } => {
             let (m, s) = manifest_and_stage(&args);
             commands::show(&m, &registry, &s, json)
+        }
+        Cmd::Dag { manifest, format } => {
+            commands::dag(&default_manifest(manifest), &registry, format)
         }
         Cmd::Lineage { target, manifest } => {
             commands::lineage(&default_manifest(manifest), &registry, &target)

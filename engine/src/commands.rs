@@ -307,6 +307,19 @@ pub fn status(
     Ok(())
 }
 
+/// `slayer dag`: the manifest's graph with each instance's state.
+pub fn dag(
+    manifest: &Path,
+    registry: &Registry,
+    format: crate::dag::DagFormat,
+) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    store.save_stat_cache()?;
+    print!("{}", crate::dag::render(&pipeline, &statuses, format));
+    Ok(())
+}
+
 /// `slayer why STAGE`: every reason, and the chain through upstreams that will rerun.
 pub fn why(manifest: &Path, registry: &Registry, stage: &str) -> Result<(), EngineError> {
     let (pipeline, store) = open(manifest, registry)?;
