@@ -54,6 +54,10 @@ enum Cmd {
         /// missing here are pulled instead of run, results run here are pushed
         #[arg(long)]
         remote: Option<String>,
+        /// GPUs the local scheduler hands out to stages with `resources.gpus` (default:
+        /// CUDA_VISIBLE_DEVICES, else the /dev/nvidiaN devices)
+        #[arg(long)]
+        gpus: Option<usize>,
     },
     /// Runs one stage attempt from a job spec (the executors' entry point)
     #[command(name = "__instance", hide = true)]
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
             quiet,
             executor,
             remote,
+            gpus,
         } => {
             slayer_engine::interrupt::install();
             let manifest = default_manifest(manifest);
@@ -245,6 +250,7 @@ fn main() -> ExitCode {
                         executor,
                         program,
                         remote,
+                        gpus,
                     };
                     commands::run(&manifest, &registry, &args).map(|()| args)
                 })
