@@ -41,7 +41,11 @@ fn without_a_gpu_the_gpu_stage_runs_alone() {
     // first's marker); run together, both would succeed.
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.ran().len(), 1, "{}", run.stdout);
-    assert!(run.stdout.contains("1 ran, 0 cached, 1 failed"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("1 ran, 0 cached, 1 failed"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

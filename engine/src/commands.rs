@@ -742,14 +742,15 @@ pub fn exec(
         Ok(m) => m,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(EngineError::Invalid(format!("{kind} failed: {e}")));
+            // The stage failed at its work (exit 1), unlike bad flags (exit 2).
+            return Err(EngineError::Failed(format!("{kind} failed: {e}")));
         }
     };
     let outputs = stage.outputs(&params);
     for o in &outputs {
         if !staging.join(&o.path).exists() {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(EngineError::Invalid(format!(
+            return Err(EngineError::Failed(format!(
                 "{kind} did not write its output `{}` ({})",
                 o.name, o.path
             )));
