@@ -86,6 +86,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Two run records side by side: what differs in params, inputs, env, metrics
+    Diff {
+        /// `[MANIFEST] A B`: stage instances or record fingerprints (8+ characters)
+        #[arg(num_args = 2..=3, required = true)]
+        args: Vec<String>,
+        /// Also list what is equal
+        #[arg(long)]
+        all: bool,
+    },
     /// The manifest's DAG with each instance's state, as Mermaid or Graphviz DOT
     Dag {
         manifest: Option<PathBuf>,
@@ -286,6 +295,13 @@ fn main() -> ExitCode {
             let (m, s) = manifest_and_stage(&args);
             commands::show(&m, &registry, &s, json)
         }
+        Cmd::Diff { args, all } => match args.as_slice() {
+            [m, a, b] => commands::diff(&PathBuf::from(m), &registry, a, b, all),
+            [a, b] => commands::diff(&PathBuf::from("slayer.yaml"), &registry, a, b, all),
+            _ => Err(slayer_engine::EngineError::Invalid(
+                "usage: slayer diff [MANIFEST] A B".into(),
+            )),
+        },
         Cmd::Dag { manifest, format } => {
             commands::dag(&default_manifest(manifest), &registry, format)
         }

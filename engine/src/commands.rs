@@ -351,6 +351,64 @@ pub fn dag(
     Ok(())
 }
 
+/// `slayer diff A B`: each of A and B is an instance of the manifest (its current
+/// record, else its latest run's) or a fingerprint (or a unique prefix of one, at least
+/// 8 characters) of any record in the store.
+pub fn diff(
+    manifest: &Path,
+    registry: &Registry,
+    a: &str,
+    b: &str,
+    all: bool,
+) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    store.save_stat_cache()?;
+    let resolve = |name: &str| -> Result<slayer_cache::RunRecord, EngineError> {
+        let found = pipeline.select(name);
+        if let [i] = found.as_slice() {
+            let s = &statuses[*i];
+            return s
+                .record
+                .clone()
+                .or_else(|| plan::latest_records(&store, &pipeline.manifest.name).remove(&s.stage))
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!("{} has no run record yet (never run)", s.stage))
+                });
+        }
+        if !found.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "`{name}` names {} instances; name one, e.g. `{}`",
+                found.len(),
+                pipeline.instances[found[0]].name
+            )));
+        }
+        let matching: Vec<slayer_cache::RunRecord> = if name.len() >= 8 {
+            store
+                .records()?
+                .into_iter()
+                .filter(|r| r.fingerprint.starts_with(name))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match <[_; 1]>::try_from(matching) {
+            Ok([r]) => Ok(r),
+            Err(m) if m.len() > 1 => Err(EngineError::Invalid(format!(
+                "fingerprint prefix `{name}` matches {} records; give more characters",
+                m.len()
+            ))),
+            Err(_) => Err(EngineError::Invalid(format!(
+                "`{name}` is neither a stage of {} nor the fingerprint (8+ characters) of a record",
+                pipeline.manifest.path.display()
+            ))),
+        }
+    };
+    let (ra, rb) = (resolve(a)?, resolve(b)?);
+    print!("{}", crate::diff::render(&ra, &rb, all));
+    Ok(())
+}
+
 /// `slayer why STAGE`: every reason, and the chain through upstreams that will rerun.
 pub fn why(manifest: &Path, registry: &Registry, stage: &str) -> Result<(), EngineError> {
     let (pipeline, store) = open(manifest, registry)?;
