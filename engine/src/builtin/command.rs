@@ -38,7 +38,11 @@ pub struct Command;
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandParams {
-    /// The shell command (run with `sh -c`).
+    /// The shell command (run with `sh -c`, stdin empty). An input is `$SLAYER_IN_<NAME>`;
+    /// several paths are joined by spaces and also listed one per line in the file
+    /// `$SLAYER_IN_<NAME>_LIST`. Paths over 64 KiB joined (512 KiB for all inputs) are
+    /// too many for the environment: the variable is then unset and only the list is
+    /// given (e.g. `xargs -a "$SLAYER_IN_DOCS_LIST" cat`).
     pub run: String,
     /// Output name -> path relative to `$SLAYER_OUT` (a file or a directory).
     #[serde(default)]
