@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use slayer_engine::Manifest;
+use slayer_engine::{Manifest, Pipeline, Registry};
 
 const STAGES: &str = "stages:\n  s: {kind: command, with: {run: \"true\"}}\n";
 
@@ -207,4 +207,34 @@ fn bytes_that_are_not_utf8_are_located() {
         "{err}"
     );
     assert!(err.contains("latin1.yaml"), "{err}");
+}
+
+#[test]
+fn command_outputs_naming_the_output_directory_itself_are_rejected_at_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, problem) in [
+        (".", "names $SLAYER_OUT itself"),
+        ("./", "names $SLAYER_OUT itself"),
+        ("./.", "names $SLAYER_OUT itself"),
+        ("", "is empty"),
+        ("a/..", "has a `..` component"),
+        ("/etc/x", "is absolute"),
+    ] {
+        let text = format!(
+            "stages:\n  gen:\n    kind: command\n    with: {{run: \"true\", outputs: {{x: \"{path}\"}}}}\n"
+        );
+        let file = write(dir.path(), "out.yaml", &text);
+        let Err(err) = Pipeline::load(&file, &Registry::with_builtins()) else {
+            panic!("`{path}` must be rejected");
+        };
+        let err = err.to_string();
+        assert!(err.contains("out.yaml:4:"), "names file and line: {err}");
+        assert!(err.contains("gen"), "names the stage: {err}");
+        assert!(err.contains("outputs.x"), "names the key: {err}");
+        assert!(err.contains(problem), "`{path}`: {err}");
+        assert!(
+            err.contains("relative to $SLAYER_OUT"),
+            "says what is expected: {err}"
+        );
+    }
 }

@@ -328,3 +328,145 @@ fn chunked_encoding_of_long_documents_equals_whole_encoding() {
     assert_eq!(chunked[0].len(), whole.len());
     assert_eq!(chunked[0], whole);
 }
+
+/// Prose in long lines: words, contractions, digits, punctuation, unicode, runs of
+/// spaces and tabs, NBSP and ideographic spaces, CRLF and blank lines, special tokens;
+/// with `newlines` false, one line of it.
+fn prose_text(words: usize, newlines: bool) -> String {
+    let mut rng = slayer_stages::rng::SplitMix64::with_stream(12, 0);
+    let pieces = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "it's",
+        "we'll",
+        "don't",
+        "café",
+        "naïve",
+        "東京",
+        "Ünïcode",
+        "1234567",
+        "3.14",
+        "—",
+        "(x,",
+        "y)",
+        "\"quoted\"",
+        "<|endoftext|>",
+        "emoji🙂",
+        "a's",
+        "x'll",
+        "!!!",
+        "--",
+        "über",
+        "日本語の文",
+        "€100",
+    ];
+    let gaps = [
+        " ", " ", " ", " ", "  ", "   ", "\t", " \t ", "\u{a0}", "\u{3000}", " \u{a0} ", "\n",
+        "\r\n", "\n\n", "  \n", "\n  ", " \n\t",
+    ];
+    let mut text = String::new();
+    for i in 0..words {
+        let piece = *rng.pick(&pieces);
+        text.push_str(piece);
+        let gap = rng.pick(&gaps);
+        if newlines || !gap.contains(['\n', '\r']) {
+            text.push_str(gap);
+        } else {
+            text.push(' ');
+        }
+        if i % 997 == 0 {
+            text.push_str("     ");
+        }
+    }
+    text
+}
+
+#[test]
+fn chunked_encoding_at_spaces_equals_whole_encoding_for_prose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = write(&tmp.path().join("prose.txt"), &prose_text(20_000, true));
+    run(
+        "tokenizer.train",
+        json!({"vocab_size": 900}),
+        &[("corpus", &[corpus.as_path()])],
+        &tmp.path().join("tok"),
+        1,
+    )
+    .unwrap();
+    let trained = tmp.path().join("tok/tokenizer.json");
+    let byte_level =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/byte_tokenizer.json");
+    for path in [trained, byte_level] {
+        let loaded = slayer_stages::data::common::load_tokenizer(&path).unwrap();
+        assert!(loaded.chunkable, "{} splits safely", path.display());
+        for newlines in [true, false] {
+            let text = prose_text(150_000, newlines);
+            let chunk = slayer_stages::data::chunk::CHUNK_BYTES;
+            let ranges = slayer_stages::data::chunk::chunk_ranges(&text, chunk);
+            assert!(ranges.len() > 20, "{} chunks", ranges.len());
+            assert!(ranges.iter().all(|r| r.len() < 2 * chunk));
+            let doc = slayer_stages::data::source::Document {
+                id: "d".into(),
+                source: "s".into(),
+                text: text.clone(),
+            };
+            let chunked = slayer_stages::data::tokenize::encode_docs(
+                &loaded.inner,
+                &[doc],
+                false,
+                None,
+                None,
+                true,
+            )
+            .unwrap();
+            let whole = loaded.inner.encode(text.as_str(), false).unwrap();
+            assert_eq!(
+                chunked[0].len(),
+                whole.get_ids().len(),
+                "{}",
+                path.display()
+            );
+            assert!(chunked[0] == whole.get_ids(), "{}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_document_over_max_document_bytes_names_file_line_and_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, tok) = corpus_and_tokenizer(tmp.path());
+    let big = "word ".repeat(400);
+    let jsonl = write(
+        &tmp.path().join("big.jsonl"),
+        &format!(
+            "{{\"id\": \"small\", \"text\": \"hi\"}}\n{{\"id\": \"huge\", \"text\": \"{big}\"}}\n"
+        ),
+    );
+    let e = tokenize_err(
+        tmp.path(),
+        &jsonl,
+        &tok,
+        json!({"max_document_bytes": 1000}),
+    );
+    assert!(e.contains("big.jsonl:2"), "{e}");
+    assert!(e.contains("document `huge` has 2000 bytes"), "{e}");
+    assert!(e.contains("max_document_bytes (1000)"), "{e}");
+    let text = write(&tmp.path().join("big.txt"), &big);
+    let e = tokenize_err(tmp.path(), &text, &tok, json!({"max_document_bytes": 1000}));
+    assert!(e.contains("big.txt"), "{e}");
+    assert!(e.contains("more than max_document_bytes (1000)"), "{e}");
+    // Under the limit it runs.
+    run(
+        "tokenize",
+        json!({"max_document_bytes": 2000}),
+        &[
+            ("corpus", &[jsonl.as_path()]),
+            ("tokenizer", &[tok.as_path()]),
+        ],
+        &tmp.path().join("ok-out"),
+        1,
+    )
+    .unwrap();
+}

@@ -125,9 +125,8 @@ pub fn load_tokenizer(path: &Path) -> Result<LoadedTokenizer> {
     let bytes = std::fs::read(&file).map_err(|e| DataError::io(&file, e))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| DataError::file(&file, format!("not UTF-8 ({e})")))?;
-    let inner: tokenizers::Tokenizer = text.parse().map_err(|e: tokenizers::Error| {
-        DataError::file(&file, format!("not a valid tokenizer.json: {e}"))
-    })?;
+    let inner = crate::model::tokenizer::parse_tokenizer_json(text)
+        .map_err(|e| DataError::file(&file, format!("not a valid tokenizer.json: {e}")))?;
     let chunkable = serde_json::from_str::<serde_json::Value>(text)
         .is_ok_and(|v| super::chunk::splits_safely(&v));
     Ok(LoadedTokenizer {

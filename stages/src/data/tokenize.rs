@@ -43,6 +43,10 @@ fn shard_tokens() -> Option<u64> {
     Some(50_000_000)
 }
 
+fn max_document_bytes() -> u64 {
+    64 << 20
+}
+
 /// Parameters of `tokenize`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -91,10 +95,17 @@ pub struct TokenizeParams {
     /// Drop documents whose text encodes to no token (counted as `dropped`).
     #[serde(default = "super::common::yes")]
     pub drop_empty: bool,
-    /// Bad records (malformed JSON line, invalid UTF-8, missing field): `fail` with the
-    /// file and line, or `skip` and count them in `skipped`.
+    /// Bad records (malformed JSON line, invalid UTF-8, missing field, a document over
+    /// `max_document_bytes`): `fail` with the file and line, or `skip` and count them in
+    /// `skipped`.
     #[serde(default)]
     pub on_error: OnError,
+    /// Largest document text, in bytes (default 64 MiB). Long documents are encoded in
+    /// exact chunks when the tokenizer allows it (byte-level BPE), in a few hundred MB
+    /// whatever their size; other tokenizers need ~100 bytes of memory per byte of a
+    /// document, which this bounds.
+    #[serde(default = "max_document_bytes")]
+    pub max_document_bytes: u64,
 }
 
 impl TypedStage for Tokenize {
@@ -123,6 +134,7 @@ impl TypedStage for Tokenize {
     fn validate(p: &TokenizeParams) -> Result<(), ParamError> {
         ParamError::at_least_one("shard_rows", p.shard_rows)?;
         ParamError::at_least_one("shard_tokens", p.shard_tokens)?;
+        ParamError::at_least_one("max_document_bytes", Some(p.max_document_bytes))?;
         Ok(())
     }
 
@@ -246,7 +258,8 @@ pub fn tokenize_files(
     let (enc_tx, enc_rx) = sync_channel::<Encoded>(2);
     let inner = &tok.inner;
     std::thread::scope(|s| -> Result<TokenizeCounts> {
-        let reader = s.spawn(move || read_batches(records, &fields, doc_tx));
+        let limit = p.max_document_bytes;
+        let reader = s.spawn(move || read_batches(records, &fields, limit, doc_tx));
         let writer_thread = s.spawn(move || write_batches(writer, enc_rx));
         let mut counts = TokenizeCounts::default();
         let mut failure: Option<DataError> = None;
@@ -366,15 +379,29 @@ pub fn encode_docs(
 }
 
 /// Reader thread: documents in batches of about [`BATCH_BYTES`]; returns the skip count.
+/// A document over `max_bytes` is a bad record (file, line and id in the error).
 fn read_batches(
     mut records: Records,
     fields: &Fields,
+    max_bytes: u64,
     tx: SyncSender<Result<Vec<Document>>>,
 ) -> u64 {
     let mut batch = Vec::new();
     let mut bytes = 0usize;
     while let Some(rec) = records.next() {
-        let doc = match rec.and_then(|r| extract_document(r, fields)) {
+        let doc = match rec.and_then(|r| {
+            let pos = r.pos.clone();
+            let doc = extract_document(r, fields)?;
+            let len = doc.text.len() as u64;
+            if len > max_bytes {
+                return Err(pos.error(format!(
+                    "document `{}` has {len} bytes of text, more than max_document_bytes \
+                     ({max_bytes}); split it or raise max_document_bytes",
+                    doc.id
+                )));
+            }
+            Ok(doc)
+        }) {
             Ok(d) => Some(d),
             Err(e) => match records.policy::<Document>(Err(e)) {
                 Ok(d) => d,

@@ -28,6 +28,20 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// Parses `tokenizer.json` text. The `tokenizers` crate panics on some malformed files
+/// (e.g. a `decoder` object that matches no decoder: `.expect("Helper")` in its
+/// deserializer); that panic is caught and returned as an error like any other.
+pub fn parse_tokenizer_json(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
+    let parsed = std::panic::catch_unwind(|| json.parse::<tokenizers::Tokenizer>());
+    match parsed {
+        Ok(Ok(tok)) => Ok(tok),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            Err("malformed tokenizer.json (the tokenizers library panicked reading it)".into())
+        }
+    }
+}
+
 /// `tokenizer_config.json` stores special tokens as a string or as `{"content": ...}`.
 fn token_text(v: Option<&Value>) -> Option<String> {
     match v? {
@@ -56,21 +70,16 @@ impl Tokenizer {
 
     /// Load a `tokenizer.json` file alone (no chat template).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(Self::bare(inner, path))
+        let json = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::from_json_str(&json, path)
     }
 
     /// Parse `tokenizer.json` text (`path` names it in errors).
     pub fn from_json_str(json: &str, path: &Path) -> Result<Self> {
-        let inner: tokenizers::Tokenizer =
-            json.parse()
-                .map_err(|e: tokenizers::Error| ModelError::Tokenizer {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+        let inner = parse_tokenizer_json(json).map_err(|message| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(Self::bare(inner, path))
     }
 
