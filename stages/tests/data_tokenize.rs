@@ -451,16 +451,41 @@ fn a_document_over_max_document_bytes_names_file_line_and_document() {
         json!({"max_document_bytes": 1000}),
     );
     assert!(e.contains("big.jsonl:2"), "{e}");
-    assert!(e.contains("document `huge` has 2000 bytes"), "{e}");
-    assert!(e.contains("max_document_bytes (1000)"), "{e}");
+    assert!(e.contains("the line has 2027 bytes"), "{e}");
+    assert!(e.contains("more than max_document_bytes (1000)"), "{e}");
+    // The line is refused before it is read whole; with `skip` the lines after it are
+    // still read.
+    let mixed = write(
+        &tmp.path().join("mixed.jsonl"),
+        &format!(
+            "{{\"id\": \"a\", \"text\": \"hi\"}}\n{{\"id\": \"huge\", \"text\": \"{}\"}}\n\
+             {{\"id\": \"b\", \"text\": \"there\"}}\n",
+            "word ".repeat(100_000)
+        ),
+    );
+    let m = run(
+        "tokenize",
+        json!({"max_document_bytes": 1000, "on_error": "skip"}),
+        &[
+            ("corpus", &[mixed.as_path()]),
+            ("tokenizer", &[tok.as_path()]),
+        ],
+        &tmp.path().join("skip-out"),
+        1,
+    )
+    .unwrap();
+    assert_eq!(metric(&m, "skipped"), 1);
+    assert_eq!(metric(&m, "documents"), 2);
     let text = write(&tmp.path().join("big.txt"), &big);
     let e = tokenize_err(tmp.path(), &text, &tok, json!({"max_document_bytes": 1000}));
-    assert!(e.contains("big.txt"), "{e}");
-    assert!(e.contains("more than max_document_bytes (1000)"), "{e}");
+    assert!(
+        e.contains("big.txt: 2000 bytes, more than max_document_bytes (1000)"),
+        "{e}"
+    );
     // Under the limit it runs.
     run(
         "tokenize",
-        json!({"max_document_bytes": 2000}),
+        json!({"max_document_bytes": 3000}),
         &[
             ("corpus", &[jsonl.as_path()]),
             ("tokenizer", &[tok.as_path()]),

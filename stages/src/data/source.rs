@@ -191,6 +191,9 @@ pub struct Records {
     current: Option<FileRecords>,
     on_error: OnError,
     skipped: u64,
+    /// Largest record read (a text file's size, a JSON line's length) and the
+    /// parameter that set it, for errors.
+    max_record_bytes: (u64, &'static str),
 }
 
 enum FileRecords {
@@ -199,6 +202,7 @@ enum FileRecords {
         line: u64,
         file: Arc<InputFile>,
         buf: Vec<u8>,
+        max_bytes: (u64, &'static str),
     },
     Array {
         items: std::vec::IntoIter<Value>,
@@ -229,7 +233,17 @@ impl Records {
             current: None,
             on_error,
             skipped: 0,
+            max_record_bytes: (u64::MAX, ""),
         }
+    }
+
+    /// Refuse records over `bytes` before reading them whole: a text file larger than
+    /// that, a JSON line longer than that (its bytes are skipped, not buffered). JSON
+    /// array files and Parquet rows are not bounded here.
+    /// `param` names the limit in errors.
+    pub fn with_max_record_bytes(mut self, bytes: u64, param: &'static str) -> Records {
+        self.max_record_bytes = (bytes, param);
+        self
     }
 
     /// Records skipped so far under [`OnError::Skip`].
@@ -258,6 +272,16 @@ impl Records {
         let path = file.path.clone();
         match fmt {
             Format::Text | Format::Auto => {
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| DataError::io(&path, e))?
+                    .len();
+                let (max, param) = self.max_record_bytes;
+                if size > max {
+                    return Err(DataError::file(
+                        &path,
+                        format!("{size} bytes, more than {param} ({max})"),
+                    ));
+                }
                 let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
                 let text = utf8(bytes, &path)?;
                 let mut obj = serde_json::Map::new();
@@ -299,6 +323,7 @@ impl Records {
                         line: 0,
                         file,
                         buf: Vec::new(),
+                        max_bytes: self.max_record_bytes,
                     });
                 }
                 Ok(None)
@@ -386,9 +411,12 @@ impl FileRecords {
                 line,
                 file,
                 buf,
+                max_bytes,
             } => loop {
                 buf.clear();
-                let n = match reader.read_until(b'\n', buf) {
+                let (max, param) = *max_bytes;
+                let limit = max.saturating_add(1);
+                let n = match reader.by_ref().take(limit).read_until(b'\n', buf) {
                     Ok(n) => n,
                     Err(e) => return Some(Err(DataError::io(&file.path, e))),
                 };
@@ -401,6 +429,16 @@ impl FileRecords {
                     index: *line,
                     unit: Unit::Line,
                 };
+                if n as u64 == limit && buf.last() != Some(&b'\n') {
+                    let rest = match skip_line(reader) {
+                        Ok(rest) => rest,
+                        Err(e) => return Some(Err(DataError::io(&file.path, e))),
+                    };
+                    return Some(Err(pos.error(format!(
+                        "the line has {} bytes, more than {param} ({max})",
+                        n as u64 + rest
+                    ))));
+                }
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -470,6 +508,28 @@ impl FileRecords {
                     Err(e) => return Some(Err(DataError::arrow(&file.path, e))),
                 }
             },
+        }
+    }
+}
+
+/// Consumes the rest of a line without keeping it; returns how many bytes it had.
+fn skip_line(reader: &mut dyn BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(skipped);
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(skipped + i as u64 + 1);
+            }
+            None => {
+                let len = chunk.len();
+                reader.consume(len);
+                skipped += len as u64;
+            }
         }
     }
 }

@@ -100,10 +100,11 @@ pub struct TokenizeParams {
     /// `skipped`.
     #[serde(default)]
     pub on_error: OnError,
-    /// Largest document text, in bytes (default 64 MiB). Long documents are encoded in
-    /// exact chunks when the tokenizer allows it (byte-level BPE), in a few hundred MB
-    /// whatever their size; other tokenizers need ~100 bytes of memory per byte of a
-    /// document, which this bounds.
+    /// Largest document, in bytes (default 64 MiB): its text, and also the record it
+    /// comes in (a text file's size, a JSON line's length), which is refused before it is
+    /// read. Long documents are encoded in exact chunks when the tokenizer allows it
+    /// (byte-level BPE), in a few hundred MB whatever their size; other tokenizers need
+    /// ~100 bytes of memory per byte of a document, which this bounds.
     #[serde(default = "max_document_bytes")]
     pub max_document_bytes: u64,
 }
@@ -252,7 +253,8 @@ pub fn tokenize_files(
         p.id_field.clone(),
         p.source_field.clone(),
     ];
-    let records = Records::new(files, p.format, Some(columns), p.on_error);
+    let records = Records::new(files, p.format, Some(columns), p.on_error)
+        .with_max_record_bytes(p.max_document_bytes, "max_document_bytes");
 
     let (doc_tx, doc_rx) = sync_channel::<Result<Vec<Document>>>(2);
     let (enc_tx, enc_rx) = sync_channel::<Encoded>(2);
