@@ -58,6 +58,10 @@ enum Cmd {
         /// CUDA_VISIBLE_DEVICES, else the /dev/nvidiaN devices)
         #[arg(long)]
         gpus: Option<usize>,
+        /// Read and hash every input file and every reused output again instead of
+        /// trusting size + mtime (finds bit rot and edits that kept the mtime)
+        #[arg(long)]
+        verify_inputs: bool,
     },
     /// Runs one stage attempt from a job spec (the executors' entry point)
     #[command(name = "__instance", hide = true)]
@@ -238,6 +242,7 @@ fn main() -> ExitCode {
             executor,
             remote,
             gpus,
+            verify_inputs,
         } => {
             slayer_engine::interrupt::install();
             let manifest = default_manifest(manifest);
@@ -260,6 +265,7 @@ fn main() -> ExitCode {
                         program,
                         remote,
                         gpus,
+                        verify_inputs,
                     };
                     commands::run(&manifest, &registry, &args).map(|()| args)
                 })

@@ -351,3 +351,47 @@ fn gc_frees_results_no_manifest_reaches() {
     assert!(gc.stdout.contains("removed 1 records"), "{}", gc.stdout);
     assert!(ws.slayer(&["run"]).ran().is_empty());
 }
+
+/// Overwrites `path` with `text` of the same length and puts its mtime back, as bit rot
+/// or a careful edit would leave it: size, mtime and inode all unchanged.
+fn rot_in_place(path: &str, text: &str) {
+    let meta = std::fs::metadata(path).unwrap();
+    assert_eq!(meta.len(), text.len() as u64, "same size");
+    let mtime = meta.modified().unwrap();
+    let mut perms = meta.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).unwrap();
+    std::fs::write(path, text).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(mtime).unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
+#[test]
+fn verify_inputs_finds_changes_that_kept_size_and_mtime() {
+    let ws = chain();
+    // An input edited behind an unchanged size and mtime: trusted by a plain run (the
+    // documented trade-off of the stat cache), found by --verify-inputs.
+    let raw = ws.path().join("data/raw.txt");
+    rot_in_place(raw.to_str().unwrap(), "HELLO world\n");
+    let plain = ws.slayer(&["run"]);
+    assert_eq!(plain.code, 0, "{}{}", plain.stdout, plain.stderr);
+    assert!(plain.ran().is_empty(), "{}", plain.stdout);
+    let verified = ws.slayer(&["run", "--verify-inputs"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    // `upper` reruns; its output is the same text, so `count` is cut off early.
+    assert_eq!(verified.ran(), set(&["upper"]), "{}", verified.stdout);
+
+    // A reused output that rotted in the store.
+    let v: serde_json::Value =
+        serde_json::from_str(&ws.slayer(&["show", "upper", "--json"]).stdout).unwrap();
+    let text = v["output_paths"]["text"].as_str().unwrap().to_string();
+    rot_in_place(&text, "HELLO WORLF\n");
+    assert!(ws.slayer(&["run"]).ran().is_empty());
+    let verified = ws.slayer(&["run", "--verify-inputs"]);
+    assert!(verified.ran().contains("upper"), "{}", verified.stdout);
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "HELLO WORLD\n");
+    // Once refreshed, the stat cache is trusted again.
+    assert!(ws.slayer(&["run"]).ran().is_empty());
+}

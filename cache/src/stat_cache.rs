@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,6 +105,8 @@ pub(crate) struct StatCache {
     file: PathBuf,
     lock_file: PathBuf,
     inner: Mutex<Inner>,
+    /// False after [`StatCache::distrust`]: every lookup misses, so every file is read.
+    trusted: AtomicBool,
 }
 
 /// Reads the on-disk cache; a missing or unreadable one is empty (it is only a cache).
@@ -144,6 +147,7 @@ impl StatCache {
                 entries,
                 dirty: false,
             }),
+            trusted: AtomicBool::new(true),
         }
     }
 
@@ -153,8 +157,22 @@ impl StatCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// From now on no entry is trusted: every file is read and hashed again (and its
+    /// entry refreshed), catching content changed behind an unchanged size and mtime.
+    pub fn distrust(&self) {
+        self.trusted.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether [`StatCache::distrust`] has not been called.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::Relaxed)
+    }
+
     /// The cached hash, if the file is unchanged and the entry is not racy.
     pub fn lookup(&self, path: &Path, key: &StatKey) -> Option<ContentHash> {
+        if !self.is_trusted() {
+            return None;
+        }
         let inner = self.inner();
         let entry = inner.entries.get(path)?;
         (entry.key == *key && trusted(key.mtime_ns, entry.hashed_at_ns)).then(|| entry.hash.clone())

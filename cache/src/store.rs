@@ -131,6 +131,19 @@ impl Store {
         self.files_hashed.load(Ordering::Relaxed)
     }
 
+    /// Stops trusting the stat cache for this `Store`: every input file and every output
+    /// a cached result offers is read and hashed again (`run --verify-inputs`). The stat
+    /// cache trusts a file whose size, mtime and inode are unchanged; bit rot, or an edit
+    /// that restores the mtime, goes unseen until this or `verify`.
+    pub fn distrust_stat_cache(&self) {
+        self.stat.distrust();
+    }
+
+    /// False after [`Store::distrust_stat_cache`].
+    pub fn trusts_stat_cache(&self) -> bool {
+        self.stat.is_trusted()
+    }
+
     /// Number of entries in the in-memory stat cache.
     pub fn stat_cache_len(&self) -> usize {
         self.stat.len()

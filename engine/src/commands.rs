@@ -89,6 +89,8 @@ pub struct RunArgs {
     pub remote: Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>,
     /// GPUs the scheduler may hand out; `None`: [`detected_gpus`].
     pub gpus: Option<usize>,
+    /// Hash every input and reused output again instead of trusting the stat cache.
+    pub verify_inputs: bool,
 }
 
 /// GPUs this process may use: the entries of `CUDA_VISIBLE_DEVICES` when it is set
@@ -155,6 +157,9 @@ fn isolation(manifest: &Path, args: &RunArgs) -> Result<Isolation, EngineError> 
 /// `slayer run`: plan or execute; Err when a stage failed.
 pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), EngineError> {
     let (pipeline, store) = open_with(manifest, registry, args.dry_run)?;
+    if args.verify_inputs {
+        store.distrust_stat_cache();
+    }
     let force: BTreeSet<usize> = select(&pipeline, &args.force)?.into_iter().collect();
     let only = if args.only.is_empty() {
         None

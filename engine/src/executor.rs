@@ -429,6 +429,7 @@ fn run_instance(
             log: log_path.clone(),
             device: inst.device.clone(),
             threads,
+            verify_inputs: !store.trusts_stat_cache(),
             record: RunRecord {
                 fingerprint: fp.clone(),
                 stage: inst.name.clone(),

@@ -40,6 +40,10 @@ pub struct JobSpec {
     pub log: PathBuf,
     pub device: String,
     pub threads: usize,
+    /// `run --verify-inputs`: the job's store re-hashes objects instead of trusting the
+    /// stat cache (a rotted object is replaced, not reused, when the result is published).
+    #[serde(default)]
+    pub verify_inputs: bool,
     /// The record to publish, complete but for what only the run knows (metrics,
     /// times, host, outputs). Its `kind` and `params` say what to run.
     pub record: RunRecord,
@@ -244,6 +248,9 @@ pub fn run_job_file(registry: &Registry, spec_path: &Path, progress: Progress) -
         Ok(s) => s,
         Err(e) => return finish(JobResult::Failed(e.to_string())),
     };
+    if spec.verify_inputs {
+        store.distrust_stat_cache();
+    }
     match run_job(kind.as_ref(), &spec, &store, progress, true) {
         Ok(record) => finish(JobResult::Published(Box::new(record))),
         Err(msg) => finish(JobResult::Failed(msg)),
