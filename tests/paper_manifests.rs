@@ -1,34 +1,161 @@
-//! The paper's manifests validate and plan without any weights present (issue 8,
-//! acceptance 4): `slayer run --dry-run manifests/paper/table3.yaml` lists the 15 layout
-//! instances of Table 3 over one shared import / packing upstream.
+//! The paper's manifests validate and plan without any weights present:
+//! `slayer run --dry-run manifests/paper/table3.yaml` lists exactly the paper's Table 3
+//! (14 expansion layouts and the unexpanded base model) over one shared import and one
+//! tokenized corpus per source, and the committed reference values are the paper's
+//! (`../shared/paper/method.md`, section 6).
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::Workspace;
 
-#[test]
-fn table3_dry_run_plans_fifteen_layouts_over_one_shared_upstream() {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/paper/table3.yaml");
+/// Table 3's expansion layouts in the paper's row order, in slayer's notation.
+const PAPER_LAYOUTS: [&str; 14] = [
+    "(4+1)x8",
+    "(2+1)x3 (4+1)x3 (7+1)x2",
+    "(2+1)x3 (7+1)x2 (4+1)x3",
+    "(4+1)x3 (2+1)x3 (7+1)x2",
+    "(4+1)x3 (7+1)x2 (2+1)x3",
+    "(7+1)x2 (4+1)x3 (2+1)x3",
+    "(7+1)x2 (2+1)x3 (4+1)x3",
+    "16|(2+1)x8",
+    "(2+1)x8|16",
+    "(2+1)x8|16◇",
+    "(2+1)x6|17|1◇",
+    "(2+1)x8|11|1◇",
+    "(2+1)x8|12|1◇",
+    "(2+1)x8|13|1◇",
+];
+
+fn paper_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/paper")
+}
+
+/// Instance names of the dry run's plan, in order.
+fn planned(manifest: &str) -> Vec<String> {
     let ws = Workspace::new();
-    let run = ws.slayer(&["run", "--dry-run", manifest.to_str().unwrap()]);
+    let path = paper_dir().join(manifest);
+    let run = ws.slayer(&["run", "--dry-run", path.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let count = |prefix: &str| {
-        run.stdout
-            .lines()
-            .filter(|l| l.trim_start().starts_with(prefix))
-            .count()
-    };
-    for per_layout in ["expand[layout=", "cpt[layout=", "eval[layout="] {
-        assert_eq!(count(per_layout), 15, "{per_layout}\n{}", run.stdout);
-    }
-    for shared in ["base ", "cpt_data ", "report "] {
-        assert_eq!(count(shared), 1, "{shared}\n{}", run.stdout);
-    }
     assert!(
         run.stdout.contains("(dry run: nothing was executed)"),
         "{}",
         run.stdout
     );
+    // Plan lines: `  NAME   KIND   would run: …`; names hold single spaces at most.
+    run.stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains("would run"))
+        .map(|l| l.trim_start().split("  ").next().unwrap().to_string())
+        .collect()
+}
+
+fn layouts_of(names: &[String], stage: &str) -> Vec<String> {
+    let prefix = format!("{stage}[layout=");
+    names
+        .iter()
+        .filter_map(|n| n.strip_prefix(&prefix)?.strip_suffix(']'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn table3_plans_exactly_the_papers_rows_over_one_shared_upstream() {
+    let names = planned("table3.yaml");
+    for stage in ["expand", "cpt", "eval"] {
+        assert_eq!(
+            layouts_of(&names, stage),
+            PAPER_LAYOUTS,
+            "{stage}: {names:#?}"
+        );
+    }
+    let count = |name: &str| names.iter().filter(|n| *n == name).count();
+    // The base row: the imported model evaluated as it is.
+    for shared in ["base", "eval_base", "cpt_data", "report"] {
+        assert_eq!(count(shared), 1, "{shared}: {names:#?}");
+    }
+    let kinds: Vec<&String> = names.iter().filter(|n| n.starts_with("tok[")).collect();
+    assert_eq!(
+        kinds,
+        ["tok[source=code]", "tok[source=math]"],
+        "one tokenized corpus per source"
+    );
+    assert_eq!(names.len(), 1 + 2 + 2 + 1 + 3 * 14 + 1 + 1, "{names:#?}");
+}
+
+#[test]
+fn table3_extra_lists_the_papers_layouts_first_then_its_own() {
+    let names = planned("table3_extra.yaml");
+    let layouts = layouts_of(&names, "expand");
+    assert_eq!(layouts[..14], PAPER_LAYOUTS);
+    assert_eq!(layouts.len(), 20);
+    assert!(
+        layouts[14..]
+            .iter()
+            .all(|l| !PAPER_LAYOUTS.contains(&l.as_str()))
+    );
+}
+
+/// The reference CSV's rows and numbers are the paper's Table 3 as transcribed in
+/// `../shared/paper/method.md` (section 6), row by row.
+#[test]
+fn table3_reference_is_the_papers_table() {
+    let method = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/paper/method.md");
+    let method = std::fs::read_to_string(&method).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (../shared must sit beside the repo)",
+            method.display()
+        )
+    });
+    let table = method
+        .split("Table 3 (Llama-2-7B")
+        .nth(1)
+        .expect("method.md has Table 3");
+    let paper: Vec<Vec<String>> = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| layout"))
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(paper.len(), 15, "{paper:?}");
+    let csv = std::fs::read_to_string(paper_dir().join("table3_reference.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "row,arc_challenge,hellaswag,mmlu,truthfulqa_mc2,winogrande,gsm8k,humaneval,average"
+    );
+    let ours: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(ours.len(), 15);
+    assert_eq!(ours[0][0], "LLaMA2-7B");
+    assert!(
+        paper[0][0].starts_with("LLaMA2-7B (base"),
+        "{}",
+        paper[0][0]
+    );
+    for (i, (p, o)) in paper.iter().zip(&ours).enumerate().skip(1) {
+        // The paper writes `(2+1)x8 13 1◇ (delete 2, …)`; slayer `(2+1)x8|13|1◇`: drop
+        // the remark, then a space next to a bare block count is a `|`.
+        let label = match p[0].find(" (") {
+            Some(at) if p[0][at + 2..].starts_with(char::is_alphabetic) => &p[0][..at],
+            _ => p[0].as_str(),
+        };
+        let parts: Vec<&str> = label.split(' ').collect();
+        let mut label = parts[0].to_string();
+        for w in parts.windows(2) {
+            let groups = w[0].starts_with('(') && w[1].starts_with('(');
+            label.push(if groups { ' ' } else { '|' });
+            label.push_str(w[1]);
+        }
+        assert_eq!(o[0], label, "row {i}");
+        assert_eq!(o[0], PAPER_LAYOUTS[i - 1], "row {i}");
+    }
+    for (p, o) in paper.iter().zip(&ours) {
+        assert_eq!(p[1..], o[1..], "numbers of {}", o[0]);
+    }
 }

@@ -2,12 +2,12 @@
 //! their run records (nothing runs), printed as Markdown; and, after `slayer run`, the
 //! tables that the manifest's own `report` stages wrote.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use slayer_engine::{EngineError, Registry, State, commands, plan};
 
-use super::{ReportRow, ResultsTable};
+use super::{ReportRow, ResultsTable, TableLayout};
 
 /// Prints the table of the named stages (default: every `eval` instance) that have a
 /// current result; stale or missing ones are listed below it.
@@ -45,7 +45,7 @@ pub fn print(manifest: &Path, registry: &Registry, stages: &[String]) -> Result<
     let title = format!("{}: results", pipeline.manifest.name);
     print!(
         "{}",
-        ResultsTable::build(&title, rows, &BTreeMap::new()).markdown()
+        ResultsTable::build(&title, rows, &TableLayout::default()).markdown()
     );
     if !missing.is_empty() {
         println!("\nNot in the table (run `slayer run` first):");

@@ -6,10 +6,11 @@
 //! `slayer lineage` / `slayer show`.
 
 pub mod command;
+pub mod reference;
 mod svg;
 mod table;
 
-pub use table::{ReportRow, ResultsTable, primary_metric};
+pub use table::{ReportRow, ResultsTable, TableLayout, primary_metric};
 
 use std::path::Path;
 
@@ -45,6 +46,17 @@ pub struct ReportParams {
     /// e.g. `{base_b: injection}` puts a baseline's numbers under the same columns.
     #[serde(default)]
     pub columns: std::collections::BTreeMap<String, String>,
+    /// Column title per task, e.g. `{arc_challenge: ARC}` (default: `task (metric)`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Factor applied to every value shown: `100` prints fractions as percentages, as
+    /// the paper's tables do.
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn default_title() -> String {
@@ -60,7 +72,10 @@ impl TypedStage for Report {
     /// Any input names: each is a set of metrics.json files (usually gathered:
     /// `eval[*].metrics`). Rows with the same label merge; when two inputs report the
     /// same task for one row, columns are prefixed by the input name
-    /// (`injection/synthetic`, `forgetting/synthetic`).
+    /// (`injection/synthetic`, `forgetting/synthetic`). An input named `reference` is
+    /// instead a CSV of values to print beside the measured ones (e.g. a paper's table;
+    /// header `row,<task>,…[,average]`, rows labelled like the report's rows or by a grid
+    /// value such as a layout), whose order the rows and columns then follow.
     fn inputs() -> InputSpecs {
         InputSpecs::Any
     }
@@ -80,9 +95,21 @@ impl TypedStage for Report {
                 "report needs at least one input of metrics.json files, e.g. `metrics: eval[*].metrics`",
             ));
         }
+        let reference = match ctx.inputs.get(REFERENCE) {
+            Some(files) => match files.items.as_slice() {
+                [(_, path)] => Some(reference::Reference::read(path)?),
+                items => {
+                    return Err(StageError::msg(format!(
+                        "input `{REFERENCE}`: expected one CSV file, got {}",
+                        items.len()
+                    )));
+                }
+            },
+            None => None,
+        };
         // (input, row label, source, metrics) for every file.
         let mut found = Vec::new();
-        for (input, files) in &ctx.inputs {
+        for (input, files) in ctx.inputs.iter().filter(|(name, _)| *name != REFERENCE) {
             for (label, path) in &files.items {
                 let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
                 let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -129,7 +156,13 @@ impl TypedStage for Report {
                 }),
             }
         }
-        let table = ResultsTable::build(&p.title, rows, &p.metric);
+        let layout = TableLayout {
+            metric: p.metric,
+            headers: p.headers,
+            scale: p.scale,
+            reference,
+        };
+        let table = ResultsTable::build(&p.title, rows, &layout);
         write(&ctx.out("report.md"), &table.markdown())?;
         write(&ctx.out("report.html"), &table.html())?;
         write(&ctx.out("report.csv"), &table.csv())?;
@@ -141,6 +174,9 @@ impl TypedStage for Report {
         Ok(m)
     }
 }
+
+/// The input that holds reference values instead of metrics.
+const REFERENCE: &str = "reference";
 
 fn write(path: &Path, text: &str) -> Result<(), StageError> {
     std::fs::write(path, text).map_err(|e| StageError::io(path, e))

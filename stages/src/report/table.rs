@@ -1,9 +1,12 @@
 //! The results table: rows x tasks with an average column, rendered as Markdown, HTML
-//! and CSV.
+//! and CSV; optionally scaled, with display names for the tasks and a reference's
+//! values (e.g. the paper's) beside the measured ones, in the reference's row order.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+
+use super::reference::{Reference, ReferenceRow};
 
 /// One row: a label (grid combination), where its numbers come from, and its metrics
 /// (`{"task": {"metric": number, …}, …}`).
@@ -27,6 +30,19 @@ impl ReportRow {
     }
 }
 
+/// How a table is laid out beyond its rows.
+#[derive(Clone, Debug, Default)]
+pub struct TableLayout {
+    /// Metric shown per task (others: [`primary_metric`]).
+    pub metric: BTreeMap<String, String>,
+    /// Column title per task (default `task (metric)`).
+    pub headers: BTreeMap<String, String>,
+    /// Factor applied to every value (100: fractions as percentages); 1 when 0.
+    pub scale: f64,
+    /// Values to print beside the measured ones; gives the row and column order.
+    pub reference: Option<Reference>,
+}
+
 /// A built table.
 #[derive(Clone, Debug)]
 pub struct ResultsTable {
@@ -34,7 +50,14 @@ pub struct ResultsTable {
     /// (task, metric) per column.
     pub columns: Vec<(String, String)>,
     pub rows: Vec<(ReportRow, Vec<Option<f64>>, Option<f64>)>,
+    /// Column titles, aligned with `columns`.
+    titles: Vec<String>,
+    /// The reference row of each row, when there is a reference.
+    references: Option<Vec<Option<Shown>>>,
 }
+
+/// Values aligned with a table's columns, and their average.
+type Shown = (Vec<Option<f64>>, Option<f64>);
 
 /// Metrics where lower is better; they are shown but left out of the average.
 const LOWER_IS_BETTER: &[&str] = &["ppl", "perplexity", "nll", "bits_per_byte", "loss"];
@@ -71,7 +94,8 @@ pub fn row_label(instance: &str) -> String {
 }
 
 impl ResultsTable {
-    pub fn build(title: &str, rows: Vec<ReportRow>, chosen: &BTreeMap<String, String>) -> Self {
+    pub fn build(title: &str, rows: Vec<ReportRow>, layout: &TableLayout) -> Self {
+        let chosen = &layout.metric;
         let mut columns: Vec<(String, String)> = Vec::new();
         for row in &rows {
             let Some(tasks) = row.metrics.as_object() else {
@@ -93,46 +117,92 @@ impl ResultsTable {
                 }
             }
         }
-        let rows = rows
+        let mut rows = rows;
+        if let Some(reference) = &layout.reference {
+            order_by_reference(&mut columns, &mut rows, reference, chosen);
+        }
+        let scale = if layout.scale == 0.0 {
+            1.0
+        } else {
+            layout.scale
+        };
+        let rows: Vec<_> = rows
             .into_iter()
             .map(|row| {
                 let values: Vec<Option<f64>> = columns
                     .iter()
-                    .map(|(task, metric)| row.metrics.get(task)?.get(metric)?.as_f64())
+                    .map(|(task, metric)| {
+                        Some(row.metrics.get(task)?.get(metric)?.as_f64()? * scale)
+                    })
                     .collect();
-                let averaged: Vec<f64> = columns
-                    .iter()
-                    .zip(&values)
-                    .filter(|((_, m), _)| !LOWER_IS_BETTER.contains(&m.as_str()))
-                    .filter_map(|(_, v)| *v)
-                    .collect();
-                let avg = (!averaged.is_empty())
-                    .then(|| averaged.iter().sum::<f64>() / averaged.len() as f64);
+                let avg = higher_is_better_mean(&columns, &values);
                 (row, values, avg)
+            })
+            .collect();
+        let references = layout.reference.as_ref().map(|reference| {
+            rows.iter()
+                .map(|(row, _, _)| {
+                    let r = reference.row_for(&row.label)?;
+                    let values = aligned(reference, r, &columns);
+                    let avg = r
+                        .average
+                        .or_else(|| higher_is_better_mean(&columns, &values));
+                    Some((values, avg))
+                })
+                .collect()
+        });
+        let titles = columns
+            .iter()
+            .map(|(t, m)| {
+                let bare = t.rsplit('/').next().unwrap_or(t);
+                layout
+                    .headers
+                    .get(t)
+                    .or_else(|| layout.headers.get(bare))
+                    .cloned()
+                    .unwrap_or_else(|| format!("{t} ({m})"))
             })
             .collect();
         ResultsTable {
             title: title.to_string(),
             columns,
             rows,
+            titles,
+            references,
         }
     }
 
     fn header(&self) -> Vec<String> {
         let mut h = vec!["run".to_string()];
-        h.extend(self.columns.iter().map(|(t, m)| format!("{t} ({m})")));
+        h.extend(self.titles.iter().cloned());
         h.push("average".into());
         h.push("record".into());
         h
     }
 
+    /// The reference values of row `i`, when a reference has that row.
+    fn reference_of(&self, i: usize) -> Option<&Shown> {
+        self.references.as_ref()?.get(i)?.as_ref()
+    }
+
     fn cells(&self) -> Vec<Vec<String>> {
         self.rows
             .iter()
-            .map(|(row, values, avg)| {
+            .enumerate()
+            .map(|(i, (row, values, avg))| {
+                let reference = self.reference_of(i);
+                let shown = |v: Option<f64>, r: Option<f64>| match (reference, r) {
+                    (Some(_), Some(r)) => format!("{} ({})", fmt(v), fmt(Some(r))),
+                    _ => fmt(v),
+                };
                 let mut c = vec![row.label.clone()];
-                c.extend(values.iter().map(|v| fmt(*v)));
-                c.push(fmt(*avg));
+                c.extend(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(j, v)| shown(*v, reference.and_then(|(r, _)| r[j]))),
+                );
+                c.push(shown(*avg, reference.and_then(|(_, a)| *a)));
                 let short: Vec<String> = row
                     .source
                     .split(',')
@@ -155,6 +225,9 @@ impl ResultsTable {
         for c in self.cells() {
             out.push_str(&format!("| {} |\n", c.join(" | ")));
         }
+        if self.references.is_some() {
+            out.push_str("\nIn parentheses: the reference's value.");
+        }
         out.push_str("\nAverage over higher-is-better metrics. `record` is the run-record fingerprint prefix: `slayer show` / `slayer lineage` trace it.\n");
         out
     }
@@ -167,22 +240,27 @@ impl ResultsTable {
                 s.to_string()
             }
         };
-        let mut out = self
-            .header()
-            .iter()
-            .map(|h| esc(h))
-            .collect::<Vec<_>>()
-            .join(",")
-            + "\n";
-        for (row, values, avg) in &self.rows {
+        let num = |v: &Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+        let mut header = self.header();
+        if self.references.is_some() {
+            header.extend(self.titles.iter().map(|t| format!("{t} (reference)")));
+            header.push("average (reference)".into());
+        }
+        let mut out = header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(",") + "\n";
+        for (i, (row, values, avg)) in self.rows.iter().enumerate() {
             let mut c = vec![esc(&row.label)];
-            c.extend(
-                values
-                    .iter()
-                    .map(|v| v.map(|x| x.to_string()).unwrap_or_default()),
-            );
-            c.push(avg.map(|x| x.to_string()).unwrap_or_default());
+            c.extend(values.iter().map(num));
+            c.push(num(avg));
             c.push(esc(&row.source));
+            if self.references.is_some() {
+                match self.reference_of(i) {
+                    Some((r, a)) => {
+                        c.extend(r.iter().map(num));
+                        c.push(num(a));
+                    }
+                    None => c.extend(std::iter::repeat_n(String::new(), values.len() + 1)),
+                }
+            }
             out.push_str(&(c.join(",") + "\n"));
         }
         out
@@ -223,6 +301,68 @@ impl ResultsTable {
     }
 }
 
+/// Puts `columns` in the reference's task order (tasks it lacks after them, in their
+/// order; tasks only it has get a column too) and `rows` in its row order, adding an
+/// empty row for each reference row not measured yet.
+fn order_by_reference(
+    columns: &mut Vec<(String, String)>,
+    rows: &mut Vec<ReportRow>,
+    reference: &Reference,
+    chosen: &BTreeMap<String, String>,
+) {
+    let mut ordered: Vec<(String, String)> = Vec::new();
+    for task in &reference.tasks {
+        match columns.iter().position(|(t, _)| t == task) {
+            Some(i) => ordered.push(columns.remove(i)),
+            None => ordered.push((task.clone(), chosen.get(task).cloned().unwrap_or_default())),
+        }
+    }
+    ordered.append(columns);
+    *columns = ordered;
+    let mut sorted: Vec<ReportRow> = Vec::new();
+    for r in &reference.rows {
+        match rows
+            .iter()
+            .position(|row| super::reference::matches(&r.label, &row.label))
+        {
+            Some(i) => sorted.push(rows.remove(i)),
+            None => sorted.push(ReportRow {
+                label: r.label.clone(),
+                source: String::new(),
+                metrics: Value::Object(Default::default()),
+            }),
+        }
+    }
+    sorted.append(rows);
+    *rows = sorted;
+}
+
+/// The reference's values of `r` for each column (by task name).
+fn aligned(
+    reference: &Reference,
+    r: &ReferenceRow,
+    columns: &[(String, String)],
+) -> Vec<Option<f64>> {
+    columns
+        .iter()
+        .map(|(task, _)| {
+            let at = reference.tasks.iter().position(|t| t == task)?;
+            r.values[at]
+        })
+        .collect()
+}
+
+/// Mean of the values of higher-is-better columns (none: `None`).
+fn higher_is_better_mean(columns: &[(String, String)], values: &[Option<f64>]) -> Option<f64> {
+    let kept: Vec<f64> = columns
+        .iter()
+        .zip(values)
+        .filter(|((_, m), _)| !LOWER_IS_BETTER.contains(&m.as_str()))
+        .filter_map(|(_, v)| *v)
+        .collect();
+    (!kept.is_empty()).then(|| kept.iter().sum::<f64>() / kept.len() as f64)
+}
+
 fn fmt(v: Option<f64>) -> String {
     match v {
         Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
@@ -250,7 +390,7 @@ mod tests {
                 metrics: json!({"arc": {"acc": 0.4, "acc_norm": 0.2}}),
             },
         ];
-        let t = ResultsTable::build("T", rows, &BTreeMap::new());
+        let t = ResultsTable::build("T", rows, &TableLayout::default());
         assert_eq!(
             t.columns,
             vec![
@@ -266,5 +406,62 @@ mod tests {
             "{md}"
         );
         assert!(t.csv().contains("base,0.2,,0.2,ffff"));
+    }
+
+    #[test]
+    fn a_reference_orders_rows_and_columns_and_is_shown_beside_the_values() {
+        let row = |label: &str, arc: f64, mmlu: f64| ReportRow {
+            label: label.into(),
+            source: format!("fp-{label}"),
+            metrics: json!({"mmlu": {"acc": mmlu}, "arc_challenge": {"acc": 0.0, "acc_norm": arc}}),
+        };
+        let rows = vec![
+            row("layout=(2+1)x8|16", 0.5, 0.25),
+            row("extra", 0.1, 0.1),
+            row("base", 0.5, 0.5),
+        ];
+        let reference = Reference::parse(
+            "row,arc_challenge,mmlu,average\nbase,54.18,45.87,45.34\n(4+1)x8,51.37,44.36,45.25\n(2+1)x8|16,53.05,44.52,\n",
+        )
+        .unwrap();
+        let layout = TableLayout {
+            headers: [("arc_challenge".to_string(), "ARC".to_string())].into(),
+            scale: 100.0,
+            reference: Some(reference),
+            ..TableLayout::default()
+        };
+        let t = ResultsTable::build("T", rows, &layout);
+        let labels: Vec<&str> = t.rows.iter().map(|(r, _, _)| r.label.as_str()).collect();
+        // The reference's order, a not-yet-measured reference row, then the rest.
+        assert_eq!(labels, ["base", "(4+1)x8", "layout=(2+1)x8|16", "extra"]);
+        assert_eq!(t.columns[0], ("arc_challenge".into(), "acc_norm".into()));
+        assert_eq!(t.columns[1].0, "mmlu");
+        let md = t.markdown();
+        assert!(
+            md.contains("| run | ARC | mmlu (acc) | average | record |"),
+            "{md}"
+        );
+        // Reference average given: shown as is; absent: the mean of its tasks.
+        assert!(
+            md.contains("| base | 50.0000 (54.1800) | 50.0000 (45.8700) | 50.0000 (45.3400) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| (4+1)x8 | – (51.3700) | – (44.3600) | – (45.2500) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| layout=(2+1)x8|16 | 50.0000 (53.0500) | 25.0000 (44.5200) | 37.5000 (48.7850) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| extra | 10.0000 | 10.0000 | 10.0000 |"),
+            "{md}"
+        );
+        let csv = t.csv();
+        assert!(csv.starts_with("run,ARC,mmlu (acc),average,record,ARC (reference),mmlu (acc) (reference),average (reference)\n"), "{csv}");
+        assert!(csv.contains("\nextra,10,10,10,fp-extra,,,\n"), "{csv}");
     }
 }
