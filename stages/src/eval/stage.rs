@@ -116,25 +116,7 @@ impl TypedStage for Eval {
     }
 
     fn validate(p: &EvalParams) -> std::result::Result<(), ParamError> {
-        if p.tasks.is_empty() {
-            return Err(ParamError::new(
-                "tasks",
-                "name at least one task, e.g. [arc_easy]",
-            ));
-        }
-        ParamError::at_least_one("batch_size", Some(p.batch_size))?;
-        if p.limit == Some(0) {
-            return Err(ParamError::new(
-                "limit",
-                "must be at least 1 (or left out for all items)",
-            ));
-        }
-        ParamError::at_least_one("num_samples", Some(p.num_samples))?;
-        ParamError::at_least_one("max_gen_toks", p.max_gen_toks)?;
-        if p.temperature.is_nan() || p.temperature < 0.0 {
-            return Err(ParamError::new("temperature", "must be >= 0"));
-        }
-        Ok(())
+        validate_params(p)
     }
 
     fn uses_device() -> bool {
@@ -156,6 +138,49 @@ fn rel(base: &Path, p: &str) -> PathBuf {
         path.to_path_buf()
     } else {
         base.join(path)
+    }
+}
+
+/// The eval stage's parameter checks (shared with `importance`'s `eval` settings).
+pub fn validate_params(p: &EvalParams) -> std::result::Result<(), ParamError> {
+    if p.tasks.is_empty() {
+        return Err(ParamError::new(
+            "tasks",
+            "name at least one task, e.g. [arc_easy]",
+        ));
+    }
+    ParamError::at_least_one("batch_size", Some(p.batch_size))?;
+    if p.limit == Some(0) {
+        return Err(ParamError::new(
+            "limit",
+            "must be at least 1 (or left out for all items)",
+        ));
+    }
+    ParamError::at_least_one("num_samples", Some(p.num_samples))?;
+    ParamError::at_least_one("max_gen_toks", p.max_gen_toks)?;
+    if p.temperature.is_nan() || p.temperature < 0.0 {
+        return Err(ParamError::new("temperature", "must be >= 0"));
+    }
+    Ok(())
+}
+
+/// The scoring settings of `p`; `work_dir` is the manifest's directory, `data_input`
+/// the stage's `data` input.
+pub fn run_config(p: &EvalParams, work_dir: &Path, data_input: Option<PathBuf>) -> RunConfig {
+    RunConfig {
+        data_dir: (!p.data_dir.is_empty()).then(|| rel(work_dir, &p.data_dir)),
+        data_input,
+        limit: p.limit,
+        num_fewshot: p.num_fewshot,
+        seed: p.seed,
+        batch_size: p.batch_size,
+        max_length: p.max_length,
+        add_bos: p.add_bos,
+        max_gen_toks: p.max_gen_toks,
+        num_samples: p.num_samples,
+        temperature: p.temperature,
+        memory_mb: p.memory_mb,
+        timeout_s: p.timeout_s,
     }
 }
 
@@ -232,21 +257,7 @@ fn run_stage(p: &EvalParams, ctx: &StageContext) -> Result<Metrics> {
         None => None,
     };
     let tasks = resolve_tasks(&p.tasks, &ctx.work_dir)?;
-    let cfg = RunConfig {
-        data_dir: (!p.data_dir.is_empty()).then(|| rel(&ctx.work_dir, &p.data_dir)),
-        data_input,
-        limit: p.limit,
-        num_fewshot: p.num_fewshot,
-        seed: p.seed,
-        batch_size: p.batch_size,
-        max_length: p.max_length,
-        add_bos: p.add_bos,
-        max_gen_toks: p.max_gen_toks,
-        num_samples: p.num_samples,
-        temperature: p.temperature,
-        memory_mb: p.memory_mb,
-        timeout_s: p.timeout_s,
-    };
+    let cfg = run_config(p, &ctx.work_dir, data_input);
     // Progress total: items per task (known only after loading; limit gives a bound).
     if let Some(l) = p.limit {
         ctx.progress.set_total((l * tasks.len()) as u64);

@@ -1,6 +1,9 @@
-//! Writing an [`Importance`]: `importance.json` (arrays by block, for other tools),
-//! `importance.csv` and `importance.parquet` (one row per block; `insert_average_ppl`
-//! is empty on the last block, where nothing follows to average with).
+//! Writing an [`Importance`] (and an [`EvalSweep`] when variants were scored by eval):
+//! `importance.json` (arrays by block, for other tools; the eval sweep's full
+//! `metrics.json` object of every variant under `eval`), `importance.csv` and
+//! `importance.parquet` (one row per block; `insert_average_*` is empty on the last
+//! block, where nothing follows to average with; eval-scored runs add
+//! `remove_<metric>`, `insert_copy_<metric>`, `insert_average_<metric>`).
 
 use std::fs::File;
 use std::path::Path;
@@ -12,6 +15,7 @@ use parquet::arrow::ArrowWriter;
 use serde_json::{Value, json};
 
 use super::error::{ImportanceError, Result};
+use super::eval_sweep::EvalSweep;
 use super::sweep::Importance;
 
 /// Descriptive fields written next to the numbers.
@@ -30,8 +34,8 @@ pub struct RunInfo {
 }
 
 /// `importance.json`'s contents.
-pub fn to_json(imp: &Importance, info: &RunInfo) -> Value {
-    json!({
+pub fn to_json(imp: &Importance, eval: Option<&EvalSweep>, info: &RunInfo) -> Value {
+    let mut v = json!({
         "model": info.model,
         "data": info.data,
         "device": info.device,
@@ -54,7 +58,28 @@ pub fn to_json(imp: &Importance, info: &RunInfo) -> Value {
             "naive_block_forwards": imp.naive_block_forwards,
             "head_passes": imp.head_passes,
         },
-    })
+    });
+    if let (Some(e), Some(obj)) = (eval, v.as_object_mut()) {
+        obj.insert(
+            "eval".into(),
+            json!({
+                "metric": e.metric,
+                "tasks": e.tasks,
+                "base": e.score(&e.base),
+                "remove": e.scores(&e.remove),
+                "insert_copy": e.scores(&e.insert_copy),
+                "insert_average": e.scores(&e.insert_average),
+                "seconds": e.seconds,
+                "metrics": {
+                    "base": e.base,
+                    "remove": e.remove,
+                    "insert_copy": e.insert_copy,
+                    "insert_average": e.insert_average,
+                },
+            }),
+        );
+    }
+    v
 }
 
 /// Write `value` as pretty JSON with a trailing newline.
@@ -65,34 +90,39 @@ pub fn write_json(path: &Path, value: &Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| ImportanceError::io(path, e))
 }
 
-/// Column names of the table, in order.
-pub const COLUMNS: [&str; 6] = [
-    "block",
-    "angular_mean",
-    "angular_last",
-    "remove_ppl",
-    "insert_copy_ppl",
-    "insert_average_ppl",
-];
-
-fn columns(imp: &Importance) -> [&[f64]; 5] {
-    [
-        &imp.angular_mean,
-        &imp.angular_last,
-        &imp.remove_ppl,
-        &imp.insert_copy_ppl,
-        &imp.insert_average_ppl,
-    ]
+/// The table's value columns (after `block`): name and values by block.
+fn columns(imp: &Importance, eval: Option<&EvalSweep>) -> Vec<(String, Vec<f64>)> {
+    let mut cols: Vec<(String, Vec<f64>)> = vec![
+        ("angular_mean".into(), imp.angular_mean.clone()),
+        ("angular_last".into(), imp.angular_last.clone()),
+        ("remove_ppl".into(), imp.remove_ppl.clone()),
+        ("insert_copy_ppl".into(), imp.insert_copy_ppl.clone()),
+        ("insert_average_ppl".into(), imp.insert_average_ppl.clone()),
+    ];
+    if let Some(e) = eval {
+        for (name, variants) in [
+            ("remove", &e.remove),
+            ("insert_copy", &e.insert_copy),
+            ("insert_average", &e.insert_average),
+        ] {
+            cols.push((format!("{name}_{}", e.metric), e.scores(variants)));
+        }
+    }
+    cols
 }
 
 /// `importance.csv`: one row per block, empty cells where a value does not exist.
-pub fn write_csv(path: &Path, imp: &Importance) -> Result<()> {
-    let mut text = COLUMNS.join(",");
+pub fn write_csv(path: &Path, imp: &Importance, eval: Option<&EvalSweep>) -> Result<()> {
+    let cols = columns(imp, eval);
+    let mut text = String::from("block");
+    for (name, _) in &cols {
+        text.push(',');
+        text.push_str(name);
+    }
     text.push('\n');
-    let cols = columns(imp);
     for i in 0..imp.blocks {
         text.push_str(&i.to_string());
-        for col in cols {
+        for (_, col) in &cols {
             text.push(',');
             if let Some(v) = col.get(i) {
                 text.push_str(&format!("{v}"));
@@ -104,13 +134,13 @@ pub fn write_csv(path: &Path, imp: &Importance) -> Result<()> {
 }
 
 /// `importance.parquet`: the same table, nullable float columns.
-pub fn write_parquet(path: &Path, imp: &Importance) -> Result<()> {
+pub fn write_parquet(path: &Path, imp: &Importance, eval: Option<&EvalSweep>) -> Result<()> {
     let mut fields = vec![Field::new("block", DataType::UInt32, false)];
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(
         (0..imp.blocks).map(|i| i as u32),
     ))];
-    for (name, col) in COLUMNS[1..].iter().zip(columns(imp)) {
-        fields.push(Field::new(*name, DataType::Float64, true));
+    for (name, col) in columns(imp, eval) {
+        fields.push(Field::new(name, DataType::Float64, true));
         arrays.push(Arc::new(Float64Array::from_iter(
             (0..imp.blocks).map(|i| col.get(i).copied()),
         )));

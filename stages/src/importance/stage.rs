@@ -1,5 +1,6 @@
 //! The `importance` stage kind: loads the model on the stage's device, reads the token
-//! set, runs [`measure`] and writes `importance.json`, `importance.csv`,
+//! set (or, scored by `eval`, renders the tasks' prompts), runs [`measure`] and/or the
+//! eval sweep ([`eval_sweep::sweep`]) and writes `importance.json`, `importance.csv`,
 //! `importance.parquet` and `importance.svg`.
 
 use std::path::{Path, PathBuf};
@@ -12,11 +13,15 @@ use slayer_engine::{
 };
 
 use super::error::{ImportanceError, Result};
+use super::eval_sweep::{self, EvalSettings, EvalSweep, Variants};
 use super::output::{RunInfo, to_json, write_csv, write_json, write_parquet};
 use super::sweep::{Importance, SweepOptions, measure};
 use super::tokens::{TokenSource, WindowOptions, load_windows};
+use crate::eval::EvalParams;
+use crate::eval::stage::{resolve_tasks, run_config, validate_params};
+use crate::eval::task::Task as EvalTask;
 use crate::model::device::BackendTask;
-use crate::model::{DeviceSpec, Residency, load_model_as, load_tokenizer};
+use crate::model::{DeviceSpec, Residency, Tokenizer, load_model_as, load_tokenizer};
 use crate::surgery::Init;
 
 /// The `importance` stage kind.
@@ -32,6 +37,20 @@ pub enum Metric {
     Remove,
     /// Perplexity with one extra block inserted after each block (`insert_init`).
     Insert,
+}
+
+/// How the removal and insertion variants are scored.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    /// Perplexity of the token set (`text`/`data`).
+    #[default]
+    Perplexity,
+    /// Benchmark accuracy: the `eval` settings' tasks run on every variant (paper Fig.
+    /// 2(b)/(c), MMLU and ARC).
+    Eval,
 }
 
 /// Reduction of the per-token angular distance shown in the figure (both are written).
@@ -76,6 +95,25 @@ pub struct ImportanceParams {
     /// Let the tokenizer add its special tokens (e.g. BOS) to a text input.
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
+    /// How removal/insertion variants are scored: `perplexity` of the token set, or
+    /// `eval`: the tasks of `eval` run on every variant, exactly as the `eval` stage
+    /// would run them on the model `prune`/`expand` would write.
+    #[serde(default)]
+    pub score: Score,
+    /// With `score: eval`: the `eval` stage's parameters (`tasks`, `data_dir`, `limit`,
+    /// `num_fewshot`, …). Without a `text`/`data` input, the angular distance is then
+    /// measured over the tasks' prompts (each item's rendered context, its last
+    /// `seq_len` tokens).
+    #[serde(default)]
+    pub eval: Option<EvalParams>,
+    /// With `score: eval`: the metric plotted and tabulated, averaged over the tasks (a
+    /// group such as `mmlu` counts as one, size-weighted).
+    #[serde(default = "default_eval_metric")]
+    pub eval_metric: String,
+}
+
+fn default_eval_metric() -> String {
+    "acc".into()
 }
 
 fn default_max_tokens() -> usize {
@@ -149,7 +187,22 @@ impl TypedStage for ImportanceStage {
                 "the insertion sweep needs copy, average or both",
             ));
         }
-        Ok(())
+        match (p.score, &p.eval) {
+            (Score::Eval, None) => Err(ParamError::new(
+                "eval",
+                "score: eval needs the eval settings, e.g. eval: {tasks: [arc_easy], limit: 100}",
+            )),
+            (Score::Eval, Some(e)) => validate_params(e).map_err(|mut err| {
+                err.path
+                    .insert(0, slayer_engine::yaml::PathSegment::Key("eval".into()));
+                err
+            }),
+            (Score::Perplexity, Some(_)) => Err(ParamError::new(
+                "eval",
+                "eval settings are used only with score: eval",
+            )),
+            (Score::Perplexity, None) => Ok(()),
+        }
     }
 
     fn uses_device() -> bool {
@@ -169,24 +222,138 @@ impl TypedStage for ImportanceStage {
     }
 }
 
+/// The eval half of a run: what to evaluate and how.
+struct EvalJob<'a> {
+    tokenizer: &'a Tokenizer,
+    settings: EvalSettings<'a>,
+    which: Variants,
+}
+
 /// Sweep on a backend chosen at run time.
 struct Task<'a> {
     model: &'a Path,
+    /// Token windows for [`measure`]; empty: nothing token-based is measured.
     windows: &'a [Vec<u32>],
     opts: SweepOptions,
+    eval: Option<EvalJob<'a>>,
     progress: &'a Progress,
 }
 
 impl BackendTask for Task<'_> {
-    type Output = Result<Importance>;
-    fn run<B: Backend>(self, device: B::Device) -> Result<Importance> {
+    type Output = Result<(Importance, Option<EvalSweep>)>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let model = load_model_as::<B>(self.model, &device, Residency::Stored)?;
-        let blocks = model.blocks.len() as u64;
-        self.progress.set_total(blocks * self.windows.len() as u64);
-        self.progress.set_message("sweeping blocks");
+        let blocks = model.blocks.len();
+        let evaluations = self
+            .eval
+            .as_ref()
+            .map_or(0, |e| eval_sweep::evaluations(blocks, e.which));
+        self.progress
+            .set_total(blocks as u64 * self.windows.len() as u64 + evaluations);
         let progress = self.progress.clone();
-        measure(&model, self.windows, &self.opts, &move || progress.inc(1))
+        let tick = move || progress.inc(1);
+        let imp = if self.windows.is_empty() {
+            Importance::unmeasured(blocks)
+        } else {
+            self.progress.set_message("sweeping blocks");
+            measure(&model, self.windows, &self.opts, &tick)?
+        };
+        let sweep = match &self.eval {
+            Some(e) => {
+                self.progress.set_message("evaluating variants");
+                Some(eval_sweep::sweep(
+                    &model,
+                    e.tokenizer,
+                    &e.settings,
+                    e.which,
+                    &tick,
+                )?)
+            }
+            None => None,
+        };
+        Ok((imp, sweep))
     }
+}
+
+/// The token windows of the `text`/`data` inputs (empty when there are none).
+fn input_windows(
+    p: &ImportanceParams,
+    ctx: &StageContext,
+    model: &Path,
+    tokenizer: &mut Option<Tokenizer>,
+) -> Result<(Vec<PathBuf>, Vec<Vec<u32>>)> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for name in ["text", "data"] {
+        if let Some(input) = ctx.inputs.get(name) {
+            paths.extend(input.paths().map(Path::to_path_buf));
+        }
+    }
+    if paths.is_empty() {
+        return Ok((paths, Vec::new()));
+    }
+    let sources: Vec<TokenSource> = paths
+        .iter()
+        .map(|p| TokenSource::detect(p))
+        .collect::<Result<_>>()?;
+    if tokenizer.is_none() && sources.iter().any(|s| matches!(s, TokenSource::Text(_))) {
+        *tokenizer = Some(load_tokenizer(model)?);
+    }
+    ctx.progress.set_message("reading tokens");
+    let windows = load_windows(
+        &sources,
+        tokenizer.as_ref(),
+        WindowOptions {
+            max_tokens: p.max_tokens,
+            seq_len: p.seq_len,
+            add_special_tokens: p.add_special_tokens,
+        },
+    )?;
+    Ok((paths, windows))
+}
+
+/// One window per task item: its (first) rendered context, few-shot demonstrations
+/// included, tokenized as the eval stage does and cut to its last `seq_len` tokens.
+fn prompt_windows(
+    tasks: &[EvalTask],
+    cfg: &crate::eval::RunConfig,
+    tok: &Tokenizer,
+    seq_len: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let mut windows = Vec::new();
+    for task in tasks {
+        let items = crate::eval::run::task_items(task, cfg)
+            .map_err(|e| ImportanceError::Invalid(e.to_string()))?;
+        for item in items {
+            let Some(context) = item.contexts.first() else {
+                continue;
+            };
+            let mut ids = tok.encode(context, cfg.add_bos)?;
+            if ids.len() > seq_len {
+                ids.drain(..ids.len() - seq_len);
+            }
+            if ids.len() >= 2 {
+                windows.push(ids);
+            }
+        }
+    }
+    Ok(windows)
+}
+
+/// The `metrics.json` key of each task named in the eval settings: a task's own name
+/// (a task file's `name`), or the group of a name that stands for several (`mmlu`).
+fn score_keys(names: &[String], work_dir: &Path) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|n| {
+            let tasks = crate::eval::task::resolve(n, work_dir)
+                .map_err(|e| ImportanceError::Invalid(format!("eval: {e}")))?;
+            Ok(match tasks.as_slice() {
+                [one] => one.name.clone(),
+                [first, ..] => first.group.clone().unwrap_or_else(|| n.clone()),
+                [] => n.clone(),
+            })
+        })
+        .collect()
 }
 
 fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
@@ -198,45 +365,55 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
             message: e.to_string(),
         })?
         .to_path_buf();
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for name in ["text", "data"] {
-        if let Some(input) = ctx.inputs.get(name) {
-            paths.extend(input.paths().map(Path::to_path_buf));
-        }
-    }
-    if paths.is_empty() {
-        return Err(ImportanceError::Input {
-            name: "text".into(),
-            message: "give the tokens to score: `text` (a text file or Parquet shards) or `data`"
-                .into(),
-        });
-    }
-    let sources: Vec<TokenSource> = paths
-        .iter()
-        .map(|p| TokenSource::detect(p))
-        .collect::<Result<_>>()?;
-    let needs_tokenizer = sources.iter().any(|s| matches!(s, TokenSource::Text(_)));
-    let tokenizer = if needs_tokenizer {
-        Some(load_tokenizer(&model)?)
-    } else {
-        None
+    let eval_params = match p.score {
+        Score::Eval => p.eval.as_ref(),
+        Score::Perplexity => None,
     };
-    ctx.progress.set_message("reading tokens");
-    let windows = load_windows(
-        &sources,
-        tokenizer.as_ref(),
-        WindowOptions {
-            max_tokens: p.max_tokens,
-            seq_len: p.seq_len,
-            add_special_tokens: p.add_special_tokens,
-        },
-    )?;
+    let mut tokenizer = match eval_params {
+        Some(_) => Some(load_tokenizer(&model)?),
+        None => None,
+    };
+    let (paths, mut windows) = input_windows(p, ctx, &model, &mut tokenizer)?;
+    let angular = p.metrics.contains(&Metric::Angular);
     let insert = p.metrics.contains(&Metric::Insert);
-    let opts = SweepOptions {
-        angular: p.metrics.contains(&Metric::Angular),
+    let which = Variants {
         remove: p.metrics.contains(&Metric::Remove),
         insert_copy: insert && p.insert_init.contains(&Init::Copy),
         insert_average: insert && p.insert_init.contains(&Init::Average),
+    };
+    let resolved = match eval_params {
+        Some(e) => Some((
+            resolve_tasks(&e.tasks, &ctx.work_dir)
+                .map_err(|err| ImportanceError::Invalid(format!("eval: {err}")))?,
+            run_config(e, &ctx.work_dir, None),
+        )),
+        None => None,
+    };
+    let data: Vec<String> = match (&resolved, paths.is_empty()) {
+        (None, true) => {
+            return Err(ImportanceError::Input {
+                name: "text".into(),
+                message: "give the tokens to score: `text` (a text file or Parquet shards) or \
+                          `data`"
+                    .into(),
+            });
+        }
+        (Some((tasks, cfg)), true) if angular => {
+            let tok = tokenizer.as_ref().expect("loaded for score: eval");
+            windows = prompt_windows(tasks, cfg, tok, p.seq_len)?;
+            let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+            vec![format!("prompts of {}", names.join(", "))]
+        }
+        _ => paths.iter().map(|p| p.display().to_string()).collect(),
+    };
+    if !angular && resolved.is_some() {
+        windows.clear();
+    }
+    let opts = SweepOptions {
+        angular,
+        remove: which.remove && resolved.is_none(),
+        insert_copy: which.insert_copy && resolved.is_none(),
+        insert_average: which.insert_average && resolved.is_none(),
         batch_size: 1,
         reuse_prefix: p.reuse_prefix,
     };
@@ -253,10 +430,28 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
         windows.len(),
         windows.iter().map(Vec::len).sum::<usize>()
     ));
-    let imp = device.dispatch(Task {
+    let names = match eval_params {
+        Some(e) => score_keys(&e.tasks, &ctx.work_dir)?,
+        None => Vec::new(),
+    };
+    let eval = match (&resolved, &tokenizer) {
+        (Some((tasks, cfg)), Some(tok)) => Some(EvalJob {
+            tokenizer: tok,
+            settings: EvalSettings {
+                tasks,
+                names: &names,
+                cfg,
+                metric: &p.eval_metric,
+            },
+            which,
+        }),
+        _ => None,
+    };
+    let (imp, sweep) = device.dispatch(Task {
         model: &model,
         windows: &windows,
         opts,
+        eval,
         progress: &ctx.progress,
     })??;
     let reduce = match p.reduce {
@@ -269,33 +464,73 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
     );
     let info = RunInfo {
         model: model.display().to_string(),
-        data: paths.iter().map(|p| p.display().to_string()).collect(),
+        data,
         seq_len: p.seq_len,
         reduce: reduce.into(),
         device: format!("{} {device}", device.backend_name()),
     };
-    write_json(&ctx.out("importance.json"), &to_json(&imp, &info))?;
-    write_csv(&ctx.out("importance.csv"), &imp)?;
-    write_parquet(&ctx.out("importance.parquet"), &imp)?;
-    let subtitle = format!(
-        "{label}: {} blocks, {} tokens in {} window(s), base perplexity {:.3}",
-        imp.blocks, imp.tokens, imp.windows, imp.base_ppl
-    );
+    write_json(
+        &ctx.out("importance.json"),
+        &to_json(&imp, sweep.as_ref(), &info),
+    )?;
+    write_csv(&ctx.out("importance.csv"), &imp, sweep.as_ref())?;
+    write_parquet(&ctx.out("importance.parquet"), &imp, sweep.as_ref())?;
+    let subtitle = match &sweep {
+        Some(s) => format!(
+            "{label}: {} blocks, {} of {} (base {:.3})",
+            imp.blocks,
+            s.metric,
+            s.tasks.join(", "),
+            s.score(&s.base)
+        ),
+        None => format!(
+            "{label}: {} blocks, {} tokens in {} window(s), base perplexity {:.3}",
+            imp.blocks, imp.tokens, imp.windows, imp.base_ppl
+        ),
+    };
     let svg_path = ctx.out("importance.svg");
-    std::fs::write(&svg_path, super::svg::figure(&imp, reduce, &subtitle))
-        .map_err(|e| ImportanceError::io(&svg_path, e))?;
+    std::fs::write(
+        &svg_path,
+        super::svg::figure(&imp, sweep.as_ref(), reduce, &subtitle),
+    )
+    .map_err(|e| ImportanceError::io(&svg_path, e))?;
     ctx.log.line(format!(
         "importance: {:.2} s, {} block forwards (naive {}), {} head passes",
         imp.seconds, imp.block_forwards, imp.naive_block_forwards, imp.head_passes
     ));
-    Ok(metrics(&imp))
+    if let Some(s) = &sweep {
+        ctx.log.line(format!(
+            "importance: {} evaluations of {} in {:.2} s",
+            eval_sweep::evaluations(imp.blocks, which),
+            s.tasks.join(", "),
+            s.seconds
+        ));
+    }
+    let mut m = metrics(&imp);
+    if let Some(s) = &sweep {
+        m.insert(format!("base_{}", s.metric), s.score(&s.base).into());
+        m.insert("eval_seconds".into(), s.seconds.into());
+        // The block whose removal costs the most accuracy.
+        if let Some((i, _)) = s
+            .scores(&s.remove)
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.is_finite())
+            .min_by(|a, b| a.1.total_cmp(b.1))
+        {
+            m.insert("most_important_block".into(), i.into());
+        }
+    }
+    Ok(m)
 }
 
 fn metrics(imp: &Importance) -> Metrics {
     let mut m = Metrics::new();
     m.insert("blocks".into(), imp.blocks.into());
     m.insert("tokens".into(), imp.tokens.into());
-    m.insert("base_ppl".into(), imp.base_ppl.into());
+    if imp.windows > 0 {
+        m.insert("base_ppl".into(), imp.base_ppl.into());
+    }
     m.insert("seconds".into(), imp.seconds.into());
     m.insert("block_forwards".into(), imp.block_forwards.into());
     m.insert(

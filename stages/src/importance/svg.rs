@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::eval_sweep::EvalSweep;
 use super::sweep::Importance;
 
 const PANEL_W: f64 = 420.0;
@@ -283,8 +284,9 @@ fn draw_panel(svg: &mut String, p: &Panel, x0: f64, y0: f64, blocks: usize) {
 }
 
 /// The three-panel figure. `reduce` (`mean` or `last`) picks the solid AD line;
-/// `subtitle` says which model and tokens.
-pub fn figure(imp: &Importance, reduce: &str, subtitle: &str) -> String {
+/// `subtitle` says which model and tokens. With `eval`, panels (b) and (c) show the
+/// variants' benchmark score (the paper's Fig. 2(b)/(c)) instead of perplexity.
+pub fn figure(imp: &Importance, eval: Option<&EvalSweep>, reduce: &str, subtitle: &str) -> String {
     let width = 3.0 * PANEL_W;
     let height = PANEL_H + HEADER;
     let mut svg = String::new();
@@ -313,6 +315,23 @@ pub fn figure(imp: &Importance, reduce: &str, subtitle: &str) -> String {
             "last token",
         )
     };
+    let score_label = eval.map(|e| format!("{} ({})", e.metric, e.tasks.join(", ")));
+    let (y_label, base, remove, copy, average) = match eval {
+        Some(e) => (
+            score_label.as_deref().unwrap_or_default(),
+            e.score(&e.base),
+            e.scores(&e.remove),
+            e.scores(&e.insert_copy),
+            e.scores(&e.insert_average),
+        ),
+        None => (
+            "perplexity",
+            imp.base_ppl,
+            imp.remove_ppl.clone(),
+            imp.insert_copy_ppl.clone(),
+            imp.insert_average_ppl.clone(),
+        ),
+    };
     let panels = [
         Panel {
             title: "(a) Angular distance per block",
@@ -339,38 +358,38 @@ pub fn figure(imp: &Importance, reduce: &str, subtitle: &str) -> String {
         Panel {
             title: "(b) Removing one block",
             x_label: "removed block",
-            y_label: "perplexity",
+            y_label,
             series: vec![Series {
                 label: "block removed",
                 color: GREEN,
                 dashed: false,
-                values: &imp.remove_ppl,
+                values: &remove,
             }],
-            baseline: Some(imp.base_ppl),
-            zero_based: false,
-            allow_log: true,
+            baseline: Some(base),
+            zero_based: eval.is_some(),
+            allow_log: eval.is_none(),
         },
         Panel {
             title: "(c) Inserting one block after each",
             x_label: "inserted after block",
-            y_label: "perplexity",
+            y_label,
             series: vec![
                 Series {
                     label: "copy",
                     color: ORANGE,
                     dashed: false,
-                    values: &imp.insert_copy_ppl,
+                    values: &copy,
                 },
                 Series {
                     label: "average",
                     color: BLUE,
                     dashed: false,
-                    values: &imp.insert_average_ppl,
+                    values: &average,
                 },
             ],
-            baseline: Some(imp.base_ppl),
-            zero_based: false,
-            allow_log: true,
+            baseline: Some(base),
+            zero_based: eval.is_some(),
+            allow_log: eval.is_none(),
         },
     ];
     for (k, p) in panels.iter().enumerate() {

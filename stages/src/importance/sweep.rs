@@ -83,6 +83,31 @@ pub struct Importance {
     pub seconds: f64,
 }
 
+impl Importance {
+    /// The result for a model of `blocks` blocks when nothing token-based was measured
+    /// (an eval-scored run without angular distance): no windows, empty series, NaN
+    /// perplexity.
+    pub fn unmeasured(blocks: usize) -> Importance {
+        Importance {
+            blocks,
+            windows: 0,
+            tokens: 0,
+            predicted: 0,
+            base_nll: f64::NAN,
+            base_ppl: f64::NAN,
+            angular_mean: Vec::new(),
+            angular_last: Vec::new(),
+            remove_ppl: Vec::new(),
+            insert_copy_ppl: Vec::new(),
+            insert_average_ppl: Vec::new(),
+            block_forwards: 0,
+            naive_block_forwards: 0,
+            head_passes: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
 /// A residual stream being carried through the blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
