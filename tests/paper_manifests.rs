@@ -159,3 +159,61 @@ fn table3_reference_is_the_papers_table() {
         assert_eq!(p[1..], o[1..], "numbers of {}", o[0]);
     }
 }
+
+#[test]
+fn main_plans_table2s_models_and_its_reference_is_the_papers() {
+    let names = planned("main.yaml");
+    for stage in ["expand", "cpt", "sft", "eval_cpt", "eval"] {
+        let methods: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(&format!("{stage}[method=")))
+            .collect();
+        assert_eq!(
+            methods,
+            [
+                &format!("{stage}[method=llama_pro]"),
+                &format!("{stage}[method=slayer]")
+            ],
+            "{stage}: {names:#?}"
+        );
+    }
+    assert_eq!(names.iter().filter(|n| *n == "eval_base").count(), 1);
+    let manifest = std::fs::read_to_string(paper_dir().join("main.yaml")).unwrap();
+    assert!(manifest.contains("{name: llama_pro, layout: \"(4+1)x8\"}"));
+    assert!(manifest.contains("{name: slayer, layout: \"(2+1)x8|13|1◇\"}"));
+    // Every reference row's eight numbers appear, in order, in method.md's Table 2.
+    let method = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/paper/method.md");
+    let method = std::fs::read_to_string(&method).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (../shared must sit beside the repo)",
+            method.display()
+        )
+    });
+    let table2 = method
+        .split("Table 2 (30B-token CPT")
+        .nth(1)
+        .expect("method.md has Table 2");
+    let table2 = table2
+        .split("Table 4")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let csv = std::fs::read_to_string(paper_dir().join("table2_reference.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 5);
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        let numbers = cells[1..].join(" / ");
+        // The label, perhaps with a remark (`LLaMA Pro (8.3B, …)`), then the numbers.
+        let at = table2
+            .find(&numbers)
+            .unwrap_or_else(|| panic!("{row}\n{table2}"));
+        let before = table2[..at].rsplit(['—', ';']).next().unwrap().trim();
+        assert!(
+            before == cells[0] || before.starts_with(&format!("{} (", cells[0])),
+            "{row}: `{before}`"
+        );
+    }
+}
