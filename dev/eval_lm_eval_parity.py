@@ -20,7 +20,7 @@ Usage (needs `pip install lm-eval pyarrow`, a slayer build, and an HF model dire
 slayer's import of SmolLM2-135M: `slayer model import <gguf> <dir>` or dev/check_smollm2.py):
   python3 dev/eval_lm_eval_parity.py --model DIR --data-dir ../shared/data/evals \
       --slayer target/debug/slayer [--hellaswag hellaswag_val.jsonl] [--limit 100] \
-      [--mmlu abstract_algebra,anatomy,astronomy] [--out report.json]
+      [--mmlu abstract_algebra,anatomy,astronomy] [--tasks hellaswag] [--out report.json]
 Exit status 0 when every task is within tolerance with identical acc/acc_norm.
 """
 import argparse
@@ -148,6 +148,7 @@ def main():
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--mmlu", default="abstract_algebra,anatomy,astronomy")
+    ap.add_argument("--tasks", help="comma-separated subset of the task names below (default: all)")
     ap.add_argument("--out")
     args = ap.parse_args()
     args.model = os.path.abspath(args.model)
@@ -167,6 +168,9 @@ def main():
         tasks.append((f"mmlu_{s}", 5, mmlu_requests(data_dir, s, args.limit), None))
     if args.hellaswag:
         tasks.append(("hellaswag", 0, hellaswag_requests(args.hellaswag, args.limit), os.path.abspath(args.hellaswag)))
+    if args.tasks:
+        keep = set(args.tasks.split(","))
+        tasks = [t for t in tasks if t[0] in keep]
 
     report, ok = {}, True
     print(f"{'task':28} {'n':>4} {'max|dLL|':>10} {'acc lm-eval/slayer':>20} {'acc_norm lm-eval/slayer':>24}")
