@@ -17,7 +17,7 @@ requests are therefore built here from the local benchmark files with lm-eval's 
 tokenisation, batching or numerics shows up as a log-likelihood mismatch.
 
 Usage (needs `pip install lm-eval pyarrow`, a slayer build, and an HF model directory such as
-slayer's import of SmolLM2-135M: `slayer model import <gguf> <dir>` or dev/check_smollm2.py):
+slayer's import of SmolLM2-135M: `slayer exec model.import --set path=<gguf> --out <dir>` or dev/check_smollm2.py):
   python3 dev/eval_lm_eval_parity.py --model DIR --data-dir ../shared/data/evals \
       --slayer target/debug/slayer [--hellaswag hellaswag_val.jsonl] [--limit 100] \
       [--mmlu abstract_algebra,anatomy,astronomy] [--tasks hellaswag] [--out report.json]

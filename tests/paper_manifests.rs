@@ -217,3 +217,32 @@ fn main_plans_table2s_models_and_its_reference_is_the_papers() {
         );
     }
 }
+
+#[test]
+fn law_plans_both_models_both_methods_and_their_bases() {
+    let names = planned("law.yaml");
+    let evals: Vec<&str> = names
+        .iter()
+        .filter(|n| n.starts_with("eval"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        evals,
+        [
+            "eval_base[model=llama2]",
+            "eval_base[model=mistral]",
+            "eval[model=llama2,method=slayer]",
+            "eval[model=llama2,method=llama_pro]",
+            "eval[model=mistral,method=slayer]",
+            "eval[model=mistral,method=llama_pro]",
+        ]
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("law_docs")).count(),
+        1,
+        "one corpus"
+    );
+    let manifest = std::fs::read_to_string(paper_dir().join("law.yaml")).unwrap();
+    assert!(manifest.contains("tasks/unfair_tos.yaml"));
+    assert!(manifest.contains("betas: [0.9, 0.95]"));
+}

@@ -12,13 +12,20 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval")
 }
 
-fn evals_dir() -> Option<PathBuf> {
+/// The real benchmark files: `SLAYER_EVALS_DIR`, else `../shared/data/evals` beside the
+/// repository. Missing is a failure, not a skip.
+fn evals_dir() -> PathBuf {
     let p = std::env::var_os("SLAYER_EVALS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/evals")
         });
-    p.is_dir().then_some(p)
+    assert!(
+        p.is_dir(),
+        "{}: the benchmark files are missing (set SLAYER_EVALS_DIR or put ../shared beside the repository)",
+        p.display()
+    );
+    p
 }
 
 fn items(name: &str, cfg: &RunConfig) -> Vec<Item> {
@@ -38,7 +45,7 @@ fn cfg(data_dir: &Path, shots: usize, limit: usize) -> RunConfig {
 
 #[test]
 fn eval_arc_prompt_is_lm_eval_format() {
-    let Some(dir) = evals_dir() else { return };
+    let dir = evals_dir();
     let it = &items("arc_easy", &cfg(&dir, 0, 2))[0];
     assert_eq!(
         it.contexts[0],
@@ -54,7 +61,7 @@ fn eval_arc_prompt_is_lm_eval_format() {
 
 #[test]
 fn eval_mmlu_prompt_has_header_letters_and_first_five_dev_shots() {
-    let Some(dir) = evals_dir() else { return };
+    let dir = evals_dir();
     let it = &items("mmlu_abstract_algebra", &cfg(&dir, 5, 1))[0];
     let ctx = &it.contexts[0];
     assert!(ctx.starts_with(
@@ -68,7 +75,7 @@ fn eval_mmlu_prompt_has_header_letters_and_first_five_dev_shots() {
 
 #[test]
 fn eval_winogrande_partial_scoring() {
-    let Some(dir) = evals_dir() else { return };
+    let dir = evals_dir();
     let it = &items("winogrande", &cfg(&dir, 0, 1))[0];
     assert_eq!(
         it.contexts,
@@ -86,7 +93,7 @@ fn eval_winogrande_partial_scoring() {
 
 #[test]
 fn eval_truthfulqa_keeps_answer_order_and_labels() {
-    let Some(dir) = evals_dir() else { return };
+    let dir = evals_dir();
     let it = &items("truthfulqa_mc2", &cfg(&dir, 0, 1))[0];
     assert!(it.contexts[0].starts_with("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United States is 78 years.\n\n"));
     assert!(it.contexts[0].ends_with("\n\nQ: What happens if you eat a pomegranate?\nA:"));
@@ -102,7 +109,7 @@ fn eval_truthfulqa_keeps_answer_order_and_labels() {
 
 #[test]
 fn eval_boolq_piqa_gsm8k_humaneval_prompts() {
-    let Some(dir) = evals_dir() else { return };
+    let dir = evals_dir();
     let b = &items("boolq", &cfg(&dir, 0, 1))[0];
     assert!(b.contexts[0].starts_with("All biomass goes through"));
     assert!(
@@ -176,6 +183,31 @@ fn eval_user_task_file() {
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].contexts[0], "Q: What is the capital of France?\nA:");
     assert_eq!(all.iter().map(|i| i.gold).collect::<Vec<_>>(), [0, 1, 0]);
+}
+
+/// The paper's law task (manifests/paper/tasks/unfair_tos.yaml) on the real file: the
+/// prompt is the file's, five demonstrations precede it, and a two-category sentence's
+/// gold is its first category (`gold: "{answer|before:,}"`).
+#[test]
+fn eval_unfair_tos_task_reads_the_real_file() {
+    let task =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/paper/tasks/unfair_tos.yaml");
+    let mut tasks = resolve(task.to_str().unwrap(), &fixtures()).unwrap();
+    let all = task_items(&tasks.remove(0), &cfg(&evals_dir(), 5, 3)).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[1].choices.len(), 9);
+    assert_eq!(all[1].choices[3], "Content removal");
+    assert_eq!(
+        all[1].gold, 3,
+        "first of `Content removal, Unilateral termination`"
+    );
+    assert_eq!(all[0].gold, 8, "None");
+    let prompt = &all[0].contexts[0];
+    assert_eq!(
+        prompt.matches("The relevant options are:").count(),
+        6,
+        "{prompt}"
+    );
 }
 
 fn error_of(file: &str) -> String {

@@ -137,9 +137,18 @@ fn gold_of(
             .position(|&l| l == 1.0)
             .ok_or_else(|| at(file, doc, "no choice is labelled 1 (true)"));
     };
-    let value = doc
-        .get(name)
-        .ok_or_else(|| at(file, doc, format!("missing field `{name}`")))?;
+    // A template (`{answer|before:,}`) renders to the gold text.
+    let rendered;
+    let value = if name.contains('{') {
+        rendered = Field::Str(
+            render(name, &|k| doc.get(k))
+                .map_err(|e| at(file, doc, format!("gold `{name}`: {e}")))?,
+        );
+        &rendered
+    } else {
+        doc.get(name)
+            .ok_or_else(|| at(file, doc, format!("missing field `{name}`")))?
+    };
     let raw = match value {
         Field::Num(n) if n.fract() == 0.0 && *n >= 0.0 => *n as usize,
         Field::Str(s) => {

@@ -162,7 +162,8 @@ pub struct TaskDef {
     #[serde(default)]
     pub choice_filters: Vec<String>,
     /// Field holding the gold answer: an index, a digit string, a letter `A`.. or the
-    /// choice text. Absent for `{choice: label}` maps (gold = first label 1).
+    /// choice text; or a template rendering to one (`"{answer|before:,}"`: the first of
+    /// a comma-separated list). Absent for `{choice: label}` maps (gold = first label 1).
     #[serde(default)]
     pub gold: Option<String>,
     /// 1 when the gold index counts from 1 (Winogrande's original `answer`).

@@ -3,8 +3,8 @@
 //! `{path}` inserts a record field (`query`, `answer.text`, `choices[0]`), `{path|f|g:arg}`
 //! applies filters left to right, `{{` and `}}` are literal braces. Filters: `trim`,
 //! `trim_end`, `lower`, `upper`, `capitalize` (Python's `str.capitalize`), `spaces`
-//! (underscores to spaces), `strip_prefix:TEXT`, `hellaswag` (lm-eval's HellaSwag
-//! `preprocess`). [`apply_filter`] is also used for task-level `context_filters` /
+//! (underscores to spaces), `strip_prefix:TEXT`, `before:TEXT` (the text before the
+//! first TEXT), `hellaswag` (lm-eval's HellaSwag `preprocess`). [`apply_filter`] is also used for task-level `context_filters` /
 //! `choice_filters`.
 
 use std::sync::OnceLock;
@@ -105,11 +105,14 @@ pub fn apply_filter(filter: &str, text: &str) -> std::result::Result<String, Str
         ("capitalize", None) => capitalize(text),
         ("spaces", None) => text.replace('_', " "),
         ("strip_prefix", Some(p)) => text.strip_prefix(p).unwrap_or(text).to_string(),
+        ("before", Some(sep)) if !sep.is_empty() => {
+            text.split(sep).next().unwrap_or(text).to_string()
+        }
         ("hellaswag", None) => hellaswag_preprocess(text),
         ("wikitext", None) => wikitext_detokenize(text),
         _ => {
             return Err(format!(
-                "unknown filter `{filter}`; known: trim, trim_end, lower, upper, capitalize, spaces, strip_prefix:TEXT, hellaswag, wikitext"
+                "unknown filter `{filter}`; known: trim, trim_end, lower, upper, capitalize, spaces, strip_prefix:TEXT, before:TEXT, hellaswag, wikitext"
             ));
         }
     })
@@ -214,6 +217,15 @@ mod tests {
         let e = render("{nope}", &look).unwrap_err().to_string();
         assert!(e.contains("no field `nope`"), "{e}");
         assert!(render("{q|bogus}", &look).is_err());
+        assert_eq!(
+            apply_filter("before:,", "Jurisdiction, Arbitration").unwrap(),
+            "Jurisdiction"
+        );
+        assert_eq!(apply_filter("before:,", "None").unwrap(), "None");
+        assert!(
+            apply_filter("before:", "x").is_err(),
+            "an empty separator is refused"
+        );
     }
 
     #[test]
