@@ -31,6 +31,7 @@ pub fn print(manifest: &Path, registry: &Registry, stages: &[String]) -> Result<
                 label: pipeline.instances[i].name.clone(),
                 source: r.fingerprint.clone(),
                 metrics: r.metrics.clone(),
+                ..ReportRow::default()
             }),
             None => {
                 let statuses = match &statuses {

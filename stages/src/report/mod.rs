@@ -6,7 +6,10 @@
 //! `slayer lineage` / `slayer show`.
 
 pub mod command;
+pub mod compare;
+pub mod items;
 pub mod reference;
+pub mod stats;
 mod svg;
 mod table;
 
@@ -53,6 +56,31 @@ pub struct ReportParams {
     /// the paper's tables do.
     #[serde(default = "one")]
     pub scale: f64,
+    /// Grid axes averaged over, e.g. `[seed]`: rows that differ only in them become one
+    /// row of means ± sample standard deviations.
+    #[serde(default)]
+    pub aggregate: Vec<String>,
+    /// A row label (after `rows` renaming and aggregation) every other row is compared
+    /// with: mean difference per column with a paired bootstrap interval over the items
+    /// both were scored on, and McNemar's exact test for right/wrong metrics. Needs the
+    /// items: an input `X_items` (e.g. `recall_b[*].items`) beside each metrics input
+    /// `X` (`items` beside `metrics`).
+    #[serde(default)]
+    pub compare_to: Option<String>,
+    /// Bootstrap resamples of `compare_to`'s intervals.
+    #[serde(default = "default_resamples")]
+    pub bootstrap: usize,
+    /// Confidence level of `compare_to`'s intervals.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+fn default_resamples() -> usize {
+    10_000
+}
+
+fn default_confidence() -> f64 {
+    0.95
 }
 
 fn one() -> f64 {
@@ -107,19 +135,43 @@ impl TypedStage for Report {
             },
             None => None,
         };
+        let label_of = |label: &str| {
+            p.rows
+                .get(label)
+                .cloned()
+                .unwrap_or_else(|| table::row_label(label))
+        };
+        let mut item_sets = compare::ItemsByRow::new();
+        for (input, files) in ctx.inputs.iter() {
+            let Some(metrics_input) = items_input_of(input) else {
+                continue;
+            };
+            let group = p
+                .columns
+                .get(&metrics_input)
+                .unwrap_or(&metrics_input)
+                .clone();
+            for (label, path) in &files.items {
+                let outcomes = items::read(path)?;
+                let entry = item_sets
+                    .entry((group.clone(), label_of(label)))
+                    .or_default();
+                entry.extend(outcomes);
+            }
+        }
         // (input, row label, source, metrics) for every file.
         let mut found = Vec::new();
-        for (input, files) in ctx.inputs.iter().filter(|(name, _)| *name != REFERENCE) {
+        for (input, files) in ctx
+            .inputs
+            .iter()
+            .filter(|(name, _)| *name != REFERENCE && items_input_of(name).is_none())
+        {
             for (label, path) in &files.items {
                 let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
                 let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                     StageError::msg(format!("{}: not a metrics JSON file: {e}", path.display()))
                 })?;
-                let label = p
-                    .rows
-                    .get(label)
-                    .cloned()
-                    .unwrap_or_else(|| table::row_label(label));
+                let label = label_of(label);
                 let source = fingerprint_of(path).unwrap_or_else(|| path.display().to_string());
                 let group = p.columns.get(input).unwrap_or(input).clone();
                 found.push((group, label, source, metrics));
@@ -153,6 +205,7 @@ impl TypedStage for Report {
                     label,
                     source,
                     metrics,
+                    ..ReportRow::default()
                 }),
             }
         }
@@ -162,12 +215,44 @@ impl TypedStage for Report {
             scale: p.scale,
             reference,
         };
+        let rows = if p.aggregate.is_empty() {
+            rows
+        } else {
+            compare::aggregate(rows, &p.aggregate)
+        };
         let table = ResultsTable::build(&p.title, rows, &layout);
-        write(&ctx.out("report.md"), &table.markdown())?;
-        write(&ctx.out("report.html"), &table.html())?;
+        let comparison = match &p.compare_to {
+            Some(baseline) => {
+                if item_sets.is_empty() {
+                    return Err(StageError::msg(
+                        "compare_to needs the items: add an input `X_items` (e.g. `recall_b[*].items`) beside each metrics input `X`",
+                    ));
+                }
+                let settings = compare::CompareSettings {
+                    baseline,
+                    over: &p.aggregate,
+                    resamples: p.bootstrap,
+                    level: p.confidence,
+                    seed: 0,
+                    prefixed: prefix,
+                };
+                Some(
+                    compare::Comparison::build(&table, &item_sets, &settings)
+                        .map_err(StageError::msg)?,
+                )
+            }
+            None => None,
+        };
+        let (mut markdown, mut html) = (table.markdown(), table.html());
+        if let Some(c) = &comparison {
+            markdown.push_str(&c.markdown(&table));
+            html.push_str(&c.html(&table));
+        }
+        write(&ctx.out("report.md"), &markdown)?;
+        write(&ctx.out("report.html"), &html)?;
         write(&ctx.out("report.csv"), &table.csv())?;
         write(&ctx.out("report.svg"), &svg::bar_chart(&table))?;
-        ctx.log.line(table.markdown());
+        ctx.log.line(&markdown);
         let mut m = Metrics::new();
         m.insert("rows".into(), table.rows.len().into());
         m.insert("tasks".into(), table.columns.len().into());
@@ -177,6 +262,15 @@ impl TypedStage for Report {
 
 /// The input that holds reference values instead of metrics.
 const REFERENCE: &str = "reference";
+
+/// For an input of items.parquet files (`X_items`, or `items`), the metrics input it
+/// belongs to (`X`, or `metrics`).
+fn items_input_of(name: &str) -> Option<String> {
+    if name == "items" {
+        return Some("metrics".into());
+    }
+    name.strip_suffix("_items").map(str::to_string)
+}
 
 fn write(path: &Path, text: &str) -> Result<(), StageError> {
     std::fs::write(path, text).map_err(|e| StageError::io(path, e))

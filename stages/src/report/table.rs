@@ -9,13 +9,17 @@ use serde_json::Value;
 use super::reference::{Reference, ReferenceRow};
 
 /// One row: a label (grid combination), where its numbers come from, and its metrics
-/// (`{"task": {"metric": number, …}, …}`).
-#[derive(Clone, Debug)]
+/// (`{"task": {"metric": number, …}, …}`). A row aggregated over seeds holds the mean in
+/// `metrics`, the sample standard deviation in `spread` (same shape) and the labels of the
+/// rows it averages in `members`.
+#[derive(Clone, Debug, Default)]
 pub struct ReportRow {
     pub label: String,
     /// Run-record fingerprint (or path) of the metrics.
     pub source: String,
     pub metrics: Value,
+    pub spread: Value,
+    pub members: Vec<String>,
 }
 
 impl ReportRow {
@@ -51,7 +55,9 @@ pub struct ResultsTable {
     pub columns: Vec<(String, String)>,
     pub rows: Vec<(ReportRow, Vec<Option<f64>>, Option<f64>)>,
     /// Column titles, aligned with `columns`.
-    titles: Vec<String>,
+    pub titles: Vec<String>,
+    /// The factor applied to every value.
+    pub scale: f64,
     /// The reference row of each row, when there is a reference.
     references: Option<Vec<Option<Shown>>>,
 }
@@ -168,6 +174,7 @@ impl ResultsTable {
             columns,
             rows,
             titles,
+            scale,
             references,
         }
     }
@@ -178,6 +185,16 @@ impl ResultsTable {
         h.push("average".into());
         h.push("record".into());
         h
+    }
+
+    /// The standard deviation of column `j` of an aggregated `row` (scaled like its
+    /// values), when it averages more than one run.
+    fn spread_of(&self, row: &ReportRow, j: usize) -> Option<f64> {
+        if row.members.len() < 2 {
+            return None;
+        }
+        let (task, metric) = &self.columns[j];
+        Some(row.spread.get(task)?.get(metric)?.as_f64()? * self.scale)
     }
 
     /// The reference values of row `i`, when a reference has that row.
@@ -196,12 +213,13 @@ impl ResultsTable {
                     _ => fmt(v),
                 };
                 let mut c = vec![row.label.clone()];
-                c.extend(
-                    values
-                        .iter()
-                        .enumerate()
-                        .map(|(j, v)| shown(*v, reference.and_then(|(r, _)| r[j]))),
-                );
+                c.extend(values.iter().enumerate().map(|(j, v)| {
+                    let text = shown(*v, reference.and_then(|(r, _)| r[j]));
+                    match self.spread_of(row, j) {
+                        Some(sd) => format!("{text} ± {}", fmt(Some(sd))),
+                        None => text,
+                    }
+                }));
                 c.push(shown(*avg, reference.and_then(|(_, a)| *a)));
                 let short: Vec<String> = row
                     .source
@@ -328,8 +346,8 @@ fn order_by_reference(
             Some(i) => sorted.push(rows.remove(i)),
             None => sorted.push(ReportRow {
                 label: r.label.clone(),
-                source: String::new(),
                 metrics: Value::Object(Default::default()),
+                ..ReportRow::default()
             }),
         }
     }
@@ -363,7 +381,8 @@ fn higher_is_better_mean(columns: &[(String, String)], values: &[Option<f64>]) -
     (!kept.is_empty()).then(|| kept.iter().sum::<f64>() / kept.len() as f64)
 }
 
-fn fmt(v: Option<f64>) -> String {
+/// A table cell's number.
+pub fn fmt(v: Option<f64>) -> String {
     match v {
         Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.4}"),
@@ -383,11 +402,13 @@ mod tests {
                 label: row_label("eval[layout=(2+1)x8|16]"),
                 source: "abcdef0123456789".into(),
                 metrics: json!({"arc": {"acc": 0.5, "acc_norm": 0.6, "n": 10}, "wiki": {"ppl": 12.0}}),
+                ..ReportRow::default()
             },
             ReportRow {
                 label: "base".into(),
                 source: "ffff".into(),
                 metrics: json!({"arc": {"acc": 0.4, "acc_norm": 0.2}}),
+                ..ReportRow::default()
             },
         ];
         let t = ResultsTable::build("T", rows, &TableLayout::default());
@@ -414,6 +435,7 @@ mod tests {
             label: label.into(),
             source: format!("fp-{label}"),
             metrics: json!({"mmlu": {"acc": mmlu}, "arc_challenge": {"acc": 0.0, "acc_norm": arc}}),
+            ..ReportRow::default()
         };
         let rows = vec![
             row("layout=(2+1)x8|16", 0.5, 0.25),

@@ -1,0 +1,110 @@
+//! Per-item outcomes of an evaluation, read from the eval stage's `items.parquet`: what
+//! the report's confidence intervals and McNemar tests pair up.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow_array::{Array, BooleanArray, Float64Array, StringArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use slayer_engine::StageError;
+
+/// One item's outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// The main prediction is right (`acc`).
+    pub correct: bool,
+    /// The length-normalised prediction is right (`acc_norm`).
+    pub correct_norm: bool,
+    /// The item's main metric value (e.g. recall, exact match, pass@1).
+    pub score: f64,
+}
+
+impl Outcome {
+    /// The item's value of `metric`: 0/1 for `acc`/`acc_norm`, else its score.
+    pub fn value(&self, metric: &str) -> f64 {
+        match metric {
+            "acc" => f64::from(u8::from(self.correct)),
+            "acc_norm" => f64::from(u8::from(self.correct_norm)),
+            _ => self.score,
+        }
+    }
+
+    /// Whether the item counts as right for `metric` (McNemar pairs): the 0/1 value, or a
+    /// score of 1.
+    pub fn right(&self, metric: &str) -> bool {
+        self.value(metric) >= 1.0
+    }
+}
+
+/// Outcomes by task, then item id.
+pub type Outcomes = BTreeMap<String, BTreeMap<String, Outcome>>;
+
+/// Reads `items.parquet` (columns `task`, `item_id`, `correct`, `correct_norm`, `score`).
+pub fn read(path: &Path) -> Result<Outcomes, StageError> {
+    let bad = |m: String| StageError::msg(format!("{}: {m}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let wanted = ["task", "item_id", "correct", "correct_norm", "score"];
+    let schema = builder.schema().clone();
+    let index: Vec<usize> = wanted
+        .iter()
+        .map(|c| {
+            schema.index_of(c).map_err(|_| {
+                bad(format!(
+                    "no column `{c}` (not an eval stage's items.parquet?)"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), index);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut out = Outcomes::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| bad(format!("no column `{name}`")))
+        };
+        let strings = |name: &str| -> Result<StringArray, StageError> {
+            col(name)?
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| bad(format!("column `{name}` is not text")))
+        };
+        let bools = |name: &str| -> Result<BooleanArray, StageError> {
+            col(name)?
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| bad(format!("column `{name}` is not boolean")))
+        };
+        let (task, id) = (strings("task")?, strings("item_id")?);
+        let (correct, norm) = (bools("correct")?, bools("correct_norm")?);
+        let score = col("score")?
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .cloned()
+            .ok_or_else(|| bad("column `score` is not a float".into()))?;
+        for i in 0..batch.num_rows() {
+            let outcome = Outcome {
+                correct: correct.value(i),
+                correct_norm: norm.value(i),
+                score: if score.is_null(i) {
+                    f64::NAN
+                } else {
+                    score.value(i)
+                },
+            };
+            out.entry(task.value(i).to_string())
+                .or_default()
+                .insert(id.value(i).to_string(), outcome);
+        }
+    }
+    Ok(out)
+}
