@@ -86,6 +86,15 @@ impl MetricSet {
         }
     }
 
+    /// Item `k`'s value of every metric recorded once per item, in insertion order.
+    pub fn item_values(&self, k: usize) -> Vec<(String, f64)> {
+        self.entries
+            .iter()
+            .filter(|e| e.values.len() == self.n)
+            .filter_map(|e| Some((e.name.clone(), e.values.get(k)?.0)))
+            .collect()
+    }
+
     /// Add every value of `other` (a group's micro average over its subtasks).
     pub fn extend(&mut self, other: &MetricSet) {
         for e in &other.entries {

@@ -50,6 +50,9 @@ pub struct ItemRecord {
     pub extracted: Option<String>,
     /// Perplexity tasks: `(tokens, bytes, words)` of the document.
     pub counts: Option<[i64; 3]>,
+    /// This item's value of each per-item metric (`acc`, `recall_greedy`, …), written as
+    /// a JSON object in the `metrics` column.
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// Hash of a prompt for the `prompt_hash` column.
@@ -113,6 +116,22 @@ pub fn write_items(path: &Path, rows: &[ItemRecord]) -> Result<()> {
             false,
         ),
         ("generation", strings(&|r| r.generation.as_deref()), true),
+        (
+            "metrics",
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| {
+                        let m: serde_json::Map<String, serde_json::Value> = r
+                            .metrics
+                            .iter()
+                            .map(|(k, v)| (k.clone(), (*v).into()))
+                            .collect();
+                        serde_json::Value::Object(m).to_string()
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            false,
+        ),
         ("extracted", strings(&|r| r.extracted.as_deref()), true),
         ("n_tokens", counts(0), true),
         ("n_bytes", counts(1), true),

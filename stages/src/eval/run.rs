@@ -333,6 +333,7 @@ impl<B: Backend> Evaluator<'_, B> {
                 generation,
                 extracted: None,
                 counts: None,
+                metrics: Vec::new(),
             });
         }
         Ok((ms, rows))

@@ -91,7 +91,7 @@ pub struct EvalParams {
 impl TypedStage for Eval {
     type Params = EvalParams;
     const KIND: &'static str = "eval";
-    const VERSION: u32 = 2; // 2: recall targets scored exactly as written
+    const VERSION: u32 = 3; // 2: recall targets scored exactly as written; 3: items carry per-item metrics
     const SUMMARY: &'static str =
         "Score a model on benchmarks (lm-eval-compatible log-likelihoods, generation, HumanEval)";
 
@@ -272,7 +272,15 @@ fn run_stage(p: &EvalParams, ctx: &StageContext) -> Result<Metrics> {
     let metrics = metrics_json(&results);
     let rows: Vec<_> = results
         .iter()
-        .flat_map(|r| r.rows.iter().cloned())
+        .flat_map(|r| {
+            r.rows.iter().enumerate().map(|(k, row)| {
+                let mut row = row.clone();
+                if r.rows.len() == r.metrics.n {
+                    row.metrics = r.metrics.item_values(k);
+                }
+                row
+            })
+        })
         .collect();
     write_items(&ctx.out("items.parquet"), &rows)?;
     let path = ctx.out("metrics.json");

@@ -10,8 +10,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use slayer_engine::StageError;
 
 /// One item's outcome.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// The item's value of each per-item metric (the `metrics` column; empty in files
+    /// written before it existed).
+    pub metrics: BTreeMap<String, f64>,
     /// The main prediction is right (`acc`).
     pub correct: bool,
     /// The length-normalised prediction is right (`acc_norm`).
@@ -21,8 +24,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The item's value of `metric`: 0/1 for `acc`/`acc_norm`, else its score.
+    /// The item's value of `metric`: from its `metrics` column, else 0/1 for
+    /// `acc`/`acc_norm` and its score otherwise.
     pub fn value(&self, metric: &str) -> f64 {
+        if let Some(v) = self.metrics.get(metric) {
+            return *v;
+        }
         match metric {
             "acc" => f64::from(u8::from(self.correct)),
             "acc_norm" => f64::from(u8::from(self.correct_norm)),
@@ -57,6 +64,10 @@ pub fn read(path: &Path) -> Result<Outcomes, StageError> {
             })
         })
         .collect::<Result<_, _>>()?;
+    let mut index = index;
+    if let Ok(i) = schema.index_of("metrics") {
+        index.push(i);
+    }
     let mask = ProjectionMask::roots(builder.parquet_schema(), index);
     let reader = builder
         .with_projection(mask)
@@ -86,13 +97,31 @@ pub fn read(path: &Path) -> Result<Outcomes, StageError> {
         };
         let (task, id) = (strings("task")?, strings("item_id")?);
         let (correct, norm) = (bools("correct")?, bools("correct_norm")?);
+        let metrics = match batch.column_by_name("metrics") {
+            Some(c) => Some(
+                c.as_any()
+                    .downcast_ref::<StringArray>()
+                    .cloned()
+                    .ok_or_else(|| bad("column `metrics` is not text".into()))?,
+            ),
+            None => None,
+        };
         let score = col("score")?
             .as_any()
             .downcast_ref::<Float64Array>()
             .cloned()
             .ok_or_else(|| bad("column `score` is not a float".into()))?;
         for i in 0..batch.num_rows() {
+            let per_item: BTreeMap<String, f64> = match &metrics {
+                Some(m) => serde_json::from_str(m.value(i)).map_err(|e| {
+                    bad(format!(
+                        "row {i}: column `metrics` is not a JSON object of numbers: {e}"
+                    ))
+                })?,
+                None => BTreeMap::new(),
+            };
             let outcome = Outcome {
+                metrics: per_item,
                 correct: correct.value(i),
                 correct_norm: norm.value(i),
                 score: if score.is_null(i) {
