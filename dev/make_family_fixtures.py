@@ -19,7 +19,8 @@ Usage: python3 dev/make_family_fixtures.py [FIXTURES_DIR]
 
 Each fixture: config.json, model.safetensors, reference_logits.safetensors (`ids`,
 `logits_full` [t, vocab], `logits_incremental`: prefill PREFILL tokens then one at a
-time with transformers' KV cache), tiny_<name>.f16.gguf, GENERATED_BY.json.
+time with transformers' KV cache, `logits_full_f16_matrices`: the full sequence with every
+matrix rounded to F16, i.e. what the GGUF holds), tiny_<name>.f16.gguf, GENERATED_BY.json.
 
 Needs: pip install torch transformers safetensors gguf
 """
@@ -166,9 +167,17 @@ def main():
             with open(path, "w") as f:
                 json.dump(c, f, indent=2, sort_keys=True)
                 f.write("\n")
-        save_file(reference(model), os.path.join(out, "reference_logits.safetensors"),
-                  metadata={"prefill": str(PREFILL)})
+        ref = reference(model)
         write_gguf(model, cfg, name, os.path.join(out, f"{name}.f16.gguf"))
+        # The GGUF's logits: transformers on the same weights with every matrix rounded
+        # to F16 as the GGUF stores it (1-D norms and biases stay F32).
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim > 1:
+                    p.copy_(p.to(torch.float16).to(torch.float32))
+            ref["logits_full_f16_matrices"] = model(ref["ids"][None]).logits[0].contiguous()
+        save_file(ref, os.path.join(out, "reference_logits.safetensors"),
+                  metadata={"prefill": str(PREFILL)})
         with open(os.path.join(out, "GENERATED_BY.json"), "w") as f:
             json.dump({"script": "dev/make_family_fixtures.py", "torch": torch.__version__,
                        "transformers": transformers.__version__, "seed": seed + 1,

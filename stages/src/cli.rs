@@ -136,7 +136,25 @@ fn inspect(path: &Path) -> Result<(), ModelError> {
         none.num_hidden_layers = 0;
         crate::model_kinds::parameter_count(&one) - crate::model_kinds::parameter_count(&none)
     };
+    let family = config.family().map_err(ModelError::Unsupported)?;
+    let biases: Vec<&str> = ["q", "k", "v", "o"]
+        .into_iter()
+        .zip(config.attention_biases())
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect();
     println!("model       {}", path.display());
+    println!("family      {family} ({})", family.architecture());
+    println!(
+        "attention   biases: {}; sliding window: {}",
+        if biases.is_empty() {
+            "none".to_string()
+        } else {
+            biases.join("/")
+        },
+        config
+            .sliding_window()
+            .map_or("none".to_string(), |w| format!("{w} keys"))
+    );
     println!("tensors     {tensors}");
     println!("blocks      {}", config.num_hidden_layers);
     println!(

@@ -199,7 +199,12 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
         );
     }
     let heads = model.config().num_attention_heads;
+    let window = model.sliding_window();
     let mask = AttentionMask::from_fn(b, heads, width, width, &device, |g, q, k| {
+        // A sliding window counts rotary positions, not packed slots.
+        if window.is_some_and(|w| positions[g][k] + w <= positions[g][q]) {
+            return false;
+        }
         if k < lc {
             // A context key: real (not padding), and before the query if the query
             // is a context token too.

@@ -10,6 +10,13 @@
 //! with the query heads that share a kv head folded into the query axis: keys and
 //! values are never repeated, every step is a multi-threaded kernel on the CPU backend,
 //! and masks are additive biases laid out so that adding them is a row broadcast.
+//!
+//! A sliding window (Mistral) is data of [`Attention`]: with [`AttentionMask::Causal`]
+//! a query at position `i` sees keys `j` with `i - window < j <= i`, in full-sequence
+//! and KV-cached forwards alike (the cache keeps every key; the mask hides the old
+//! ones). An [`AttentionMask::Explicit`] mask is the caller's whole visibility rule:
+//! build it with [`AttentionMask::padded_window`] or put the window in
+//! [`AttentionMask::from_fn`]'s rule, since only the caller knows the positions.
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -45,6 +52,19 @@ impl<B: Backend> AttentionMask<B> {
         heads: usize,
         device: &B::Device,
     ) -> Result<Self> {
+        Self::padded_window(valid, seq_q, heads, None, device)
+    }
+
+    /// [`AttentionMask::padded`] for a model with a sliding `window` (see
+    /// [`Llama::sliding_window`](super::llama::Llama::sliding_window)): a query also
+    /// hides keys `window` or more positions behind it.
+    pub fn padded_window(
+        valid: &[Vec<bool>],
+        seq_q: usize,
+        heads: usize,
+        window: Option<usize>,
+        device: &B::Device,
+    ) -> Result<Self> {
         let batch = valid.len();
         let seq_kv = valid.first().map_or(0, Vec::len);
         if batch == 0 || seq_kv < seq_q {
@@ -73,7 +93,9 @@ impl<B: Backend> AttentionMask<B> {
             device,
             |b, q, k| {
                 let last = q + offset;
-                k <= last && (valid[b][k] || first_real[b] > last)
+                k <= last
+                    && window.is_none_or(|w| k + w > last)
+                    && (valid[b][k] || first_real[b] > last)
             },
         ))
     }
@@ -166,6 +188,9 @@ pub struct Attention<B: Backend> {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Sliding attention window (keys seen per query, itself included); `None`: all.
+    #[module(skip)]
+    pub sliding_window: Option<usize>,
 }
 
 impl<B: Backend> Attention<B> {
@@ -199,11 +224,13 @@ impl<B: Backend> Attention<B> {
         // Scaling q by 1/sqrt(d) before the product equals HF's scaling of the scores
         // (exactly so for power-of-two head widths) and touches t*d, not t*s, values.
         let q = q.mul_scalar(1.0 / (d as f64).sqrt());
+        // A window no shorter than the keys hides nothing.
+        let window = self.sliding_window.filter(|&w| w < s);
         let out = match mask {
             // A single new token sees every key.
-            AttentionMask::Causal if t == 1 => attend(q, k, v, None),
+            AttentionMask::Causal if t == 1 && window.is_none() => attend(q, k, v, None),
             AttentionMask::Causal if t <= CAUSAL_BLOCK => {
-                let bias = causal_bias::<B>(t, s, &q.device());
+                let bias = causal_bias::<B>(t, s, window, &q.device());
                 attend(q, k, v, Some(Bias::Shared(bias)))
             }
             // Long causal runs go by blocks of queries, each against the keys it can
@@ -214,7 +241,7 @@ impl<B: Backend> Attention<B> {
                     .map(|q0| {
                         let q1 = (q0 + CAUSAL_BLOCK).min(t);
                         let keys = s - t + q1;
-                        let bias = causal_bias::<B>(q1 - q0, keys, &q.device());
+                        let bias = causal_bias::<B>(q1 - q0, keys, window, &q.device());
                         attend(
                             q.clone().slice([0..b, 0..h, q0..q1, 0..d]),
                             k.clone().slice([0..b, 0..kvh, 0..keys, 0..d]),
@@ -269,11 +296,22 @@ fn attend<B: Backend>(
 }
 
 /// Additive causal bias `[1, t * s]` for `t` queries that end a sequence of `s` keys
-/// (query `i` sees keys `0..=s - t + i`).
-fn causal_bias<B: Backend>(t: usize, s: usize, device: &B::Device) -> Tensor<B, 2> {
+/// (query `i` sees keys `0..=s - t + i`; with a `window`, only the last `window` of them).
+fn causal_bias<B: Backend>(
+    t: usize,
+    s: usize,
+    window: Option<usize>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let offset = s - t;
     let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if j > i + offset { f32::MIN } else { 0.0 }))
+        .flat_map(|i| {
+            let last = i + offset;
+            (0..s).map(move |j| {
+                let visible = j <= last && window.is_none_or(|w| j + w > last);
+                if visible { 0.0 } else { f32::MIN }
+            })
+        })
         .collect();
     Tensor::from_data(TensorData::new(data, [1, t * s]), device)
 }
@@ -289,7 +327,8 @@ mod tests {
 
     /// Causal attention over more than one block of queries (blocked, each block against
     /// the keys it can see) equals the same attention through an explicit all-visible
-    /// padding mask (one unblocked product).
+    /// padding mask (one unblocked product), with and without a sliding window (the
+    /// window then comes from the block for `Causal`, from the mask for `Explicit`).
     #[test]
     fn blocked_causal_attention_equals_unblocked() {
         let device = Default::default();
@@ -299,7 +338,7 @@ mod tests {
                 .with_bias(false)
                 .init::<Cpu>(&device)
         };
-        let attn = Attention {
+        let mut attn = Attention {
             q_proj: linear(hidden, h * d),
             k_proj: linear(hidden, kvh * d),
             v_proj: linear(hidden, kvh * d),
@@ -307,6 +346,7 @@ mod tests {
             num_heads: h,
             num_kv_heads: kvh,
             head_dim: d,
+            sliding_window: None,
         };
         let t = CAUSAL_BLOCK * 2 + 37;
         let x = Tensor::<Cpu, 3>::random(
@@ -322,10 +362,26 @@ mod tests {
             },
         )
         .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], &device);
-        let blocked = attn.forward(x.clone(), &rope, &AttentionMask::Causal, None);
-        let all = AttentionMask::padded(&vec![vec![true; t]; 2], t, h, &device).unwrap();
-        let whole = attn.forward(x, &rope, &all, None);
-        let diff: f32 = (blocked - whole).abs().max().into_scalar();
-        assert!(diff < 1e-5, "blocked vs unblocked: max difference {diff}");
+        let mut outputs = Vec::new();
+        for window in [None, Some(100)] {
+            attn.sliding_window = window;
+            let blocked = attn.forward(x.clone(), &rope, &AttentionMask::Causal, None);
+            let all = AttentionMask::padded_window(&vec![vec![true; t]; 2], t, h, window, &device)
+                .unwrap();
+            attn.sliding_window = None;
+            let whole = attn.forward(x.clone(), &rope, &all, None);
+            let diff: f32 = (blocked.clone() - whole).abs().max().into_scalar();
+            assert!(
+                diff < 1e-5,
+                "{window:?}: blocked vs unblocked: max difference {diff}"
+            );
+            outputs.push(blocked);
+        }
+        // The window changes the outputs of queries more than 100 keys in.
+        let changed: f32 = (outputs[0].clone() - outputs[1].clone())
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(changed > 1e-3, "window had no effect ({changed})");
     }
 }

@@ -11,6 +11,13 @@
 //! rope_theta, factor, ...}`. [`LlamaConfig::rope`] reads either and returns a typed
 //! [`RopeSettings`]; supported scalings are `default`, `linear` and `llama3`, others
 //! are a clear error.
+//!
+//! One config type serves every supported decoder family ([`Family`]: Llama, Mistral,
+//! Qwen2/Qwen2.5), recognised by `model_type` or `architectures`; their differences are
+//! data read from the config, not separate models: which projections carry a bias
+//! ([`LlamaConfig::attention_biases`]) and the sliding attention window
+//! ([`LlamaConfig::sliding_window`], Mistral's `sliding_window`, Qwen2's
+//! `use_sliding_window`). An unknown family is an error naming it and the supported list.
 
 use std::path::Path;
 
@@ -44,7 +51,73 @@ impl TokenIds {
     }
 }
 
-/// A Llama-family `config.json`, with HF's field names.
+/// A decoder family: the architectures one [`LlamaConfig`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `LlamaForCausalLM` (`model_type: llama`): the base decoder.
+    Llama,
+    /// `MistralForCausalLM` (`model_type: mistral`): Llama plus sliding-window attention.
+    Mistral,
+    /// `Qwen2ForCausalLM` (`model_type: qwen2`, also Qwen2.5): q/k/v biases (no o bias),
+    /// sliding window only when `use_sliding_window` is true.
+    Qwen2,
+}
+
+impl Family {
+    /// Every supported family.
+    pub const ALL: [Family; 3] = [Family::Llama, Family::Mistral, Family::Qwen2];
+
+    /// HF's `model_type`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Mistral => "mistral",
+            Family::Qwen2 => "qwen2",
+        }
+    }
+
+    /// HF's `architectures` entry.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Mistral => "MistralForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+        }
+    }
+
+    /// The family of a `model_type`.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.model_type() == model_type)
+    }
+
+    /// The family of an `architectures` entry.
+    pub fn from_architecture(architecture: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.architecture() == architecture)
+    }
+
+    fn supported() -> String {
+        Self::ALL
+            .iter()
+            .map(|f| format!("{} ({})", f.model_type(), f.architecture()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model_type())
+    }
+}
+
+/// transformers' default `sliding_window` of Mistral and Qwen2 configs.
+const DEFAULT_SLIDING_WINDOW: u64 = 4096;
+/// transformers' default `max_window_layers` of Qwen2 configs.
+const DEFAULT_MAX_WINDOW_LAYERS: u64 = 28;
+
+/// A decoder `config.json` (Llama, Mistral or Qwen2 family), with HF's field names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
     /// Vocabulary size (rows of the embedding and of `lm_head`).
@@ -225,7 +298,147 @@ impl LlamaConfig {
         {
             return Err(format!("`pretraining_tp` = {tp} is not supported (only 1)"));
         }
+        self.family()?;
+        self.sliding_window_checked()?;
         self.rope().map(|_| ())
+    }
+
+    /// The decoder family, from `model_type`, else the first `architectures` entry, else
+    /// Llama (configs written before families existed). Unknown ones are an error naming
+    /// them and the supported list.
+    pub fn family(&self) -> std::result::Result<Family, String> {
+        if let Some(mt) = self.extra.get("model_type").and_then(Value::as_str) {
+            return Family::from_model_type(mt).ok_or_else(|| {
+                format!(
+                    "`model_type` is \"{mt}\", which is not supported (supported: {})",
+                    Family::supported()
+                )
+            });
+        }
+        let arch = self
+            .extra
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str);
+        match arch {
+            None => Ok(Family::Llama),
+            Some(a) => Family::from_architecture(a).ok_or_else(|| {
+                format!(
+                    "`architectures` names \"{a}\", which is not supported (supported: {})",
+                    Family::supported()
+                )
+            }),
+        }
+    }
+
+    /// Record `family` as this config's `model_type` and `architectures`.
+    pub fn set_family(&mut self, family: Family) {
+        self.extra.insert(
+            "model_type".into(),
+            Value::String(family.model_type().into()),
+        );
+        self.extra.insert(
+            "architectures".into(),
+            Value::Array(vec![Value::String(family.architecture().into())]),
+        );
+    }
+
+    /// Whether the q, k, v and o projections carry a bias: Qwen2 has q/k/v biases and
+    /// no o bias; Llama and Mistral follow `attention_bias` for all four.
+    pub fn attention_biases(&self) -> [bool; 4] {
+        match self.family() {
+            Ok(Family::Qwen2) => [true, true, true, false],
+            _ => [self.attention_bias; 4],
+        }
+    }
+
+    /// The sliding attention window every block uses, if any: a query at position `i`
+    /// sees keys `j` with `i - window < j <= i` (transformers' convention). Mistral reads
+    /// `sliding_window` (`null`: none); Qwen2 only when `use_sliding_window` is true.
+    /// Invalid settings are reported by [`LlamaConfig::validate`] and read as none here.
+    pub fn sliding_window(&self) -> Option<usize> {
+        self.sliding_window_checked().ok().flatten()
+    }
+
+    fn sliding_window_checked(&self) -> std::result::Result<Option<usize>, String> {
+        let window = || -> std::result::Result<Option<usize>, String> {
+            match self.extra.get("sliding_window") {
+                None => Ok(Some(DEFAULT_SLIDING_WINDOW as usize)),
+                Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(0) | None => Err(format!(
+                        "`sliding_window` must be a positive integer or null, got {v}"
+                    )),
+                    Some(w) => Ok(Some(w as usize)),
+                },
+            }
+        };
+        match self.family()? {
+            Family::Llama => Ok(None),
+            Family::Mistral => window(),
+            Family::Qwen2 => {
+                let used = match self.extra.get("use_sliding_window") {
+                    None | Some(Value::Null) => false,
+                    Some(v) => v.as_bool().ok_or_else(|| {
+                        format!("`use_sliding_window` must be true or false, got {v}")
+                    })?,
+                };
+                if !used {
+                    return Ok(None);
+                }
+                let Some(w) = window()? else {
+                    return Ok(None);
+                };
+                // Which layers slide: `layer_types` (transformers 5) if given, else
+                // those with `i >= max_window_layers`.
+                let sliding: Vec<bool> = match self.extra.get("layer_types") {
+                    Some(Value::Array(types)) => types
+                        .iter()
+                        .map(|t| match t.as_str() {
+                            Some("sliding_attention") => Ok(true),
+                            Some("full_attention") => Ok(false),
+                            _ => Err(format!(
+                                "`layer_types` entry {t} is not \"full_attention\" or \"sliding_attention\""
+                            )),
+                        })
+                        .collect::<std::result::Result<_, _>>()?,
+                    _ => {
+                        let from = self
+                            .extra
+                            .get("max_window_layers")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(DEFAULT_MAX_WINDOW_LAYERS)
+                            as usize;
+                        (0..self.num_hidden_layers).map(|i| i >= from).collect()
+                    }
+                };
+                if sliding.iter().all(|&s| !s) {
+                    Ok(None)
+                } else if sliding.iter().all(|&s| s) {
+                    Ok(Some(w))
+                } else {
+                    Err(format!(
+                        "`use_sliding_window` with a window in some layers only (`max_window_layers` = {}, or mixed `layer_types`) is not supported",
+                        self.extra
+                            .get("max_window_layers")
+                            .map_or("unset".to_string(), Value::to_string)
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Set the number of blocks, keeping transformers 5's per-layer `layer_types` (when
+    /// every entry is the same) as long as the new list of blocks.
+    pub fn set_num_hidden_layers(&mut self, n: usize) {
+        self.num_hidden_layers = n;
+        if let Some(Value::Array(types)) = self.extra.get_mut("layer_types")
+            && let Some(first) = types.first().cloned()
+            && types.iter().all(|t| *t == first)
+        {
+            types.resize(n, first);
+        }
     }
 
     /// Number of key/value heads.

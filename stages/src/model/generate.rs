@@ -210,7 +210,13 @@ pub fn token_logprobs<B: Backend>(model: &Llama<B>, rows: &[Vec<u32>]) -> Result
             .iter()
             .map(|r| (0..t).map(|i| i < r.len()).collect())
             .collect();
-        AttentionMask::padded(&valid, t, model.config().num_attention_heads, &device)?
+        AttentionMask::padded_window(
+            &valid,
+            t,
+            model.config().num_attention_heads,
+            model.sliding_window(),
+            &device,
+        )?
     };
     let b = rows.len();
     let logits = model.forward_masked(id_tensor::<B>(&refs, &device), &mask);

@@ -1,11 +1,17 @@
-//! GGUF import (llama.cpp's format) for the `llama` architecture.
+//! GGUF import (llama.cpp's format) for the `llama` and `qwen2` architectures.
 //!
 //! [`GgufFile::open`] memory-maps the file and parses its header: metadata key/values and
-//! tensor descriptors. [`GgufFile::config`] turns `llama.*` metadata into a
-//! [`LlamaConfig`]; [`GgufFile::weights`] is a [`WeightSource`] that answers HF tensor
+//! tensor descriptors. [`GgufFile::config`] turns `{arch}.*` metadata into a
+//! [`LlamaConfig`] of the matching [`Family`]: `qwen2` is Qwen2/Qwen2.5 (q/k/v biases as
+//! `blk.N.attn_{q,k,v}.bias`); `llama` is Llama, and also Mistral, which llama.cpp's
+//! converter writes as `llama` without its sliding window: such a file imports as Llama
+//! (full attention, as llama.cpp runs it) unless it carries
+//! `llama.attention.sliding_window`, which makes it Mistral with that window.
+//! [`GgufFile::weights`] is a [`WeightSource`] that answers HF tensor
 //! names, dequantising on the fly ([`dequantize`]: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-//! Q4_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k
-//! (`convert_hf_to_gguf.py::LlamaModel.permute`). [`GgufFile::tokenizer_json`] rebuilds
+//! Q4_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k of
+//! the `llama` architecture only (`convert_hf_to_gguf.py::LlamaModel.permute`; `qwen2`
+//! tensors are stored as in HF). [`GgufFile::tokenizer_json`] rebuilds
 //! an HF `tokenizer.json` from `tokenizer.ggml.*` for the byte-level BPE (`gpt2`) type.
 //!
 //! GGUF dims are listed fastest-varying first (`ne[0]`), so an HF `[out, in]` matrix
@@ -21,7 +27,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::config::{LlamaConfig, TokenIds};
+use super::config::{Family, LlamaConfig, TokenIds};
 use super::error::{ModelError, Result};
 use super::weights::{HostData, HostTensor, WeightSource};
 
@@ -612,16 +618,17 @@ impl GgufFile {
             .ok_or_else(|| {
                 ModelError::format(&self.path, "metadata `general.architecture` is missing")
             })?;
-        if arch != "llama" {
+        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
             return Err(ModelError::Unsupported(format!(
-                "{}: GGUF architecture `{arch}`; only `llama` is supported",
-                self.path.display()
+                "{}: GGUF architecture `{arch}` is not supported (supported: {})",
+                self.path.display(),
+                SUPPORTED_ARCHITECTURES.join(", ")
             )));
         }
         Ok(arch)
     }
 
-    /// The HF config implied by the `llama.*` metadata.
+    /// The HF config implied by the `{arch}.*` metadata (`llama.*`, `qwen2.*`).
     pub fn config(&self) -> Result<LlamaConfig> {
         let a = self.architecture()?.to_string();
         let key = |k: &str| format!("{a}.{k}");
@@ -646,7 +653,7 @@ impl GgufFile {
                 .ok_or_else(|| {
                     ModelError::format(
                         &self.path,
-                        "neither `llama.vocab_size` nor `tokenizer.ggml.tokens`",
+                        format!("neither `{a}.vocab_size` nor `tokenizer.ggml.tokens`"),
                     )
                 })?,
         };
@@ -737,8 +744,25 @@ impl GgufFile {
             }
         }
         let mut extra = Map::new();
-        extra.insert("architectures".into(), json!(["LlamaForCausalLM"]));
-        extra.insert("model_type".into(), json!("llama"));
+        let window = self
+            .meta(&key("attention.sliding_window"))
+            .and_then(GgufValue::as_u64)
+            .filter(|&w| w > 0);
+        let family = match (a.as_str(), window) {
+            ("qwen2", _) => {
+                // Released Qwen2/2.5 models attend fully; llama.cpp stores no window.
+                extra.insert("use_sliding_window".into(), json!(false));
+                extra.insert("sliding_window".into(), Value::Null);
+                Family::Qwen2
+            }
+            (_, Some(w)) => {
+                extra.insert("sliding_window".into(), json!(w));
+                Family::Mistral
+            }
+            _ => Family::Llama,
+        };
+        extra.insert("architectures".into(), json!([family.architecture()]));
+        extra.insert("model_type".into(), json!(family.model_type()));
         if let Some(pad) = self
             .meta("tokenizer.ggml.padding_token_id")
             .and_then(GgufValue::as_u64)
@@ -772,7 +796,10 @@ impl GgufFile {
                 .and_then(GgufValue::as_u64)
                 .map_or(2048, |v| v as usize),
             tie_word_embeddings: !self.tensors.contains_key("output.weight"),
-            attention_bias: self.tensors.contains_key("blk.0.attn_q.bias"),
+            // Qwen2's q/k/v biases come with the family; `attention_bias` is Llama's
+            // switch for all four projections.
+            attention_bias: family != Family::Qwen2
+                && self.tensors.contains_key("blk.0.attn_q.bias"),
             mlp_bias: self.tensors.contains_key("blk.0.ffn_up.bias"),
             hidden_act: "silu".into(),
             bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
@@ -793,6 +820,10 @@ impl GgufFile {
             file: self,
             n_heads: config.num_attention_heads,
             n_kv_heads: config.num_key_value_heads(),
+            permuted: self
+                .meta("general.architecture")
+                .and_then(GgufValue::as_str)
+                == Some("llama"),
         }
     }
 
@@ -930,7 +961,11 @@ impl GgufFile {
         }
         config.insert(
             "model_max_length".into(),
-            json!(self.meta_usize("llama.context_length").unwrap_or(2048)),
+            json!(
+                self.architecture()
+                    .and_then(|a| self.meta_usize(&format!("{a}.context_length")))
+                    .unwrap_or(2048)
+            ),
         );
         Ok((tokenizer, Value::Object(config)))
     }
@@ -941,9 +976,15 @@ pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     n_heads: usize,
     n_kv_heads: usize,
+    /// Whether q/k rows are in llama.cpp's permuted order (`llama` architecture only).
+    permuted: bool,
 }
 
-/// The GGUF name of an HF tensor name (llama.cpp's `tensor_mapping.py`, llama subset).
+/// The `general.architecture` values [`GgufFile::config`] reads.
+pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
+
+/// The GGUF name of an HF tensor name (llama.cpp's `tensor_mapping.py`, the llama and
+/// qwen2 subset: both use the same names, biases as `blk.N.attn_q.bias` etc.).
 pub fn gguf_name(hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
@@ -996,7 +1037,9 @@ impl WeightSource for GgufWeights<'_> {
             return Ok(None);
         };
         let shape = info.hf_shape();
-        let heads = if g.ends_with("attn_q.weight") || g.ends_with("attn_q.bias") {
+        let heads = if !self.permuted {
+            None
+        } else if g.ends_with("attn_q.weight") || g.ends_with("attn_q.bias") {
             Some(self.n_heads)
         } else if g.ends_with("attn_k.weight") || g.ends_with("attn_k.bias") {
             Some(self.n_kv_heads)

@@ -94,6 +94,7 @@ impl<B: Backend> Block<B> {
                 num_heads: config.num_attention_heads,
                 num_kv_heads: config.num_key_value_heads(),
                 head_dim: config.head_dim(),
+                sliding_window: config.sliding_window(),
             },
             post_attention_layernorm: RmsNorm::from_weight(
                 w.post_attention_layernorm,
@@ -122,13 +123,13 @@ impl<B: Backend> Block<B> {
             let w = rng.normal_tensor::<B>([din, dout], std, device);
             (w, bias.then(|| Tensor::zeros([dout], device)))
         };
-        let ab = config.attention_bias;
+        let [qb, kb, vb, ob] = config.attention_biases();
         let mb = config.mlp_bias;
         let attn = [
-            lin(h, qd, ab),
-            lin(h, kvd, ab),
-            lin(h, kvd, ab),
-            lin(qd, h, ab),
+            lin(h, qd, qb),
+            lin(h, kvd, kb),
+            lin(h, kvd, vb),
+            lin(qd, h, ob),
         ];
         let mlp = [lin(h, i, mb), lin(h, i, mb), lin(i, h, mb)];
         Block::from_weights(
@@ -202,16 +203,27 @@ impl<B: Backend> Llama<B> {
     /// The config, with `num_hidden_layers` equal to the current number of blocks.
     pub fn config(&self) -> LlamaConfig {
         let mut c = self.config.clone();
-        c.num_hidden_layers = self.blocks.len();
+        c.set_num_hidden_layers(self.blocks.len());
         c
     }
 
     /// Replace the config's metadata (ids, dtype, extra keys). Shapes must stay
-    /// compatible; rotary settings are re-derived.
+    /// compatible; rotary settings and the sliding window are re-derived.
     pub fn set_config(&mut self, config: LlamaConfig) -> Result<()> {
         self.rope = Self::rope_for(&config)?;
+        let window = config.sliding_window();
+        for block in &mut self.blocks {
+            block.self_attn.sliding_window = window;
+        }
         self.config = config;
         Ok(())
+    }
+
+    /// The sliding attention window of the model's family, if any (see
+    /// [`LlamaConfig::sliding_window`]); explicit masks should include it
+    /// ([`AttentionMask::padded_window`]).
+    pub fn sliding_window(&self) -> Option<usize> {
+        self.config.sliding_window()
     }
 
     /// The device the weights live on.

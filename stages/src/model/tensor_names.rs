@@ -63,12 +63,13 @@ pub fn is_output_projection(suffix: &str) -> bool {
 }
 
 /// The block tensors (suffix, HF shape) `config` implies, biases included where the
-/// config enables them.
+/// config (and its family: Qwen2's q/k/v biases) enables them.
 pub fn expected_block_tensors(config: &LlamaConfig) -> Vec<(&'static str, Vec<usize>)> {
     let h = config.hidden_size;
     let inter = config.intermediate_size;
     let qd = config.num_attention_heads * config.head_dim();
     let kvd = config.num_key_value_heads() * config.head_dim();
+    let [qb, kb, vb, ob] = config.attention_biases();
     let mut out = Vec::with_capacity(16);
     let linears: [(&str, &str, usize, usize, bool); 7] = [
         (
@@ -76,28 +77,28 @@ pub fn expected_block_tensors(config: &LlamaConfig) -> Vec<(&'static str, Vec<us
             "self_attn.q_proj.bias",
             qd,
             h,
-            config.attention_bias,
+            qb,
         ),
         (
             "self_attn.k_proj.weight",
             "self_attn.k_proj.bias",
             kvd,
             h,
-            config.attention_bias,
+            kb,
         ),
         (
             "self_attn.v_proj.weight",
             "self_attn.v_proj.bias",
             kvd,
             h,
-            config.attention_bias,
+            vb,
         ),
         (
             "self_attn.o_proj.weight",
             "self_attn.o_proj.bias",
             h,
             qd,
-            config.attention_bias,
+            ob,
         ),
         (
             "mlp.gate_proj.weight",

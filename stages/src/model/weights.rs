@@ -266,17 +266,17 @@ pub fn build_llama_except<B: Backend>(
         } else {
             &l
         };
-        let ab = config.attention_bias;
+        let [qb, kb, vb, ob] = config.attention_biases();
         let mb = config.mlp_bias;
         let w = BlockWeights {
             input_layernorm: l.vector(&format!("{p}.input_layernorm.weight"), h)?,
             post_attention_layernorm: l
                 .vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
             attn: [
-                l.linear(&format!("{p}.self_attn.q_proj"), h, qd, ab)?,
-                l.linear(&format!("{p}.self_attn.k_proj"), h, kvd, ab)?,
-                l.linear(&format!("{p}.self_attn.v_proj"), h, kvd, ab)?,
-                l.linear(&format!("{p}.self_attn.o_proj"), qd, h, ab)?,
+                l.linear(&format!("{p}.self_attn.q_proj"), h, qd, qb)?,
+                l.linear(&format!("{p}.self_attn.k_proj"), h, kvd, kb)?,
+                l.linear(&format!("{p}.self_attn.v_proj"), h, kvd, vb)?,
+                l.linear(&format!("{p}.self_attn.o_proj"), qd, h, ob)?,
             ],
             mlp: [
                 l.linear(&format!("{p}.mlp.gate_proj"), h, inter, mb)?,

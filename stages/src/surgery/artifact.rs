@@ -144,7 +144,7 @@ fn recipe(ckpt: &SafetensorsCheckpoint, planned: &PlannedBlock, suffix: &str) ->
 /// (`layer_types`) following the plan, and the storage dtype recorded when it was not.
 fn output_config(source: &LlamaConfig, plan: &LayerPlan, stored: Option<Dtype>) -> LlamaConfig {
     let mut config = source.clone();
-    config.num_hidden_layers = plan.len();
+    config.set_num_hidden_layers(plan.len());
     if let Some(Value::Array(per_layer)) = config.extra.get("layer_types").cloned()
         && per_layer.len() == plan.source_blocks
     {
