@@ -597,3 +597,55 @@ fn training_a_qwen2_block_keeps_frozen_tensors_bit_identical() {
     assert!(before.contains_key("model.layers.1.self_attn.q_proj.bias"));
     assert_eq!(summary.trainable_params, trainable);
 }
+
+/// The masks callers build keep Mistral's window: a right-padded batch
+/// (`AttentionMask::padded_window`) equals each row alone, and eval's packed
+/// continuations (the window counted in rotary positions, not packed slots) equal
+/// scoring each `context + continuation` alone, with contexts longer than the window.
+#[test]
+fn padded_batches_and_packed_eval_keep_the_window() {
+    use slayer_stages::eval::lm::{Group, score_groups};
+    use slayer_stages::model::token_logprobs;
+    let m = model("tiny_mistral");
+    let mut seed = 11u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) % 250) as u32 + 1
+    };
+    let rows: Vec<Vec<u32>> = [19, 12, 5]
+        .iter()
+        .map(|&n| (0..n).map(|_| next()).collect())
+        .collect();
+    let batched = token_logprobs(&m, &rows).unwrap();
+    for (row, got) in rows.iter().zip(&batched) {
+        let alone = token_logprobs(&m, std::slice::from_ref(row)).unwrap();
+        let diff = max_abs_diff(&got[..row.len() - 1], &alone[0]);
+        assert!(diff < TOL, "padded row of {}: {diff}", row.len());
+    }
+    let groups: Vec<Group> = (0..4usize)
+        .map(|i| Group {
+            context: (0..4 + i * 5).map(|_| next()).collect(),
+            continuations: (0..3)
+                .map(|j| (0..2 + (i + j) % 5).map(|_| next()).collect())
+                .collect(),
+        })
+        .collect();
+    let got = score_groups(&m, &groups, 64, |_| {}).unwrap();
+    for (g, scores) in groups.iter().zip(&got) {
+        for (c, score) in g.continuations.iter().zip(scores) {
+            let mut seq = g.context.clone();
+            seq.extend_from_slice(c);
+            let lp = token_logprobs(&m, &[seq]).unwrap();
+            let want: f64 = lp[0][g.context.len() - 1..].iter().map(|&x| x as f64).sum();
+            assert!(
+                (score.loglik - want).abs() < 1e-4,
+                "context {} + {}: packed {} vs alone {want}",
+                g.context.len(),
+                c.len(),
+                score.loglik
+            );
+        }
+    }
+}
