@@ -54,6 +54,10 @@ enum Cmd {
         /// missing here are pulled instead of run, results run here are pushed
         #[arg(long)]
         remote: Option<String>,
+        /// GPUs the local scheduler hands out to stages with `resources.gpus` (default:
+        /// CUDA_VISIBLE_DEVICES, else the /dev/nvidiaN devices)
+        #[arg(long)]
+        gpus: Option<usize>,
     },
     /// Runs one stage attempt from a job spec (the executors' entry point)
     #[command(name = "__instance", hide = true)]
@@ -81,6 +85,15 @@ enum Cmd {
         args: Vec<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Two run records side by side: what differs in params, inputs, env, metrics
+    Diff {
+        /// `[MANIFEST] A B`: stage instances or record fingerprints (8+ characters)
+        #[arg(num_args = 2..=3, required = true)]
+        args: Vec<String>,
+        /// Also list what is equal
+        #[arg(long)]
+        all: bool,
     },
     /// The manifest's DAG with each instance's state, as Mermaid or Graphviz DOT
     Dag {
@@ -224,6 +237,7 @@ fn main() -> ExitCode {
             quiet,
             executor,
             remote,
+            gpus,
         } => {
             slayer_engine::interrupt::install();
             let manifest = default_manifest(manifest);
@@ -245,6 +259,7 @@ fn main() -> ExitCode {
                         executor,
                         program,
                         remote,
+                        gpus,
                     };
                     commands::run(&manifest, &registry, &args).map(|()| args)
                 })
@@ -280,6 +295,13 @@ fn main() -> ExitCode {
             let (m, s) = manifest_and_stage(&args);
             commands::show(&m, &registry, &s, json)
         }
+        Cmd::Diff { args, all } => match args.as_slice() {
+            [m, a, b] => commands::diff(&PathBuf::from(m), &registry, a, b, all),
+            [a, b] => commands::diff(&PathBuf::from("slayer.yaml"), &registry, a, b, all),
+            _ => Err(slayer_engine::EngineError::Invalid(
+                "usage: slayer diff [MANIFEST] A B".into(),
+            )),
+        },
         Cmd::Dag { manifest, format } => {
             commands::dag(&default_manifest(manifest), &registry, format)
         }

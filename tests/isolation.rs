@@ -202,3 +202,31 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn the_record_holds_what_the_stage_process_cost() {
+    let ws = Workspace::new();
+    // dd holds one 64 MiB block in memory.
+    ws.write(
+        "slayer.yaml",
+        r#"
+stages:
+  big:
+    kind: command
+    with: {run: "dd if=/dev/zero of=/dev/null bs=64M count=2 2>/dev/null; echo > $SLAYER_OUT/o", outputs: {o: o}}
+"#,
+    );
+    let run = ws.slayer(&["run"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let show = ws.slayer(&["show", "big", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let usage = &v["usage"];
+    let peak = usage["peak_rss_bytes"].as_f64().unwrap_or(0.0);
+    assert!(peak >= 64.0 * 1024.0 * 1024.0, "{usage}");
+    assert!(peak < 1e9, "{usage}");
+    assert!(usage["cpu_user_s"].as_f64().is_some(), "{usage}");
+    assert!(
+        usage["cpu_system_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{usage}"
+    );
+}

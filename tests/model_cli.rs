@@ -101,3 +101,19 @@ fn cuda_without_the_feature_is_a_one_line_error() {
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("cuda"), "{}", run.stderr);
 }
+
+#[test]
+fn exec_of_a_stage_that_fails_exits_1_and_bad_flags_exit_2() {
+    let ws = common::Workspace::new();
+    let out = ws.path().join("out");
+    let out = out.to_str().unwrap();
+    let failed = ws.slayer(&["exec", "command", "--set", "run=exit 3", "--out", out]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("command exited with status 3"),
+        "{}",
+        failed.stderr
+    );
+    let usage = ws.slayer(&["exec", "command", "--set", "runn=true", "--out", out]);
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+}

@@ -47,6 +47,11 @@ pub struct RunRecord {
     /// `job_id`, `node`, `partition`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub job: BTreeMap<String, String>,
+    /// What the run cost, when it ran in a process of its own (the local and Slurm
+    /// executors): `cpu_user_s`, `cpu_system_s`, `peak_rss_bytes` (of the stage process
+    /// and of the largest process it waited for), like Snakemake's `benchmark:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, f64>,
 }
 
 /// One input of a run.

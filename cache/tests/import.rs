@@ -31,6 +31,7 @@ fn record(fingerprint: &str) -> RunRecord {
         git_revision: None,
         log: None,
         job: Default::default(),
+        usage: Default::default(),
     }
 }
 

@@ -87,6 +87,37 @@ pub struct RunArgs {
     /// The slayer binary that child processes and jobs run.
     pub program: PathBuf,
     pub remote: Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>,
+    /// GPUs the scheduler may hand out; `None`: [`detected_gpus`].
+    pub gpus: Option<usize>,
+}
+
+/// GPUs this process may use: the entries of `CUDA_VISIBLE_DEVICES` when it is set
+/// (empty or `-1` = none), else the `/dev/nvidiaN` device files (the NVIDIA driver makes
+/// one per GPU), else none.
+pub fn detected_gpus() -> usize {
+    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        let ids: Vec<&str> = visible.split(',').map(str::trim).collect();
+        return if ids.iter().any(|id| id.is_empty() || id.starts_with('-')) {
+            ids.iter()
+                .take_while(|id| !id.is_empty() && !id.starts_with('-'))
+                .count()
+        } else {
+            ids.len()
+        };
+    }
+    std::fs::read_dir("/dev").map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("nvidia"))
+                    .is_some_and(|rest| {
+                        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+            .count()
+    })
 }
 
 /// How `slayer run` runs its stages, from `--executor` and the workspace's config.
@@ -144,7 +175,7 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         keep_going: args.keep_going,
         force,
         only,
-        gpus: 0,
+        gpus: args.gpus.unwrap_or_else(detected_gpus),
         quiet: args.quiet,
         isolation: isolation(manifest, args)?,
         remote: args.remote.clone(),
@@ -317,6 +348,64 @@ pub fn dag(
     let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
     store.save_stat_cache()?;
     print!("{}", crate::dag::render(&pipeline, &statuses, format));
+    Ok(())
+}
+
+/// `slayer diff A B`: each of A and B is an instance of the manifest (its current
+/// record, else its latest run's) or a fingerprint (or a unique prefix of one, at least
+/// 8 characters) of any record in the store.
+pub fn diff(
+    manifest: &Path,
+    registry: &Registry,
+    a: &str,
+    b: &str,
+    all: bool,
+) -> Result<(), EngineError> {
+    let (pipeline, store) = open(manifest, registry)?;
+    let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
+    store.save_stat_cache()?;
+    let resolve = |name: &str| -> Result<slayer_cache::RunRecord, EngineError> {
+        let found = pipeline.select(name);
+        if let [i] = found.as_slice() {
+            let s = &statuses[*i];
+            return s
+                .record
+                .clone()
+                .or_else(|| plan::latest_records(&store, &pipeline.manifest.name).remove(&s.stage))
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!("{} has no run record yet (never run)", s.stage))
+                });
+        }
+        if !found.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "`{name}` names {} instances; name one, e.g. `{}`",
+                found.len(),
+                pipeline.instances[found[0]].name
+            )));
+        }
+        let matching: Vec<slayer_cache::RunRecord> = if name.len() >= 8 {
+            store
+                .records()?
+                .into_iter()
+                .filter(|r| r.fingerprint.starts_with(name))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match <[_; 1]>::try_from(matching) {
+            Ok([r]) => Ok(r),
+            Err(m) if m.len() > 1 => Err(EngineError::Invalid(format!(
+                "fingerprint prefix `{name}` matches {} records; give more characters",
+                m.len()
+            ))),
+            Err(_) => Err(EngineError::Invalid(format!(
+                "`{name}` is neither a stage of {} nor the fingerprint (8+ characters) of a record",
+                pipeline.manifest.path.display()
+            ))),
+        }
+    };
+    let (ra, rb) = (resolve(a)?, resolve(b)?);
+    print!("{}", crate::diff::render(&ra, &rb, all));
     Ok(())
 }
 
@@ -711,14 +800,15 @@ pub fn exec(
         Ok(m) => m,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(EngineError::Invalid(format!("{kind} failed: {e}")));
+            // The stage failed at its work (exit 1), unlike bad flags (exit 2).
+            return Err(EngineError::Failed(format!("{kind} failed: {e}")));
         }
     };
     let outputs = stage.outputs(&params);
     for o in &outputs {
         if !staging.join(&o.path).exists() {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(EngineError::Invalid(format!(
+            return Err(EngineError::Failed(format!(
                 "{kind} did not write its output `{}` ({})",
                 o.name, o.path
             )));

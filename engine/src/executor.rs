@@ -451,13 +451,18 @@ fn run_instance(
                     .ok()
                     .map(|p| p.to_string_lossy().into_owned()),
                 job: BTreeMap::new(),
+                usage: BTreeMap::new(),
             },
         };
         let t0 = Instant::now();
         let record = match isolation {
-            Isolation::InProcess => {
-                job::run_job(inst.kind.as_ref(), &spec, store, bar_progress.clone())
-            }
+            Isolation::InProcess => job::run_job(
+                inst.kind.as_ref(),
+                &spec,
+                store,
+                bar_progress.clone(),
+                false,
+            ),
             Isolation::ChildProcess { program } => {
                 let job_dir = store.staging_dir(&fp).map_err(|e| e.to_string())?;
                 let result = crate::child::run(program, &job_dir, &spec, &bar_progress);

@@ -55,12 +55,14 @@ pub enum JobResult {
 
 /// Runs the stage `kind` of `spec` in a pool of `spec.threads` threads (panics become
 /// failures) and publishes its outputs with the completed record. On failure the
-/// staging dir is removed and the message returned.
+/// staging dir is removed and the message returned. `own_process`: this process runs
+/// only this job, so its resource usage is the job's and goes into the record.
 pub fn run_job(
     kind: &dyn Stage,
     spec: &JobSpec,
     store: &Store,
     progress: Progress,
+    own_process: bool,
 ) -> Result<RunRecord, String> {
     let log = Logger::to_file(&spec.log).unwrap_or_else(|_| Logger::discard());
     let ctx = StageContext {
@@ -104,6 +106,9 @@ pub fn run_job(
     record.duration_s = seconds;
     record.host = slayer_cache::host_name();
     record.job = batch_job();
+    if own_process {
+        record.usage = process_usage();
+    }
     store
         .publish(&spec.staging, &spec.outputs, record)
         .map_err(|e| e.to_string())
@@ -125,6 +130,30 @@ fn batch_job() -> BTreeMap<String, String> {
         }
     }
     job
+}
+
+/// CPU time and peak RSS of this process and of the children it has waited for.
+fn process_usage() -> BTreeMap<String, f64> {
+    let get = |who| {
+        // SAFETY: a zeroed rusage is valid; getrusage fills it.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall writing into `u`.
+        let ok = unsafe { libc::getrusage(who, &mut u) } == 0;
+        ok.then_some(u)
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let mut usage = BTreeMap::new();
+    if let (Some(me), Some(kids)) = (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN)) {
+        usage.insert("cpu_user_s".into(), secs(me.ru_utime) + secs(kids.ru_utime));
+        usage.insert(
+            "cpu_system_s".into(),
+            secs(me.ru_stime) + secs(kids.ru_stime),
+        );
+        // Linux reports KiB.
+        let peak = me.ru_maxrss.max(kids.ru_maxrss) as f64 * 1024.0;
+        usage.insert("peak_rss_bytes".into(), peak);
+    }
+    usage
 }
 
 /// Runs a stage inside a rayon pool of `threads` (so parallel kernels respect the
@@ -215,7 +244,7 @@ pub fn run_job_file(registry: &Registry, spec_path: &Path, progress: Progress) -
         Ok(s) => s,
         Err(e) => return finish(JobResult::Failed(e.to_string())),
     };
-    match run_job(kind.as_ref(), &spec, &store, progress) {
+    match run_job(kind.as_ref(), &spec, &store, progress, true) {
         Ok(record) => finish(JobResult::Published(Box::new(record))),
         Err(msg) => finish(JobResult::Failed(msg)),
     }

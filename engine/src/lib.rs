@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod child;
 pub mod commands;
 pub mod dag;
+pub mod diff;
 pub mod error;
 pub mod executor;
 pub mod fingerprint;

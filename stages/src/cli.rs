@@ -123,10 +123,10 @@ fn inspect(path: &Path) -> Result<(), ModelError> {
         (gguf.config()?, gguf.tensors.len())
     } else {
         let weights = model::safetensors_io::SafetensorsCheckpoint::open(path)?;
-        (
-            model::LlamaConfig::from_file(&path.join("config.json"))?,
-            weights.names().len(),
-        )
+        let config = model::LlamaConfig::from_file(&path.join("config.json"))?;
+        // The headers must hold every tensor config.json implies, with its shape.
+        model::checkpoint_layout::check_layout(&weights, &config)?;
+        (config, weights.names().len())
     };
     let total = crate::model_kinds::parameter_count(&config);
     let per_block = {

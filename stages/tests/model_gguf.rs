@@ -92,6 +92,47 @@ fn tiny_gguf_imports_to_the_same_model() {
     assert_eq!(hf_tensors(&model).len(), reference.names().len());
 }
 
+#[test]
+fn gguf_import_streams_the_same_tensors_as_the_in_memory_model() {
+    let gguf = fixtures().join("tiny_llama/tiny_llama.f16.gguf");
+    let out = tempfile::tempdir().unwrap();
+    let report = slayer_stages::model::import::import_to_dir(&gguf, out.path()).unwrap();
+    assert!(
+        report.files.contains(&"model.safetensors".to_string()),
+        "{report:?}"
+    );
+    // The model as loading the GGUF builds it, written by save_pretrained.
+    let reference_dir = tempfile::tempdir().unwrap();
+    let model = load_gguf::<Cpu>(&gguf, &Default::default()).unwrap();
+    slayer_stages::model::safetensors_io::save_pretrained(
+        &model,
+        reference_dir.path(),
+        slayer_stages::model::safetensors_io::SaveDtype::F32,
+    )
+    .unwrap();
+    let (streamed, reference) = (
+        SafetensorsCheckpoint::open(out.path()).unwrap(),
+        SafetensorsCheckpoint::open(reference_dir.path()).unwrap(),
+    );
+    assert_eq!(streamed.names(), reference.names());
+    for name in reference.names() {
+        let (a, b) = (
+            streamed.tensor(&name).unwrap().unwrap(),
+            reference.tensor(&name).unwrap().unwrap(),
+        );
+        assert_eq!(a.shape, b.shape, "{name}");
+        let (a, b) = (a.into_f32(), b.into_f32());
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} differs"
+        );
+    }
+    let config = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(config(out.path()), config(reference_dir.path()));
+}
+
 // Hostile files (issue 18): each must give an error naming the file and what is wrong,
 // quickly and without a large allocation.
 

@@ -73,6 +73,7 @@ pub fn record(fingerprint: &str) -> RunRecord {
         git_revision: None,
         log: None,
         job: Default::default(),
+        usage: Default::default(),
     }
 }
 

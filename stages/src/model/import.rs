@@ -5,7 +5,8 @@
 //! `config.json`, `model.safetensors` or shards, `tokenizer.json`,
 //! `tokenizer_config.json`).
 //!
-//! An HF directory is imported without building the model: its headers are checked
+//! A GGUF file is dequantised tensor by tensor into an f32 checkpoint (a few tensors in
+//! memory at once). An HF directory is imported without building the model: its headers are checked
 //! against its config, every tensor is copied byte for byte (in the kernel, see
 //! `safetensors_stream`) into `save_pretrained`'s layout, and the tokenizer is parsed
 //! before it is copied, so a broken `tokenizer.json` fails the import, not a later
@@ -17,18 +18,21 @@ use burn::prelude::*;
 
 use super::checkpoint_layout::check_layout;
 use super::config::LlamaConfig;
-use super::device::Cpu;
 use super::error::{ModelError, Result};
 use super::gguf::GgufFile;
 use super::llama::Llama;
 use super::precision::Residency;
 use super::safetensors_io::{
-    SafetensorsCheckpoint, SaveDtype, copy_tokenizer_files, load_pretrained_as, save_pretrained,
+    SafetensorsCheckpoint, SaveDtype, copy_tokenizer_files, load_pretrained_as,
 };
-use super::safetensors_stream::{DEFAULT_MAX_SHARD_SIZE, OutTensor, Recipe, write_checkpoint};
-use super::tensor_names::hf_order_key;
+use super::safetensors_stream::{
+    DEFAULT_MAX_SHARD_SIZE, OutTensor, Recipe, write_checkpoint, write_computed_checkpoint,
+};
+use super::tensor_names::{
+    expected_block_tensors, expected_top_tensors, hf_order_key, layer_tensor,
+};
 use super::tokenizer::Tokenizer;
-use super::weights::build_llama;
+use super::weights::{WeightSource, build_llama};
 
 /// Whether `path` names a GGUF file (by extension or magic bytes).
 pub fn is_gguf(path: &Path) -> bool {
@@ -112,27 +116,78 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 /// Convert an HF directory or GGUF file into an HF directory at `out` (f32 for GGUF,
 /// the original tensors for HF input), tokenizer files included.
 pub fn import_to_dir(path: &Path, out: &Path) -> Result<ImportReport> {
-    let device = Default::default();
     if is_gguf(path) {
-        let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
-        let model = load_gguf::<Cpu>(path, &device)?;
-        save_pretrained(&model, out, SaveDtype::F32)?;
-        let file = GgufFile::open(path)?;
-        match file.tokenizer_json() {
-            Ok((json, config)) => {
-                write_json(&out.join("tokenizer.json"), &json)?;
-                write_json(&out.join("tokenizer_config.json"), &config)?;
-                files.push("tokenizer.json".into());
-                files.push("tokenizer_config.json".into());
-            }
-            // A model without a convertible tokenizer is still a model.
-            Err(ModelError::Unsupported(_)) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(ImportReport { files })
+        import_gguf(path, out)
     } else {
         import_hf_dir(path, out)
     }
+}
+
+/// Dequantise a GGUF file into an f32 HF checkpoint at `out`, tensor by tensor (a few
+/// tensors in memory at once, never the model), in `save_pretrained`'s order and
+/// sharding, with its tokenizer rebuilt from the metadata (converted before any tensor
+/// is written, so a broken one fails fast).
+fn import_gguf(path: &Path, out: &Path) -> Result<ImportReport> {
+    let file = GgufFile::open(path)?;
+    let mut config = file.config()?;
+    let tokenizer = match file.tokenizer_json() {
+        Ok(t) => Some(t),
+        // A model without a convertible tokenizer is still a model.
+        Err(ModelError::Unsupported(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let mut tensors: Vec<OutTensor> = expected_top_tensors(&config)
+        .into_iter()
+        .map(|(name, shape)| (name.to_string(), shape))
+        .chain((0..config.num_hidden_layers).flat_map(|i| {
+            expected_block_tensors(&config)
+                .into_iter()
+                .map(move |(suffix, shape)| (layer_tensor(i, suffix), shape))
+        }))
+        .map(|(name, shape)| OutTensor {
+            name,
+            dtype: safetensors::Dtype::F32,
+            shape,
+            recipe: Recipe::Computed,
+        })
+        .collect();
+    tensors.sort_by_cached_key(|t| hf_order_key(&t.name));
+    let weights = file.weights(&config);
+    let written = write_computed_checkpoint(&tensors, out, DEFAULT_MAX_SHARD_SIZE, &|t, sink| {
+        let host = weights
+            .tensor(&t.name)?
+            .ok_or_else(|| ModelError::MissingTensor {
+                file: path.to_path_buf(),
+                name: t.name.clone(),
+            })?;
+        if host.shape != t.shape {
+            return Err(ModelError::ShapeMismatch {
+                file: path.to_path_buf(),
+                name: t.name.clone(),
+                expected: t.shape.clone(),
+                actual: host.shape,
+            });
+        }
+        // Little-endian bytes, 1 MiB at a time: the dequantised tensor is the only copy.
+        let mut bytes = Vec::with_capacity(1 << 20);
+        for chunk in host.data.into_f32().chunks(1 << 18) {
+            bytes.clear();
+            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+            sink(&bytes)?;
+        }
+        Ok(())
+    })?;
+    config.set_stored_dtype(SaveDtype::F32.torch_name());
+    config.save(&out.join("config.json"))?;
+    let mut files = vec!["config.json".to_string()];
+    files.extend(written.files);
+    if let Some((json, tok_config)) = tokenizer {
+        write_json(&out.join("tokenizer.json"), &json)?;
+        write_json(&out.join("tokenizer_config.json"), &tok_config)?;
+        files.push("tokenizer.json".into());
+        files.push("tokenizer_config.json".into());
+    }
+    Ok(ImportReport { files })
 }
 
 /// Stream an HF directory's checkpoint into `out` unchanged (see the module doc).

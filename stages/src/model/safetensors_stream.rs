@@ -10,6 +10,7 @@
 //! | `Copy`  | `copy_file_range` in the kernel (no user-space pass, byte-identical; reflinked where the filesystem can) | none |
 //! | `Mean`  | f32 sum in the order given, divided by the count, rounded once to the stored dtype, [`MEAN_CHUNK`] elements at a time | a few MiB per worker |
 //! | `Zeros` | nothing: the shard is pre-sized with `set_len`, whose new bytes read as zeros (+0.0 in f32/f16/bf16) | none |
+//! | `Computed` | the caller's function returns the tensor's bytes ([`write_computed_checkpoint`]) | one tensor per worker |
 //!
 //! Every tensor's offset is known from the headers before any data is written, so the
 //! tensors are written in parallel at their offsets. Shards are written under hidden
@@ -48,6 +49,9 @@ pub enum Recipe {
     Mean(Vec<TensorLocation>),
     /// All zeros.
     Zeros,
+    /// Bytes the caller computes per tensor ([`write_computed_checkpoint`], e.g. a GGUF
+    /// tensor dequantised on import).
+    Computed,
 }
 
 /// One tensor of the checkpoint being written.
@@ -199,6 +203,10 @@ fn check(src: &SafetensorsCheckpoint, t: &OutTensor) -> Result<()> {
             ))),
             None => Ok(()),
         },
+        Recipe::Computed => Err(fail(format!(
+            "tensor `{}`: a computed tensor needs write_computed_checkpoint",
+            t.name
+        ))),
         _ => Ok(()),
     }
 }
@@ -212,6 +220,77 @@ pub fn write_checkpoint(
     dir: &Path,
     max_shard_size: u64,
 ) -> Result<StreamReport> {
+    for t in tensors {
+        check(src, t)?;
+    }
+    write_shards(tensors, dir, max_shard_size, &|t, file, offset, path| {
+        produce(src, t, file, offset).map_err(|e| match e {
+            Failure::Read(p, e) => ModelError::io(p, e),
+            Failure::Write(e) => ModelError::io(path, e),
+        })
+    })
+}
+
+/// Appends the next bytes of the tensor being computed.
+pub type ByteSink<'a> = dyn FnMut(&[u8]) -> Result<()> + 'a;
+
+/// Write `tensors` (all [`Recipe::Computed`], in this order) to `dir` as an HF
+/// checkpoint like [`write_checkpoint`]. `compute` produces one tensor's bytes, in
+/// order, into the sink it is given (pieces of any size, exactly the tensor's dtype and
+/// shape's length in all); it runs for several tensors at once on the rayon pool, so
+/// memory holds what `compute` needs for a few tensors, never the model.
+pub fn write_computed_checkpoint(
+    tensors: &[OutTensor],
+    dir: &Path,
+    max_shard_size: u64,
+    compute: &(dyn Fn(&OutTensor, &mut ByteSink<'_>) -> Result<()> + Sync),
+) -> Result<StreamReport> {
+    if let Some(t) = tensors.iter().find(|t| t.recipe != Recipe::Computed) {
+        return Err(ModelError::format(
+            dir,
+            format!("tensor `{}` is not a computed tensor", t.name),
+        ));
+    }
+    write_shards(tensors, dir, max_shard_size, &|t, file, offset, path| {
+        let want = t.byte_len();
+        let mut written = 0u64;
+        let too_long = |written: u64| {
+            ModelError::format(
+                path,
+                format!(
+                    "tensor `{}`: {written} bytes computed for {:?} {:?} ({want} bytes)",
+                    t.name, t.dtype, t.shape
+                ),
+            )
+        };
+        compute(t, &mut |bytes: &[u8]| {
+            let end = written + bytes.len() as u64;
+            if end > want {
+                return Err(too_long(end));
+            }
+            file.write_all_at(bytes, offset + written)
+                .map_err(|e| ModelError::io(path, e))?;
+            written = end;
+            Ok(())
+        })?;
+        if written != want {
+            return Err(too_long(written));
+        }
+        Ok(())
+    })
+}
+
+/// Writes one tensor's bytes at an offset of a shard file (named by the path).
+type TensorJob<'a> = dyn Fn(&OutTensor, &File, u64, &Path) -> Result<()> + Sync + 'a;
+
+/// The shard layout, headers, parallel data writes, atomic rename and index shared by
+/// [`write_checkpoint`] and [`write_computed_checkpoint`].
+fn write_shards(
+    tensors: &[OutTensor],
+    dir: &Path,
+    max_shard_size: u64,
+    job: &TensorJob<'_>,
+) -> Result<StreamReport> {
     let mut seen = std::collections::HashSet::new();
     for t in tensors {
         if !seen.insert(t.name.as_str()) {
@@ -220,7 +299,6 @@ pub fn write_checkpoint(
                 format!("tensor `{}` would be written twice", t.name),
             ));
         }
-        check(src, t)?;
     }
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let sizes: Vec<u64> = tensors.iter().map(OutTensor::byte_len).collect();
@@ -267,10 +345,7 @@ pub fn write_checkpoint(
     jobs.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.byte_len()));
     let outcome = jobs.par_iter().try_for_each(|(s, offset, t)| {
         let (path, file) = &files[*s];
-        produce(src, t, file, *offset).map_err(|e| match e {
-            Failure::Read(p, e) => ModelError::io(p, e),
-            Failure::Write(e) => ModelError::io(path, e),
-        })
+        job(t, file, *offset, path)
     });
     if let Err(e) = outcome {
         for (path, _) in &files {
@@ -291,7 +366,7 @@ pub fn write_checkpoint(
         report.total_bytes += len;
         match t.recipe {
             Recipe::Copy(_) => report.copied_bytes += len,
-            Recipe::Mean(_) => report.computed_bytes += len,
+            Recipe::Mean(_) | Recipe::Computed => report.computed_bytes += len,
             Recipe::Zeros => report.zero_bytes += len,
         }
     }
@@ -352,6 +427,8 @@ fn produce<'a>(
             })
         }
         Recipe::Mean(ls) => mean_into(src, ls, t.dtype, dst, offset),
+        // Refused by `check` before anything is written.
+        Recipe::Computed => Ok(()),
     }
 }
 
