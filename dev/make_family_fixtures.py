@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Regenerate stages/tests/fixtures/tiny_{mistral,qwen2,qwen2_tied}: tiny random models of
-the Mistral and Qwen2 families in HF format, transformers' reference logits, and the
-same weights as GGUF, the independent implementations stages/tests/model_families.rs
-checks slayer's one decoder against.
+"""Regenerate stages/tests/fixtures/tiny_{mistral,qwen2,qwen2_tied,qwen3,gemma3}: tiny
+random models of the Mistral, Qwen2, Qwen3 and Gemma 3 families in HF format,
+transformers' reference logits, and the same weights as GGUF, the independent
+implementations stages/tests/model_families.rs checks slayer's one decoder against.
 
-Usage: python3 dev/make_family_fixtures.py [FIXTURES_DIR]
+Usage: python3 dev/make_family_fixtures.py [FIXTURES_DIR [NAME ...]]
+(all fixtures when no NAME is given)
 
 - tiny_mistral: MistralForCausalLM with sliding_window = 8, shorter than the 20-token
   test sequence, so the window's off-by-one shows in both the full forward and the
@@ -16,11 +17,26 @@ Usage: python3 dev/make_family_fixtures.py [FIXTURES_DIR]
   `use_sliding_window: false`, as released Qwen2.5 configs do (window present, unused),
   so a reader that ignores `use_sliding_window` fails the parity test. GGUF arch `qwen2`,
   no q/k permutation (llama.cpp's Qwen2Model has none), biases as blk.N.attn_q.bias etc.
+- tiny_qwen3: Qwen3ForCausalLM with head_dim 24 (not hidden / heads = 16), random
+  q_norm/k_norm, no biases, tied head. GGUF arch `qwen3` (as llama.cpp's Qwen3Model:
+  no permutation, `qwen3.attention.key_length`, blk.N.attn_{q,k}_norm.weight).
+- tiny_gemma3: Gemma3ForCausalLM (text) with hidden 48 (embedding scale sqrt(48) is not
+  a power of two), head_dim 16, query_pre_attn_scalar 20 (not head_dim), 7 blocks of
+  transformers' default interleaving (every 6th global: blocks 0-4 and 6 slide, block 5
+  is global) with sliding_window 6 (shorter than the sequence), local rotary base 10000
+  and a global base 1e6 with linear scaling x2, random norms around 0 (the weights are
+  `w` of the `(1 + w)` scale), final_logit_softcapping 15 (Gemma 2's key, which Gemma
+  3's config keeps and transformers applies; its attn_logit_softcapping transformers'
+  Gemma 3 ignores, so the fixture leaves it unset). Its GGUF is
+  written as llama.cpp's Gemma3Model writes it: arch `gemma3`, every norm weight stored
+  as `1 + w`, no q/k permutation, norms named attn_norm / post_attention_norm /
+  ffn_norm (before the MLP) / post_ffw_norm, no output.weight (tied).
 
 Each fixture: config.json, model.safetensors, reference_logits.safetensors (`ids`,
 `logits_full` [t, vocab], `logits_incremental`: prefill PREFILL tokens then one at a
 time with transformers' KV cache, `logits_full_f16_matrices`: the full sequence with every
-matrix rounded to F16, i.e. what the GGUF holds), tiny_<name>.f16.gguf, GENERATED_BY.json.
+matrix rounded to F16, i.e. what the GGUF holds, and for Gemma 3 the attention scale
+llama.cpp derives, head_dim^-1/2), tiny_<name>.f16.gguf, GENERATED_BY.json.
 
 Needs: pip install torch transformers safetensors gguf
 """
@@ -41,7 +57,12 @@ VOCAB = 300
 IDS = [1, 17, 42, 99, 3, 250, 128, 7, 64, 200, 33, 5, 271, 88, 150, 9, 299, 61, 120, 14]
 PREFILL = 5
 MISTRAL_WINDOW = 8
-THETA = {"tiny_mistral": 10000.0, "tiny_qwen2": 1000000.0, "tiny_qwen2_tied": 1000000.0}
+THETA = {"tiny_mistral": 10000.0, "tiny_qwen2": 1000000.0, "tiny_qwen2_tied": 1000000.0,
+         "tiny_qwen3": 1000000.0, "tiny_gemma3": 1000000.0}
+ALL = ["tiny_mistral", "tiny_qwen2", "tiny_qwen2_tied", "tiny_qwen3", "tiny_gemma3"]
+GEMMA_WINDOW = 6
+GEMMA_ROPE_FACTOR = 2.0
+GEMMA_CAPS = {"final_logit_softcapping": 15.0}
 
 
 def common():
@@ -51,8 +72,27 @@ def common():
 
 
 def build(name):
-    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
-    if name == "tiny_mistral":
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig,
+                              MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
+                              Qwen3Config, Qwen3ForCausalLM)
+    if name == "tiny_qwen3":
+        cfg = Qwen3Config(num_hidden_layers=2, head_dim=24, rope_theta=THETA[name],
+                          attention_bias=False, use_sliding_window=False,
+                          tie_word_embeddings=True, **common())
+        cls = Qwen3ForCausalLM
+    elif name == "tiny_gemma3":
+        c = common()
+        c.update(hidden_size=48, intermediate_size=96, rms_norm_eps=1e-6, pad_token_id=0)
+        cfg = Gemma3TextConfig(
+            num_hidden_layers=7, head_dim=16, query_pre_attn_scalar=20,
+            sliding_window=GEMMA_WINDOW, tie_word_embeddings=True,
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": GEMMA_ROPE_FACTOR,
+                                   "rope_theta": THETA[name]},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+            **GEMMA_CAPS, **c)
+        cls = Gemma3ForCausalLM
+    elif name == "tiny_mistral":
         cfg = MistralConfig(num_hidden_layers=3, rope_theta=THETA[name],
                             sliding_window=MISTRAL_WINDOW, tie_word_embeddings=False,
                             **common())
@@ -69,7 +109,9 @@ def build(name):
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if "norm" in pname:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+                # Gemma's norms scale by 1 + w: w around 0 is a scale around 1.
+                offset = 0.0 if name == "tiny_gemma3" else 1.0
+                p.copy_(offset + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(torch.randn_like(p) * 0.15)
     return cfg, model
@@ -101,13 +143,24 @@ GGUF_NAMES = {
     "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
     "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
     "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+    "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
     "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
 }
+# gguf's tensor_mapping.py for Gemma 2/3: the norm before the MLP is ffn_norm, the norms
+# on the sub-layer outputs post_attention_norm and post_ffw_norm.
+GEMMA_GGUF_NAMES = dict(GGUF_NAMES, **{
+    "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+})
+ARCH = {"tiny_mistral": "llama", "tiny_qwen2": "qwen2", "tiny_qwen2_tied": "qwen2",
+        "tiny_qwen3": "qwen3", "tiny_gemma3": "gemma3"}
 
 
 def write_gguf(model, cfg, name, path):
     import gguf
-    arch = "llama" if name == "tiny_mistral" else "qwen2"
+    arch = ARCH[name]
+    names = GEMMA_GGUF_NAMES if arch == "gemma3" else GGUF_NAMES
     w = gguf.GGUFWriter(path, arch)
     w.add_name(name)
     w.add_block_count(cfg.num_hidden_layers)
@@ -123,6 +176,16 @@ def write_gguf(model, cfg, name, path):
     w.add_eos_token_id(cfg.eos_token_id)
     if arch == "llama":
         w.add_sliding_window(MISTRAL_WINDOW)
+    if arch in ("qwen3", "gemma3"):
+        w.add_key_length(cfg.head_dim)
+        w.add_value_length(cfg.head_dim)
+    if arch == "gemma3":
+        # As llama.cpp's Gemma3Model: the window, the global rope scaling; the local base
+        # (10000) and the pattern (every 6th block global) are llama.cpp's fixed values.
+        w.add_sliding_window(GEMMA_WINDOW)
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(GEMMA_ROPE_FACTOR)
+        w.add_final_logit_softcapping(GEMMA_CAPS["final_logit_softcapping"])
     for hf, t in model.state_dict().items():
         if hf == "lm_head.weight" and cfg.tie_word_embeddings:
             continue  # tied: the converter writes no output.weight
@@ -136,11 +199,13 @@ def write_gguf(model, cfg, name, path):
         else:
             _, _, layer, rest = hf.split(".", 3)
             module, suffix = rest.rsplit(".", 1)
-            g = f"blk.{layer}.{GGUF_NAMES[module]}.{suffix}"
+            g = f"blk.{layer}.{names[module]}.{suffix}"
             if arch == "llama" and module == "self_attn.q_proj":
                 a = llama_cpp_permute(a, cfg.num_attention_heads)
             elif arch == "llama" and module == "self_attn.k_proj":
                 a = llama_cpp_permute(a, cfg.num_key_value_heads)
+        if arch == "gemma3" and hf.endswith("norm.weight"):
+            a = a + 1.0  # llama.cpp's Gemma3Model.norm_shift: (1 + w) stored whole
         # 1-D tensors (norms, biases) stay F32 as llama.cpp keeps them; matrices F16.
         w.add_tensor(g, a.astype(np.float32 if a.ndim == 1 else np.float16))
     w.write_header_to_file()
@@ -151,13 +216,16 @@ def write_gguf(model, cfg, name, path):
 
 def main():
     import transformers
-    for seed, name in enumerate(["tiny_mistral", "tiny_qwen2", "tiny_qwen2_tied"]):
+    only = sys.argv[2:] or ALL
+    for seed, name in enumerate(ALL):
+        if name not in only:
+            continue
         torch.manual_seed(seed + 1)
         cfg, model = build(name)
         out = os.path.join(OUT, name)
         os.makedirs(out, exist_ok=True)
         model.save_pretrained(out, safe_serialization=True)
-        if name != "tiny_mistral":
+        if name in ("tiny_qwen2", "tiny_qwen2_tied"):
             # transformers drops an unused window on save; released configs keep it.
             path = os.path.join(out, "config.json")
             with open(path) as f:
@@ -170,7 +238,12 @@ def main():
         ref = reference(model)
         write_gguf(model, cfg, name, os.path.join(out, f"{name}.f16.gguf"))
         # The GGUF's logits: transformers on the same weights with every matrix rounded
-        # to F16 as the GGUF stores it (1-D norms and biases stay F32).
+        # to F16 as the GGUF stores it (1-D norms and biases stay F32). A GGUF has no
+        # query_pre_attn_scalar: llama.cpp scales Gemma 3's scores by head_dim^-1/2
+        # (but for the 27B), so its model is this one with that scale.
+        if name == "tiny_gemma3":
+            for layer in model.model.layers:
+                layer.self_attn.scaling = cfg.head_dim ** -0.5
         with torch.no_grad():
             for p in model.parameters():
                 if p.ndim > 1:
