@@ -11,18 +11,26 @@
 //! values are never repeated, every step is a multi-threaded kernel on the CPU backend,
 //! and masks are additive biases laid out so that adding them is a row broadcast.
 //!
-//! A sliding window (Mistral) is data of [`Attention`]: with [`AttentionMask::Causal`]
-//! a query at position `i` sees keys `j` with `i - window < j <= i`, in full-sequence
-//! and KV-cached forwards alike (the cache keeps every key; the mask hides the old
-//! ones). An [`AttentionMask::Explicit`] mask is the caller's whole visibility rule:
-//! build it with [`AttentionMask::padded_window`] or put the window in
-//! [`AttentionMask::from_fn`]'s rule, since only the caller knows the positions.
+//! A sliding window (Mistral, Gemma 3's local blocks) is data of [`Attention`]: with
+//! [`AttentionMask::Causal`] a query at position `i` sees keys `j` with
+//! `i - window < j <= i`, in full-sequence and KV-cached forwards alike (the cache keeps
+//! every key; the mask hides the old ones). An [`AttentionMask::Explicit`] mask is the
+//! caller's whole visibility rule: build it with [`AttentionMask::padded_window`] or put
+//! the window in [`AttentionMask::from_fn`]'s rule, since only the caller knows the
+//! positions; a model whose blocks differ takes one rule per kind of block
+//! ([`AttentionMask::PerWindow`], built by
+//! [`Llama::mask_for`](super::llama::Llama::mask_for)).
+//!
+//! The other per-family differences are data too: per-head q/k RMSNorms before rotary
+//! (Qwen3, Gemma 3), the score scale (Gemma 3's `query_pre_attn_scalar`) and which
+//! rotary table a block uses.
 
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::error::{ModelError, Result};
+use super::rms_norm::RmsNorm;
 use super::rope::RopeTables;
 use super::token_linear::token_linear;
 
@@ -37,6 +45,14 @@ pub enum AttentionMask<B: Backend> {
     /// no block has to expand it), `0` where a key is visible and `f32::MIN` where it is
     /// masked out. Build it with [`AttentionMask::padded`] or [`AttentionMask::from_fn`].
     Explicit(Tensor<B, 3>),
+    /// Explicit masks for a model whose blocks differ in their window (Gemma 3): `full`
+    /// for blocks without one, `sliding` for the others (built with their window).
+    PerWindow {
+        /// Bias of the blocks that see every earlier key.
+        full: Tensor<B, 3>,
+        /// Bias of the sliding blocks.
+        sliding: Tensor<B, 3>,
+    },
 }
 
 impl<B: Backend> AttentionMask<B> {
@@ -188,9 +204,20 @@ pub struct Attention<B: Backend> {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// RMSNorm over each query head before rotary (Qwen3, Gemma 3).
+    pub q_norm: Option<RmsNorm<B>>,
+    /// RMSNorm over each key head before rotary (Qwen3, Gemma 3).
+    pub k_norm: Option<RmsNorm<B>>,
+    /// Factor of the scores: `head_dim^-1/2`, Gemma 3's `query_pre_attn_scalar^-1/2`.
+    #[module(skip)]
+    pub scale: f64,
     /// Sliding attention window (keys seen per query, itself included); `None`: all.
     #[module(skip)]
     pub sliding_window: Option<usize>,
+    /// Whether this block rotates with the model's local rotary table (Gemma 3's
+    /// sliding blocks).
+    #[module(skip)]
+    pub local_rope: bool,
 }
 
 impl<B: Backend> Attention<B> {
@@ -205,14 +232,22 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // Rotary positions are applied in the projections' own `[b, t, heads, d]`
-        // layout, before heads move in front of the sequence axis.
-        let q = rope
-            .apply(token_linear(&self.q_proj, x.clone()).reshape([b, t, h, d]))
-            .swap_dims(1, 2);
-        let k = rope
-            .apply(token_linear(&self.k_proj, x.clone()).reshape([b, t, kvh, d]))
-            .swap_dims(1, 2);
+        // Head norms and rotary positions are applied in the projections' own `[b, t,
+        // heads, d]` layout, before heads move in front of the sequence axis.
+        let head_norm = |norm: &Option<RmsNorm<B>>, y: Tensor<B, 4>| match norm {
+            Some(n) => n.forward(y),
+            None => y,
+        };
+        let q = head_norm(
+            &self.q_norm,
+            token_linear(&self.q_proj, x.clone()).reshape([b, t, h, d]),
+        );
+        let q = rope.apply(q, self.local_rope).swap_dims(1, 2);
+        let k = head_norm(
+            &self.k_norm,
+            token_linear(&self.k_proj, x.clone()).reshape([b, t, kvh, d]),
+        );
+        let k = rope.apply(k, self.local_rope).swap_dims(1, 2);
         let v = token_linear(&self.v_proj, x)
             .reshape([b, t, kvh, d])
             .swap_dims(1, 2);
@@ -221,9 +256,9 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         let s = k.dims()[2];
-        // Scaling q by 1/sqrt(d) before the product equals HF's scaling of the scores
-        // (exactly so for power-of-two head widths) and touches t*d, not t*s, values.
-        let q = q.mul_scalar(1.0 / (d as f64).sqrt());
+        // Scaling q before the product equals HF's scaling of the scores (exactly so
+        // for power-of-two scales) and touches t*d, not t*s, values.
+        let q = q.mul_scalar(self.scale);
         // A window no shorter than the keys hides nothing.
         let window = self.sliding_window.filter(|&w| w < s);
         let out = match mask {
@@ -253,6 +288,14 @@ impl<B: Backend> Attention<B> {
                 Tensor::cat(blocks, 2)
             }
             AttentionMask::Explicit(bias) => attend(q, k, v, Some(Bias::PerRow(bias.clone()))),
+            AttentionMask::PerWindow { full, sliding } => {
+                let bias = if self.sliding_window.is_some() {
+                    sliding
+                } else {
+                    full
+                };
+                attend(q, k, v, Some(Bias::PerRow(bias.clone())))
+            }
         };
         let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
         token_linear(&self.o_proj, out)
@@ -346,7 +389,11 @@ mod tests {
             num_heads: h,
             num_kv_heads: kvh,
             head_dim: d,
+            q_norm: None,
+            k_norm: None,
+            scale: 1.0 / (d as f64).sqrt(),
             sliding_window: None,
+            local_rope: false,
         };
         let t = CAUSAL_BLOCK * 2 + 37;
         let x = Tensor::<Cpu, 3>::random(
@@ -361,7 +408,7 @@ mod tests {
                 scaling: RopeScaling::None,
             },
         )
-        .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], &device);
+        .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], false, &device);
         let mut outputs = Vec::new();
         for window in [None, Some(100)] {
             attn.sliding_window = window;

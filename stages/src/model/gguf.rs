@@ -1,9 +1,14 @@
-//! GGUF import (llama.cpp's format) for the `llama` and `qwen2` architectures.
+//! GGUF import (llama.cpp's format) for the `llama`, `qwen2`, `qwen3` and `gemma3`
+//! architectures.
 //!
 //! [`GgufFile::open`] memory-maps the file and parses its header: metadata key/values and
 //! tensor descriptors. [`GgufFile::config`] turns `{arch}.*` metadata into a
 //! [`LlamaConfig`] of the matching [`Family`]: `qwen2` is Qwen2/Qwen2.5 (q/k/v biases as
-//! `blk.N.attn_{q,k,v}.bias`); `llama` is Llama, and also Mistral, which llama.cpp's
+//! `blk.N.attn_{q,k,v}.bias`); `qwen3` is Qwen3 (q/k norms `blk.N.attn_{q,k}_norm`);
+//! `gemma3` is Gemma 3's text model, whose norm weights llama.cpp's converter stores as
+//! `1 + w` (undone here) and whose fixed settings it does not store (local rotary base
+//! 10000, every 6th block global, attention scale `head_dim^-1/2` but for the 27B) and
+//! are filled in as llama.cpp does; `llama` is Llama, and also Mistral, which llama.cpp's
 //! converter writes as `llama` without its sliding window: such a file imports as Llama
 //! (full attention, as llama.cpp runs it) unless it carries
 //! `llama.attention.sliding_window`, which makes it Mistral with that window.
@@ -657,12 +662,16 @@ impl GgufFile {
                     )
                 })?,
         };
+        // Qwen3 and Gemma 3 configs default `head_dim` to 128 / 256, not hidden / heads:
+        // theirs is always written out.
+        let explicit_head_dim = matches!(a.as_str(), "qwen3" | "gemma3");
         let head_dim = self
             .meta(&key("attention.key_length"))
             .or_else(|| self.meta(&key("rope.dimension_count")))
             .and_then(GgufValue::as_u64)
             .map(|v| v as usize)
-            .filter(|&d| d != hidden / heads);
+            .or(explicit_head_dim.then_some(hidden / heads))
+            .filter(|&d| explicit_head_dim || d != hidden / heads);
         if self.tensors.contains_key("rope_freqs.weight") {
             return Err(ModelError::Unsupported(format!(
                 "{}: `rope_freqs.weight` (Llama 3.1 rope scaling stored as factors) is not supported",
@@ -748,12 +757,50 @@ impl GgufFile {
             .meta(&key("attention.sliding_window"))
             .and_then(GgufValue::as_u64)
             .filter(|&w| w > 0);
+        let f32_key = |k: &str| {
+            self.meta(&key(k))
+                .and_then(GgufValue::as_f64)
+                // Stored as f32: the shortest decimal reads as the original config did.
+                .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
+        };
         let family = match (a.as_str(), window) {
-            ("qwen2", _) => {
-                // Released Qwen2/2.5 models attend fully; llama.cpp stores no window.
+            ("qwen2" | "qwen3", _) => {
+                // Released Qwen2/2.5/3 models attend fully; llama.cpp stores no window.
                 extra.insert("use_sliding_window".into(), json!(false));
                 extra.insert("sliding_window".into(), Value::Null);
-                Family::Qwen2
+                if a == "qwen3" {
+                    Family::Qwen3
+                } else {
+                    Family::Qwen2
+                }
+            }
+            ("gemma3", _) => {
+                extra.insert("sliding_window".into(), json!(window));
+                // llama.cpp fixes Gemma 3's pattern (every 6th block global) unless
+                // the file says otherwise.
+                let pattern = self
+                    .meta(&key("attention.sliding_window_pattern"))
+                    .and_then(GgufValue::as_u64)
+                    .unwrap_or(6);
+                extra.insert("sliding_window_pattern".into(), json!(pattern));
+                extra.insert(
+                    "rope_local_base_freq".into(),
+                    json!(f32_key("rope.freq_base_swa").unwrap_or(10000.0)),
+                );
+                // llama.cpp's attention scale: 1/sqrt(head_dim), except Gemma 3 27B (62
+                // blocks), which uses 1/sqrt(hidden / heads) as its
+                // `query_pre_attn_scalar` says.
+                let scalar = if layers == 62 {
+                    hidden / heads
+                } else {
+                    head_dim.unwrap_or(hidden / heads)
+                };
+                extra.insert("query_pre_attn_scalar".into(), json!(scalar));
+                extra.insert("hidden_activation".into(), json!("gelu_pytorch_tanh"));
+                if let Some(c) = f32_key("final_logit_softcapping") {
+                    extra.insert("final_logit_softcapping".into(), json!(c));
+                }
+                Family::Gemma3
             }
             (_, Some(w)) => {
                 extra.insert("sliding_window".into(), json!(w));
@@ -785,10 +832,11 @@ impl GgufFile {
                 .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
                 .unwrap_or(1e-5),
             rope_theta: Some(
-                self.meta(&key("rope.freq_base"))
-                    .and_then(GgufValue::as_f64)
-                    .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
-                    .unwrap_or(10000.0),
+                f32_key("rope.freq_base").unwrap_or(if family == Family::Gemma3 {
+                    1_000_000.0
+                } else {
+                    10000.0
+                }),
             ),
             rope_scaling,
             max_position_embeddings: self
@@ -796,12 +844,13 @@ impl GgufFile {
                 .and_then(GgufValue::as_u64)
                 .map_or(2048, |v| v as usize),
             tie_word_embeddings: !self.tensors.contains_key("output.weight"),
-            // Qwen2's q/k/v biases come with the family; `attention_bias` is Llama's
-            // switch for all four projections.
+            // Qwen2's q/k/v biases come with the family; `attention_bias` is the
+            // other families' switch for all four projections.
             attention_bias: family != Family::Qwen2
                 && self.tensors.contains_key("blk.0.attn_q.bias"),
             mlp_bias: self.tensors.contains_key("blk.0.ffn_up.bias"),
-            hidden_act: "silu".into(),
+            // Gemma 3's activation is `hidden_activation`, set above.
+            hidden_act: (family != Family::Gemma3).then(|| "silu".into()),
             bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
             eos_token_id: token_id("tokenizer.ggml.eos_token_id"),
             torch_dtype: Some("float32".into()),
@@ -814,16 +863,19 @@ impl GgufFile {
         Ok(config)
     }
 
-    /// HF-named weights of this file (needs the config for the q/k un-permutation).
+    /// HF-named weights of this file (needs the config for the q/k un-permutation and
+    /// the family's tensor names).
     pub fn weights(&self, config: &LlamaConfig) -> GgufWeights<'_> {
+        let arch = self
+            .meta("general.architecture")
+            .and_then(GgufValue::as_str);
         GgufWeights {
             file: self,
             n_heads: config.num_attention_heads,
             n_kv_heads: config.num_key_value_heads(),
-            permuted: self
-                .meta("general.architecture")
-                .and_then(GgufValue::as_str)
-                == Some("llama"),
+            permuted: arch == Some("llama"),
+            norms_plus_one: arch == Some("gemma3"),
+            family: config.family().unwrap_or(Family::Llama),
         }
     }
 
@@ -978,14 +1030,22 @@ pub struct GgufWeights<'a> {
     n_kv_heads: usize,
     /// Whether q/k rows are in llama.cpp's permuted order (`llama` architecture only).
     permuted: bool,
+    /// Whether norm weights are stored as `1 + w` (`gemma3`: llama.cpp's converter
+    /// folds Gemma's `(1 + w)` scale into the weight; HF's `w` is read back).
+    norms_plus_one: bool,
+    /// The family, for its tensor names.
+    family: Family,
 }
 
 /// The `general.architecture` values [`GgufFile::config`] reads.
-pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
+pub const SUPPORTED_ARCHITECTURES: [&str; 4] = ["llama", "qwen2", "qwen3", "gemma3"];
 
-/// The GGUF name of an HF tensor name (llama.cpp's `tensor_mapping.py`, the llama and
-/// qwen2 subset: both use the same names, biases as `blk.N.attn_q.bias` etc.).
-pub fn gguf_name(hf: &str) -> Option<String> {
+/// The GGUF name of an HF tensor name of `family` (llama.cpp's `tensor_mapping.py` for
+/// the llama, qwen2, qwen3 and gemma3 architectures: the same names, biases as
+/// `blk.N.attn_q.bias`, q/k norms as `blk.N.attn_q_norm`; Gemma 3's norm before the
+/// MLP is `ffn_norm` and its norms on the sub-layer outputs `post_attention_norm` and
+/// `post_ffw_norm`, where Llama's `ffn_norm` is `post_attention_layernorm`).
+pub fn gguf_name(hf: &str, family: Family) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
@@ -995,9 +1055,15 @@ pub fn gguf_name(hf: &str) -> Option<String> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
     let (module, suffix) = rest.rsplit_once('.')?;
+    let sandwich = family == Family::Gemma3;
     let g = match module {
         "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" if sandwich => "post_attention_norm",
         "post_attention_layernorm" => "ffn_norm",
+        "pre_feedforward_layernorm" if sandwich => "ffn_norm",
+        "post_feedforward_layernorm" if sandwich => "post_ffw_norm",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "self_attn.q_proj" => "attn_q",
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
@@ -1030,12 +1096,17 @@ pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_heads: usize) ->
 
 impl WeightSource for GgufWeights<'_> {
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>> {
-        let Some(g) = gguf_name(name) else {
+        let Some(g) = gguf_name(name, self.family) else {
             return Ok(None);
         };
-        let Some((info, data)) = self.file.read(&g)? else {
+        let Some((info, mut data)) = self.file.read(&g)? else {
             return Ok(None);
         };
+        if self.norms_plus_one && g.ends_with("norm.weight") {
+            // Exact for stored values in [0.5, 2] (Sterbenz), so `1 + w` is again the
+            // stored value bit for bit.
+            data.iter_mut().for_each(|v| *v -= 1.0);
+        }
         let shape = info.hf_shape();
         let heads = if !self.permuted {
             None
@@ -1305,15 +1376,33 @@ mod tests {
 
     #[test]
     fn hf_names_map_to_gguf() {
+        let llama = |hf: &str| gguf_name(hf, Family::Llama);
+        let gemma = |hf: &str| gguf_name(hf, Family::Gemma3);
         assert_eq!(
-            gguf_name("model.layers.12.self_attn.o_proj.weight").unwrap(),
+            llama("model.layers.12.self_attn.o_proj.weight").unwrap(),
             "blk.12.attn_output.weight"
         );
         assert_eq!(
-            gguf_name("model.layers.0.post_attention_layernorm.weight").unwrap(),
+            llama("model.layers.0.post_attention_layernorm.weight").unwrap(),
             "blk.0.ffn_norm.weight"
         );
-        assert_eq!(gguf_name("lm_head.weight").unwrap(), "output.weight");
-        assert!(gguf_name("model.rotary.inv_freq").is_none());
+        assert_eq!(llama("lm_head.weight").unwrap(), "output.weight");
+        assert!(llama("model.rotary.inv_freq").is_none());
+        assert!(llama("model.layers.0.pre_feedforward_layernorm.weight").is_none());
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.k_norm.weight", Family::Qwen3).unwrap(),
+            "blk.3.attn_k_norm.weight"
+        );
+        // Gemma 3: the norm before the MLP is `ffn_norm`, not `post_attention_layernorm`.
+        for (hf, g) in [
+            ("post_attention_layernorm", "post_attention_norm"),
+            ("pre_feedforward_layernorm", "ffn_norm"),
+            ("post_feedforward_layernorm", "post_ffw_norm"),
+        ] {
+            assert_eq!(
+                gemma(&format!("model.layers.1.{hf}.weight")).unwrap(),
+                format!("blk.1.{g}.weight")
+            );
+        }
     }
 }
