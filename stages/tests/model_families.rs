@@ -7,7 +7,9 @@
 //! logits; zero-out expansion preserves logits within 1e-5 (Gemma's post-norms
 //! included) and averages bias and norm tensors; prune with merge is exactly the
 //! host-computed mean; a few training steps leave frozen tensors bit-identical and move
-//! trainable ones, biases and q/k norms included.
+//! trainable ones, biases and q/k norms included; the `importance` stage's base
+//! perplexity is transformers' and the `eval` stage scores alike unbatched and packed;
+//! padded batches and packed eval keep each family's windows.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -474,18 +476,28 @@ fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
 }
 
 fn run_stage(stage: &dyn Stage, params: Value, model: &Path, out: &Path) -> Value {
+    run_stage_on(stage, params, &[("model", model)], out)
+}
+
+/// Run `stage` with the named `inputs` (one path each), writing into `out`.
+fn run_stage_on(stage: &dyn Stage, params: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
     let params = stage
         .check_params(&params)
         .unwrap_or_else(|e| panic!("{}", e.message));
     std::fs::create_dir_all(out).unwrap();
     let ctx = StageContext {
         stage: stage.kind().into(),
-        inputs: BTreeMap::from([(
-            "model".to_string(),
-            StageInput {
-                items: vec![("model".into(), model.to_path_buf())],
-            },
-        )]),
+        inputs: inputs
+            .iter()
+            .map(|(name, path)| {
+                (
+                    name.to_string(),
+                    StageInput {
+                        items: vec![(name.to_string(), path.to_path_buf())],
+                    },
+                )
+            })
+            .collect(),
         out_dir: out.to_path_buf(),
         work_dir: out.to_path_buf(),
         scratch_dir: out.to_path_buf(),
@@ -785,15 +797,124 @@ fn qk_norms_softcap_and_block_kinds_are_what_make_qwen3_and_gemma3_match() {
     }
 }
 
-/// The masks callers build keep Mistral's window: a right-padded batch
+/// The `importance` stage on every family: its base perplexity of the fixture sequence
+/// is transformers' (from the reference logits, within 1e-5 relative), and every sweep
+/// (angular distance, removal, inserted copy and average) yields one finite value per
+/// block.
+#[test]
+fn importance_stage_runs_on_every_family() {
+    use slayer_stages::importance::ImportanceStage;
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, _) in FIXTURES {
+        let src = copy_fixture(name, tmp.path());
+        let r = Reference::load(name);
+        let ids = r.ids();
+        let data = tmp.path().join(format!("{name}-data"));
+        std::fs::create_dir_all(&data).unwrap();
+        let row: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        write_packed(&data.join("part-0.parquet"), &[(row, None)]).unwrap();
+        let out = tmp.path().join(format!("{name}-importance"));
+        let n = ids.len();
+        run_stage_on(
+            &Typed(ImportanceStage),
+            json!({"max_tokens": n, "seq_len": n}),
+            &[("model", &src), ("data", &data)],
+            &out,
+        );
+        let j: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("importance.json")).unwrap())
+                .unwrap();
+        // transformers' perplexity of the same window: exp(mean NLL of tokens 1..n).
+        let logits = r.f32("logits_full");
+        let vocab = logits.len() / n;
+        let nll: f64 = (0..n - 1)
+            .map(|t| {
+                let row = &logits[t * vocab..(t + 1) * vocab];
+                let max = row.iter().fold(f32::MIN, |m, &x| m.max(x)) as f64;
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&x| (x as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                lse - row[ids[t + 1] as usize] as f64
+            })
+            .sum();
+        let want = (nll / (n - 1) as f64).exp();
+        let got = j["base_ppl"].as_f64().unwrap();
+        println!("{name}: importance base ppl {got:.6} vs transformers {want:.6}");
+        assert!((got / want - 1.0).abs() < 1e-5, "{name}: {got} vs {want}");
+        let blocks = LlamaConfig::from_file(&src.join("config.json"))
+            .unwrap()
+            .num_hidden_layers;
+        for (key, len) in [
+            ("angular_mean", blocks),
+            ("remove_ppl", blocks),
+            ("insert_copy_ppl", blocks),
+            ("insert_average_ppl", blocks - 1),
+        ] {
+            let v = j[key].as_array().unwrap_or_else(|| panic!("{name}: {key}"));
+            assert_eq!(v.len(), len, "{name}: {key}");
+            assert!(
+                v.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)),
+                "{name}: {key} {v:?}"
+            );
+        }
+    }
+}
+
+/// The `eval` stage on every family: a multiple-choice task scores the same whether
+/// continuations are scored one group at a time or packed into batches (whose masks
+/// carry each family's window, per kind of block for Gemma 3).
+#[test]
+fn eval_stage_runs_on_every_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
+    for (name, _) in FIXTURES {
+        let src = copy_fixture(name, tmp.path());
+        // Byte-level BPE over 256 byte tokens: ids fit every fixture's vocabulary (300).
+        std::fs::copy(
+            tasks.join("byte_tokenizer.json"),
+            src.join("tokenizer.json"),
+        )
+        .unwrap();
+        let mut registry = slayer_engine::Registry::default();
+        slayer_stages::eval::register(&mut registry);
+        let stage = registry.get("eval").unwrap().clone();
+        let mut results = Vec::new();
+        for batch in [1, 16] {
+            let out = tmp.path().join(format!("{name}-eval-{batch}"));
+            let m = run_stage_on(
+                stage.as_ref(),
+                json!({"tasks": ["arc_easy"], "limit": 4, "num_fewshot": 0, "batch_size": batch}),
+                &[("model", &src), ("data", &tasks.join("mc_mini.jsonl"))],
+                &out,
+            );
+            let acc = m["arc_easy"]["acc"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&acc), "{name}: acc {acc}");
+            assert_eq!(m["arc_easy"]["n"], 4, "{name}");
+            results.push(m["arc_easy"].clone());
+        }
+        assert_eq!(results[0], results[1], "{name}: batch 1 vs 16");
+    }
+}
+
+/// The masks callers build keep Mistral's window and Gemma 3's local and global blocks
+/// (`Llama::mask_for`: one mask per kind of block): a right-padded batch
 /// (`AttentionMask::padded_window`) equals each row alone, and eval's packed
 /// continuations (the window counted in rotary positions, not packed slots) equal
 /// scoring each `context + continuation` alone, with contexts longer than the window.
 #[test]
 fn padded_batches_and_packed_eval_keep_the_window() {
+    for name in ["tiny_mistral", "tiny_gemma3"] {
+        padded_and_packed_match_alone(name);
+    }
+}
+
+fn padded_and_packed_match_alone(name: &str) {
     use slayer_stages::eval::lm::{Group, score_groups};
     use slayer_stages::model::token_logprobs;
-    let m = model("tiny_mistral");
+    let m = model(name);
     let mut seed = 11u64;
     let mut next = || {
         seed = seed
@@ -809,7 +930,7 @@ fn padded_batches_and_packed_eval_keep_the_window() {
     for (row, got) in rows.iter().zip(&batched) {
         let alone = token_logprobs(&m, std::slice::from_ref(row)).unwrap();
         let diff = max_abs_diff(&got[..row.len() - 1], &alone[0]);
-        assert!(diff < TOL, "padded row of {}: {diff}", row.len());
+        assert!(diff < TOL, "{name}: padded row of {}: {diff}", row.len());
     }
     let groups: Vec<Group> = (0..4usize)
         .map(|i| Group {
@@ -828,7 +949,7 @@ fn padded_batches_and_packed_eval_keep_the_window() {
             let want: f64 = lp[0][g.context.len() - 1..].iter().map(|&x| x as f64).sum();
             assert!(
                 (score.loglik - want).abs() < 1e-4,
-                "context {} + {}: packed {} vs alone {want}",
+                "{name}: context {} + {}: packed {} vs alone {want}",
                 g.context.len(),
                 c.len(),
                 score.loglik
