@@ -14,8 +14,7 @@ use burn::tensor::DType;
 
 use super::attention::{Attention, AttentionMask, LayerCache};
 use super::block::Block;
-use super::config::Activation;
-use super::config::{Family, LayerAttention, LlamaConfig};
+use super::config::{Activation, Family, LayerAttention, LlamaConfig};
 use super::error::{ModelError, Result};
 use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
@@ -80,6 +79,20 @@ pub struct BlockWeights<B: Backend> {
     pub mlp: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 3],
     /// The block's window and rotary table.
     pub layer: LayerAttention,
+}
+
+/// The weight of a norm of width `n` that scales by one: ones, or zeros where norms
+/// scale by `1 + w` (Gemma).
+fn unit_norm_weight<B: Backend>(
+    config: &LlamaConfig,
+    n: usize,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    if config.norm_unit_offset() {
+        Tensor::zeros([n], device)
+    } else {
+        Tensor::ones([n], device)
+    }
 }
 
 /// A linear layer from a burn-layout weight `[in, out]`.
@@ -161,14 +174,7 @@ impl<B: Backend> Block<B> {
             lin(qd, h, ob),
         ];
         let mlp = [lin(h, i, mb), lin(h, i, mb), lin(i, h, mb)];
-        // A `1 + w` norm scales by one at w = 0.
-        let unit = |n: usize| {
-            if config.norm_unit_offset() {
-                Tensor::zeros([n], device)
-            } else {
-                Tensor::ones([n], device)
-            }
-        };
+        let unit = |n: usize| unit_norm_weight(config, n, device);
         Block::from_weights(
             config,
             BlockWeights {
@@ -226,11 +232,7 @@ impl<B: Backend> Llama<B> {
             .collect();
         let lm_head = (!config.tie_word_embeddings)
             .then(|| rng.normal_tensor::<B>([config.hidden_size, config.vocab_size], std, device));
-        let norm = if config.norm_unit_offset() {
-            Tensor::zeros([config.hidden_size], device)
-        } else {
-            Tensor::ones([config.hidden_size], device)
-        };
+        let norm = unit_norm_weight(config, config.hidden_size, device);
         Self::from_parts(config.clone(), embed, blocks, norm, lm_head)
     }
 
