@@ -14,7 +14,7 @@
 //! `llama.attention.sliding_window`, which makes it Mistral with that window.
 //! [`GgufFile::weights`] is a [`WeightSource`] that answers HF tensor
 //! names, dequantising on the fly ([`dequantize`]: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-//! Q4_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k of
+//! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k of
 //! the `llama` architecture only (`convert_hf_to_gguf.py::LlamaModel.permute`; `qwen2`
 //! tensors are stored as in HF). [`GgufFile::tokenizer_json`] rebuilds
 //! an HF `tokenizer.json` from `tokenizer.ggml.*` for the byte-level BPE (`gpt2`) type.
@@ -214,10 +214,16 @@ pub enum GgmlType {
     Q4_0,
     /// 3: 32 values, f16 scale and min, 4-bit.
     Q4_1,
+    /// 6: 32 values, f16 scale, 5-bit `q - 16` (low 4 bits packed, high bits in a u32).
+    Q5_0,
+    /// 7: 32 values, f16 scale and min, 5-bit.
+    Q5_1,
     /// 8: 32 values, f16 scale, i8.
     Q8_0,
     /// 12: 256 values, 8 sub-blocks with 6-bit scales/mins, 4-bit.
     Q4K,
+    /// 13: 256 values, 8 sub-blocks with 6-bit scales/mins (as Q4_K), 5-bit.
+    Q5K,
     /// 14: 256 values, 16 sub-blocks with i8 scales, 6-bit.
     Q6K,
     /// 30
@@ -233,8 +239,11 @@ impl GgmlType {
             1 => GgmlType::F16,
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
             8 => GgmlType::Q8_0,
             12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
             14 => GgmlType::Q6K,
             30 => GgmlType::BF16,
             other => GgmlType::Other(other),
@@ -248,8 +257,11 @@ impl GgmlType {
             GgmlType::F16 | GgmlType::BF16 => Some((1, 2)),
             GgmlType::Q4_0 => Some((32, 18)),
             GgmlType::Q4_1 => Some((32, 20)),
+            GgmlType::Q5_0 => Some((32, 22)),
+            GgmlType::Q5_1 => Some((32, 24)),
             GgmlType::Q8_0 => Some((32, 34)),
             GgmlType::Q4K => Some((256, 144)),
+            GgmlType::Q5K => Some((256, 176)),
             GgmlType::Q6K => Some((256, 210)),
             GgmlType::Other(_) => None,
         }
@@ -262,8 +274,11 @@ impl GgmlType {
             GgmlType::F16 => "F16".into(),
             GgmlType::Q4_0 => "Q4_0".into(),
             GgmlType::Q4_1 => "Q4_1".into(),
+            GgmlType::Q5_0 => "Q5_0".into(),
+            GgmlType::Q5_1 => "Q5_1".into(),
             GgmlType::Q8_0 => "Q8_0".into(),
             GgmlType::Q4K => "Q4_K".into(),
+            GgmlType::Q5K => "Q5_K".into(),
             GgmlType::Q6K => "Q6_K".into(),
             GgmlType::BF16 => "BF16".into(),
             GgmlType::Other(n) => format!("ggml type {n}"),
@@ -1171,6 +1186,28 @@ fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
                 y[j + 16] = (qs[j] >> 4) as f32 * d + m;
             }
         }
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            // Q5_0: d, qh, qs, values `q - 16`; Q5_1: d, m, qh, qs, values `q d + m`.
+            let d = f16_at(b, 0);
+            let (m, at) = match ty {
+                GgmlType::Q5_1 => (Some(f16_at(b, 2)), 4),
+                _ => (None, 2),
+            };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let qs = &b[at + 4..at + 20];
+            for j in 0..16 {
+                let hi0 = (((qh >> j) << 4) & 0x10) as u8;
+                let hi1 = ((qh >> (j + 12)) & 0x10) as u8;
+                let q0 = (qs[j] & 0xF) | hi0;
+                let q1 = (qs[j] >> 4) | hi1;
+                let value = |q: u8| match m {
+                    Some(m) => q as f32 * d + m,
+                    None => (q as i32 - 16) as f32 * d,
+                };
+                y[j] = value(q0);
+                y[j + 16] = value(q1);
+            }
+        }
         GgmlType::Q8_0 => {
             let d = f16_at(b, 0);
             for (j, q) in b[2..34].iter().enumerate() {
@@ -1192,6 +1229,28 @@ fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
                 for l in 0..32 {
                     out[l] = d1 * (q[l] & 0xF) as f32 - min1;
                     out[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+                }
+            }
+        }
+        GgmlType::Q5K => {
+            let d = f16_at(b, 0);
+            let dmin = f16_at(b, 2);
+            let scales = &b[4..16];
+            let qh = &b[16..48];
+            let qs = &b[48..176];
+            for chunk in 0..4 {
+                let ql = &qs[chunk * 32..chunk * 32 + 32];
+                let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+                let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+                let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+                let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+                // The fifth bits of this chunk's two halves: bits 2c and 2c+1 of qh.
+                let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
+                let high = |h: u8, u: u8| if h & u != 0 { 16 } else { 0 };
+                let out = &mut y[chunk * 64..chunk * 64 + 64];
+                for l in 0..32 {
+                    out[l] = d1 * ((ql[l] & 0xF) + high(qh[l], u1)) as f32 - min1;
+                    out[l + 32] = d2 * ((ql[l] >> 4) + high(qh[l], u2)) as f32 - min2;
                 }
             }
         }
