@@ -957,3 +957,80 @@ fn padded_and_packed_match_alone(name: &str) {
         }
     }
 }
+
+/// The chat formats of the families render as transformers' `apply_chat_template` does
+/// with the released templates (`fixtures/chat_templates.json`, from
+/// `dev/make_chat_fixture.py`): Qwen2.5's ChatML with its default system prompt, Gemma 3's
+/// turns (system folded into the first user turn, contents trimmed), Mistral v0.1/v0.2's
+/// `[INST]`, SmolLM2's ChatML; conversations the templates refuse are refused.
+#[test]
+fn chat_templates_render_as_transformers() {
+    use slayer_stages::model::{ChatMessage, ChatTemplate};
+    let path = fixture("chat_templates.json");
+    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(cases.len(), 20);
+    for case in cases {
+        let name = case["template"].as_str().unwrap();
+        let template = ChatTemplate::detect(case["jinja"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{name}: template not recognised"));
+        let messages: Vec<ChatMessage> = case["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+            .collect();
+        let got = template.render(
+            &messages,
+            case["add_generation_prompt"].as_bool().unwrap(),
+            case["bos"].as_str().unwrap(),
+        );
+        if case.get("error").is_some() {
+            assert!(
+                got.is_err(),
+                "{name}: {messages:?} should be refused, got {got:?}"
+            );
+        } else {
+            assert_eq!(
+                got.unwrap(),
+                case["text"].as_str().unwrap(),
+                "{name}: {messages:?}"
+            );
+        }
+    }
+}
+
+/// A Qwen2-style byte-level BPE vocabulary stored as llama.cpp stores it in a GGUF
+/// (`tokenizer.ggml.*`, pre-tokenizer `qwen2`) is rebuilt into a tokenizer that gives
+/// the ids HF `tokenizers` gives with the original `tokenizer.json`
+/// (`fixtures/tokenizer_qwen2`, from `dev/make_tokenizer_fixture.py`): NFC, Qwen2's split
+/// regex (single digits, contractions, CJK, emoji, CRLF and runs of spaces), ChatML
+/// special tokens matched whole.
+#[test]
+fn qwen2_tokenizer_rebuilt_from_gguf_gives_hf_ids() {
+    use slayer_stages::model::{Tokenizer, load_tokenizer};
+    let dir = fixture("tokenizer_qwen2");
+    let from_gguf = load_tokenizer(&dir.join("qwen2_tokenizer.gguf")).unwrap();
+    let from_json = Tokenizer::from_dir(&dir).unwrap();
+    let cases: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
+    assert_eq!(cases.len(), 7);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            from_gguf.encode(text, false).unwrap(),
+            want,
+            "GGUF: {text:?}"
+        );
+        assert_eq!(
+            from_json.encode(text, false).unwrap(),
+            want,
+            "tokenizer.json: {text:?}"
+        );
+    }
+}
