@@ -26,11 +26,11 @@ def random_blocks(rng, qtype):
     def f16(col):
         raw[:, col:col + 2] = np.frombuffer(
             rng.uniform(-2, 2, BLOCKS).astype(np.float16).tobytes(), dtype=np.uint8).reshape(BLOCKS, 2)
-    if qtype in (T.Q4_0, T.Q8_0):
+    if qtype in (T.Q4_0, T.Q5_0, T.Q8_0):
         f16(0)
-    elif qtype == T.Q4_1:
+    elif qtype in (T.Q4_1, T.Q5_1):
         f16(0); f16(2)
-    elif qtype == T.Q4_K:
+    elif qtype in (T.Q4_K, T.Q5_K):
         f16(0); f16(2)
     elif qtype == T.Q6_K:
         f16(208)
@@ -45,7 +45,9 @@ def random_blocks(rng, qtype):
 def main():
     rng = np.random.default_rng(0)
     tensors = {}
-    for qtype in (T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K, T.F16, T.BF16):
+    # New types go last: the random stream of the earlier ones stays as committed.
+    for qtype in (T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K, T.F16, T.BF16,
+                  T.Q5_0, T.Q5_1, T.Q5_K):
         raw, _ = random_blocks(rng, qtype)
         values = dequantize(raw.reshape(-1), qtype).astype(np.float32).reshape(-1)
         tensors[f"{qtype.name}.raw"] = raw.reshape(-1).copy()

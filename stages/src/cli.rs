@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
+use crate::model::config::Activation;
 use crate::model::{self, ChatMessage, DeviceSpec, GenerateOptions, Llama, ModelError, Residency};
 
 #[derive(Subcommand, Debug)]
@@ -136,7 +137,61 @@ fn inspect(path: &Path) -> Result<(), ModelError> {
         none.num_hidden_layers = 0;
         crate::model_kinds::parameter_count(&one) - crate::model_kinds::parameter_count(&none)
     };
+    let family = config.family().map_err(ModelError::Unsupported)?;
+    let biases: Vec<&str> = ["q", "k", "v", "o"]
+        .into_iter()
+        .zip(config.attention_biases())
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect();
     println!("model       {}", path.display());
+    println!("family      {family} ({})", family.architecture());
+    let window = match config.sliding_window() {
+        None => "none".to_string(),
+        Some(w) if config.mixed_layers() => {
+            let global: Vec<String> = config
+                .sliding_layers()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !**s)
+                .map(|(i, _)| i.to_string())
+                .collect();
+            format!(
+                "{w} keys in local blocks, global blocks {}",
+                global.join(",")
+            )
+        }
+        Some(w) => format!("{w} keys"),
+    };
+    println!(
+        "attention   biases: {}; q/k norms: {}; sliding window: {window}; score scale {:.4}",
+        if biases.is_empty() {
+            "none".to_string()
+        } else {
+            biases.join("/")
+        },
+        if config.qk_norm() { "yes" } else { "no" },
+        config.attention_scale()
+    );
+    let mut block = vec![format!(
+        "{} MLP",
+        match config.activation().map_err(ModelError::Unsupported)? {
+            Activation::Silu => "SwiGLU",
+            Activation::GeluTanh => "GeGLU (gelu tanh)",
+        }
+    )];
+    if config.sandwich_norms() {
+        block.push("norms before and after attention and MLP".into());
+    }
+    if config.norm_unit_offset() {
+        block.push("norms scale by 1 + w".into());
+    }
+    if let Some(scale) = config.embedding_scale() {
+        block.push(format!("embeddings x {scale:.4}"));
+    }
+    if let Some(cap) = config.final_logit_softcapping() {
+        block.push(format!("logits soft-capped at {cap}"));
+    }
+    println!("block       {}", block.join("; "));
     println!("tensors     {tensors}");
     println!("blocks      {}", config.num_hidden_layers);
     println!(
@@ -160,6 +215,9 @@ fn inspect(path: &Path) -> Result<(), ModelError> {
         "rope        {:?}",
         config.rope().map_err(ModelError::Unsupported)?
     );
+    if let Some(local) = config.local_rope().map_err(ModelError::Unsupported)? {
+        println!("local rope  {local:?}");
+    }
     println!("dtype       {}", config.stored_dtype().unwrap_or("unknown"));
     println!(
         "parameters  {} total, {} per block",

@@ -38,19 +38,15 @@ fn model_metrics(dir: &Path) -> Result<Metrics, StageError> {
 
 /// Number of parameters implied by a config.
 pub fn parameter_count(c: &LlamaConfig) -> u64 {
-    let (h, i, v) = (
-        c.hidden_size as u64,
-        c.intermediate_size as u64,
-        c.vocab_size as u64,
-    );
-    let hd = c.head_dim() as u64;
-    let q = c.num_attention_heads as u64 * hd;
-    let kv = c.num_key_value_heads() as u64 * hd;
-    let attn = h * q + 2 * h * kv + q * h;
-    let mlp = 3 * h * i;
-    let block = attn + mlp + 2 * h;
-    let head = if c.tie_word_embeddings { 0 } else { v * h };
-    v * h + c.num_hidden_layers as u64 * block + h + head
+    // From the tensor-name tables, so family differences (Qwen2's q/k/v biases) count.
+    fn numel(shapes: Vec<(&'static str, Vec<usize>)>) -> u64 {
+        shapes
+            .iter()
+            .map(|(_, s)| s.iter().map(|&d| d as u64).product::<u64>())
+            .sum()
+    }
+    let block = numel(crate::model::tensor_names::expected_block_tensors(c));
+    numel(crate::model::tensor_names::expected_top_tensors(c)) + c.num_hidden_layers as u64 * block
 }
 
 /// `model.import`.

@@ -24,6 +24,9 @@ fn dequantisation_matches_gguf_py_reference() {
     let types = [
         ("Q4_0", GgmlType::Q4_0),
         ("Q4_1", GgmlType::Q4_1),
+        ("Q5_0", GgmlType::Q5_0),
+        ("Q5_1", GgmlType::Q5_1),
+        ("Q5_K", GgmlType::Q5K),
         ("Q8_0", GgmlType::Q8_0),
         ("Q4_K", GgmlType::Q4K),
         ("Q6_K", GgmlType::Q6K),
@@ -51,7 +54,8 @@ fn dequantisation_matches_gguf_py_reference() {
 
 #[test]
 fn unsupported_quant_type_is_refused() {
-    assert!(dequantize(GgmlType::Other(13), &[0u8; 176], 256).is_none());
+    // Q2_K (type 10) is not dequantised.
+    assert!(dequantize(GgmlType::Other(10), &[0u8; 84], 256).is_none());
 }
 
 #[test]

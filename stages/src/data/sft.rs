@@ -54,8 +54,12 @@ pub enum TemplateName {
     Chatml,
     /// Llama 2 `[INST]`.
     Llama2,
+    /// Mistral `[INST]` (v0.1/v0.2: no system turn).
+    Mistral,
     /// Llama 3 headers.
     Llama3,
+    /// Gemma `<start_of_turn>` turns.
+    Gemma,
     /// Detected from `tokenizer_config.json` next to the tokenizer (its default system
     /// prompt included).
     Auto,
@@ -76,7 +80,7 @@ pub enum Overlong {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SftParams {
-    /// Chat template: `chatml`, `llama2`, `llama3` or `auto`.
+    /// Chat template: `chatml`, `llama2`, `mistral`, `llama3`, `gemma` or `auto`.
     #[serde(default)]
     pub template: TemplateName,
     /// System prompt for samples that have none (none = no system turn).
@@ -91,7 +95,7 @@ pub struct SftParams {
     /// Field holding the conversation.
     #[serde(default = "messages_field")]
     pub messages_field: String,
-    /// BOS token text for the Llama templates; default: the first of `<s>`,
+    /// BOS token text for the non-ChatML templates; default: the first of `<s>`,
     /// `<|begin_of_text|>`, `<bos>` in the vocabulary (none: empty).
     #[serde(default)]
     pub bos_token: Option<String>,
@@ -165,7 +169,11 @@ pub fn resolve_template(p: &SftParams, tok_path: &std::path::Path) -> Result<Cha
             default_system: None,
         },
         TemplateName::Llama2 => ChatTemplate::Llama2,
+        TemplateName::Mistral => ChatTemplate::Mistral {
+            space_after_eos: false,
+        },
         TemplateName::Llama3 => ChatTemplate::Llama3,
+        TemplateName::Gemma => ChatTemplate::Gemma,
         TemplateName::Auto => {
             let cfg = if tok_path.is_dir() {
                 tok_path.join("tokenizer_config.json")
@@ -182,7 +190,7 @@ pub fn resolve_template(p: &SftParams, tok_path: &std::path::Path) -> Result<Cha
             ChatTemplate::detect(&jinja).ok_or_else(|| {
                 DataError::file(
                     &cfg,
-                    "no recognised chat_template (ChatML, Llama 2, Llama 3); set `template`",
+                    "no recognised chat_template (ChatML, Llama 2, Mistral, Llama 3, Gemma); set `template`",
                 )
             })?
         }

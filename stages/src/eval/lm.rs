@@ -199,20 +199,34 @@ fn score_batch<B: Backend>(model: &Llama<B>, groups: &[&Group]) -> Result<Vec<Ve
         );
     }
     let heads = model.config().num_attention_heads;
-    let mask = AttentionMask::from_fn(b, heads, width, width, &device, |g, q, k| {
-        if k < lc {
-            // A context key: real (not padding), and before the query if the query
-            // is a context token too.
-            return k >= pad(g) && (q >= lc || k <= q);
-        }
-        match (
-            q.checked_sub(lc).and_then(|j| slots[g].get(j)),
-            slots[g].get(k - lc),
-        ) {
-            (Some(sq), Some(sk)) => sq.cont == sk.cont && sk.at <= sq.at,
-            _ => false,
-        }
-    });
+    // One rule per window: Gemma 3's local and global blocks each get theirs.
+    let mask = model.mask_for(|window| {
+        Ok(AttentionMask::from_fn(
+            b,
+            heads,
+            width,
+            width,
+            &device,
+            |g, q, k| {
+                // A sliding window counts rotary positions, not packed slots.
+                if window.is_some_and(|w| positions[g][k] + w <= positions[g][q]) {
+                    return false;
+                }
+                if k < lc {
+                    // A context key: real (not padding), and before the query if the query
+                    // is a context token too.
+                    return k >= pad(g) && (q >= lc || k <= q);
+                }
+                match (
+                    q.checked_sub(lc).and_then(|j| slots[g].get(j)),
+                    slots[g].get(k - lc),
+                ) {
+                    (Some(sq), Some(sk)) => sq.cont == sk.cont && sk.at <= sq.at,
+                    _ => false,
+                }
+            },
+        ))
+    })?;
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
     let x = model.forward_final_at(tokens, &model.rope_tables_at(&positions), &mask);
     // Rows that need logits: each group's last context position, then its tokens.

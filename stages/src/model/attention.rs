@@ -10,12 +10,27 @@
 //! with the query heads that share a kv head folded into the query axis: keys and
 //! values are never repeated, every step is a multi-threaded kernel on the CPU backend,
 //! and masks are additive biases laid out so that adding them is a row broadcast.
+//!
+//! A sliding window (Mistral, Gemma 3's local blocks) is data of [`Attention`]: with
+//! [`AttentionMask::Causal`] a query at position `i` sees keys `j` with
+//! `i - window < j <= i`, in full-sequence and KV-cached forwards alike (the cache keeps
+//! every key; the mask hides the old ones). An [`AttentionMask::Explicit`] mask is the
+//! caller's whole visibility rule: build it with [`AttentionMask::padded_window`] or put
+//! the window in [`AttentionMask::from_fn`]'s rule, since only the caller knows the
+//! positions; a model whose blocks differ takes one rule per kind of block
+//! ([`AttentionMask::PerWindow`], built by
+//! [`Llama::mask_for`](super::llama::Llama::mask_for)).
+//!
+//! The other per-family differences are data too: per-head q/k RMSNorms before rotary
+//! (Qwen3, Gemma 3), the score scale (Gemma 3's `query_pre_attn_scalar`) and which
+//! rotary table a block uses.
 
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::error::{ModelError, Result};
+use super::rms_norm::RmsNorm;
 use super::rope::RopeTables;
 use super::token_linear::token_linear;
 
@@ -30,6 +45,14 @@ pub enum AttentionMask<B: Backend> {
     /// no block has to expand it), `0` where a key is visible and `f32::MIN` where it is
     /// masked out. Build it with [`AttentionMask::padded`] or [`AttentionMask::from_fn`].
     Explicit(Tensor<B, 3>),
+    /// Explicit masks for a model whose blocks differ in their window (Gemma 3): `full`
+    /// for blocks without one, `sliding` for the others (built with their window).
+    PerWindow {
+        /// Bias of the blocks that see every earlier key.
+        full: Tensor<B, 3>,
+        /// Bias of the sliding blocks.
+        sliding: Tensor<B, 3>,
+    },
 }
 
 impl<B: Backend> AttentionMask<B> {
@@ -43,6 +66,19 @@ impl<B: Backend> AttentionMask<B> {
         valid: &[Vec<bool>],
         seq_q: usize,
         heads: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
+        Self::padded_window(valid, seq_q, heads, None, device)
+    }
+
+    /// [`AttentionMask::padded`] for a model with a sliding `window` (see
+    /// [`Llama::sliding_window`](super::llama::Llama::sliding_window)): a query also
+    /// hides keys `window` or more positions behind it.
+    pub fn padded_window(
+        valid: &[Vec<bool>],
+        seq_q: usize,
+        heads: usize,
+        window: Option<usize>,
         device: &B::Device,
     ) -> Result<Self> {
         let batch = valid.len();
@@ -73,7 +109,9 @@ impl<B: Backend> AttentionMask<B> {
             device,
             |b, q, k| {
                 let last = q + offset;
-                k <= last && (valid[b][k] || first_real[b] > last)
+                k <= last
+                    && window.is_none_or(|w| k + w > last)
+                    && (valid[b][k] || first_real[b] > last)
             },
         ))
     }
@@ -166,6 +204,20 @@ pub struct Attention<B: Backend> {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// RMSNorm over each query head before rotary (Qwen3, Gemma 3).
+    pub q_norm: Option<RmsNorm<B>>,
+    /// RMSNorm over each key head before rotary (Qwen3, Gemma 3).
+    pub k_norm: Option<RmsNorm<B>>,
+    /// Factor of the scores: `head_dim^-1/2`, Gemma 3's `query_pre_attn_scalar^-1/2`.
+    #[module(skip)]
+    pub scale: f64,
+    /// Sliding attention window (keys seen per query, itself included); `None`: all.
+    #[module(skip)]
+    pub sliding_window: Option<usize>,
+    /// Whether this block rotates with the model's local rotary table (Gemma 3's
+    /// sliding blocks).
+    #[module(skip)]
+    pub local_rope: bool,
 }
 
 impl<B: Backend> Attention<B> {
@@ -180,14 +232,22 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // Rotary positions are applied in the projections' own `[b, t, heads, d]`
-        // layout, before heads move in front of the sequence axis.
-        let q = rope
-            .apply(token_linear(&self.q_proj, x.clone()).reshape([b, t, h, d]))
-            .swap_dims(1, 2);
-        let k = rope
-            .apply(token_linear(&self.k_proj, x.clone()).reshape([b, t, kvh, d]))
-            .swap_dims(1, 2);
+        // Head norms and rotary positions are applied in the projections' own `[b, t,
+        // heads, d]` layout, before heads move in front of the sequence axis.
+        let head_norm = |norm: &Option<RmsNorm<B>>, y: Tensor<B, 4>| match norm {
+            Some(n) => n.forward(y),
+            None => y,
+        };
+        let q = head_norm(
+            &self.q_norm,
+            token_linear(&self.q_proj, x.clone()).reshape([b, t, h, d]),
+        );
+        let q = rope.apply(q, self.local_rope).swap_dims(1, 2);
+        let k = head_norm(
+            &self.k_norm,
+            token_linear(&self.k_proj, x.clone()).reshape([b, t, kvh, d]),
+        );
+        let k = rope.apply(k, self.local_rope).swap_dims(1, 2);
         let v = token_linear(&self.v_proj, x)
             .reshape([b, t, kvh, d])
             .swap_dims(1, 2);
@@ -196,14 +256,16 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         let s = k.dims()[2];
-        // Scaling q by 1/sqrt(d) before the product equals HF's scaling of the scores
-        // (exactly so for power-of-two head widths) and touches t*d, not t*s, values.
-        let q = q.mul_scalar(1.0 / (d as f64).sqrt());
+        // Scaling q before the product equals HF's scaling of the scores (exactly so
+        // for power-of-two scales) and touches t*d, not t*s, values.
+        let q = q.mul_scalar(self.scale);
+        // A window no shorter than the keys hides nothing.
+        let window = self.sliding_window.filter(|&w| w < s);
         let out = match mask {
             // A single new token sees every key.
-            AttentionMask::Causal if t == 1 => attend(q, k, v, None),
+            AttentionMask::Causal if t == 1 && window.is_none() => attend(q, k, v, None),
             AttentionMask::Causal if t <= CAUSAL_BLOCK => {
-                let bias = causal_bias::<B>(t, s, &q.device());
+                let bias = causal_bias::<B>(t, s, window, &q.device());
                 attend(q, k, v, Some(Bias::Shared(bias)))
             }
             // Long causal runs go by blocks of queries, each against the keys it can
@@ -214,7 +276,7 @@ impl<B: Backend> Attention<B> {
                     .map(|q0| {
                         let q1 = (q0 + CAUSAL_BLOCK).min(t);
                         let keys = s - t + q1;
-                        let bias = causal_bias::<B>(q1 - q0, keys, &q.device());
+                        let bias = causal_bias::<B>(q1 - q0, keys, window, &q.device());
                         attend(
                             q.clone().slice([0..b, 0..h, q0..q1, 0..d]),
                             k.clone().slice([0..b, 0..kvh, 0..keys, 0..d]),
@@ -226,6 +288,14 @@ impl<B: Backend> Attention<B> {
                 Tensor::cat(blocks, 2)
             }
             AttentionMask::Explicit(bias) => attend(q, k, v, Some(Bias::PerRow(bias.clone()))),
+            AttentionMask::PerWindow { full, sliding } => {
+                let bias = if self.sliding_window.is_some() {
+                    sliding
+                } else {
+                    full
+                };
+                attend(q, k, v, Some(Bias::PerRow(bias.clone())))
+            }
         };
         let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
         token_linear(&self.o_proj, out)
@@ -269,11 +339,22 @@ fn attend<B: Backend>(
 }
 
 /// Additive causal bias `[1, t * s]` for `t` queries that end a sequence of `s` keys
-/// (query `i` sees keys `0..=s - t + i`).
-fn causal_bias<B: Backend>(t: usize, s: usize, device: &B::Device) -> Tensor<B, 2> {
+/// (query `i` sees keys `0..=s - t + i`; with a `window`, only the last `window` of them).
+fn causal_bias<B: Backend>(
+    t: usize,
+    s: usize,
+    window: Option<usize>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let offset = s - t;
     let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if j > i + offset { f32::MIN } else { 0.0 }))
+        .flat_map(|i| {
+            let last = i + offset;
+            (0..s).map(move |j| {
+                let visible = j <= last && window.is_none_or(|w| j + w > last);
+                if visible { 0.0 } else { f32::MIN }
+            })
+        })
         .collect();
     Tensor::from_data(TensorData::new(data, [1, t * s]), device)
 }
@@ -289,7 +370,8 @@ mod tests {
 
     /// Causal attention over more than one block of queries (blocked, each block against
     /// the keys it can see) equals the same attention through an explicit all-visible
-    /// padding mask (one unblocked product).
+    /// padding mask (one unblocked product), with and without a sliding window (the
+    /// window then comes from the block for `Causal`, from the mask for `Explicit`).
     #[test]
     fn blocked_causal_attention_equals_unblocked() {
         let device = Default::default();
@@ -299,7 +381,7 @@ mod tests {
                 .with_bias(false)
                 .init::<Cpu>(&device)
         };
-        let attn = Attention {
+        let mut attn = Attention {
             q_proj: linear(hidden, h * d),
             k_proj: linear(hidden, kvh * d),
             v_proj: linear(hidden, kvh * d),
@@ -307,6 +389,11 @@ mod tests {
             num_heads: h,
             num_kv_heads: kvh,
             head_dim: d,
+            q_norm: None,
+            k_norm: None,
+            scale: 1.0 / (d as f64).sqrt(),
+            sliding_window: None,
+            local_rope: false,
         };
         let t = CAUSAL_BLOCK * 2 + 37;
         let x = Tensor::<Cpu, 3>::random(
@@ -321,11 +408,27 @@ mod tests {
                 scaling: RopeScaling::None,
             },
         )
-        .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], &device);
-        let blocked = attn.forward(x.clone(), &rope, &AttentionMask::Causal, None);
-        let all = AttentionMask::padded(&vec![vec![true; t]; 2], t, h, &device).unwrap();
-        let whole = attn.forward(x, &rope, &all, None);
-        let diff: f32 = (blocked - whole).abs().max().into_scalar();
-        assert!(diff < 1e-5, "blocked vs unblocked: max difference {diff}");
+        .tables_at::<Cpu>(&[(0..t).collect()], &[h, kvh], false, &device);
+        let mut outputs = Vec::new();
+        for window in [None, Some(100)] {
+            attn.sliding_window = window;
+            let blocked = attn.forward(x.clone(), &rope, &AttentionMask::Causal, None);
+            let all = AttentionMask::padded_window(&vec![vec![true; t]; 2], t, h, window, &device)
+                .unwrap();
+            attn.sliding_window = None;
+            let whole = attn.forward(x.clone(), &rope, &all, None);
+            let diff: f32 = (blocked.clone() - whole).abs().max().into_scalar();
+            assert!(
+                diff < 1e-5,
+                "{window:?}: blocked vs unblocked: max difference {diff}"
+            );
+            outputs.push(blocked);
+        }
+        // The window changes the outputs of queries more than 100 keys in.
+        let changed: f32 = (outputs[0].clone() - outputs[1].clone())
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(changed > 1e-3, "window had no effect ({changed})");
     }
 }

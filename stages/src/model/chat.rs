@@ -7,11 +7,15 @@
 //! | family | marker | shape |
 //! |---|---|---|
 //! | ChatML (SmolLM2, Qwen) | `<\|im_start\|>` | `<\|im_start\|>role\ncontent<\|im_end\|>\n` |
-//! | Llama 2 | `[INST]` | `<s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] answer </s>` |
+//! | Llama 2 | `[INST]` and `<<SYS>>` | `<s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] answer </s>` |
+//! | Mistral (v0.1, v0.2) | `[INST]` | `<s>[INST] user [/INST]answer</s>` (no system role) |
 //! | Llama 3 | `<\|start_header_id\|>` | `<\|start_header_id\|>role<\|end_header_id\|>\n\ncontent<\|eot_id\|>` |
+//! | Gemma | `<start_of_turn>` | `<bos><start_of_turn>user\nsys\n\nuser<end_of_turn>\n<start_of_turn>model\n` |
 //!
 //! A ChatML template that inserts a default system prompt when the conversation has
 //! none (SmolLM2, Qwen2.5) keeps that behaviour: the prompt is read from the template.
+//! `stages/tests/model_families.rs` checks the renderings against transformers'
+//! `apply_chat_template` on the released templates (`dev/make_chat_fixture.py`).
 //! The rendered text already contains the special tokens, so encode it with
 //! `add_special_tokens = false`, as transformers' `apply_chat_template` does.
 
@@ -50,8 +54,17 @@ pub enum ChatTemplate {
     },
     /// Llama 2 `[INST]` format.
     Llama2,
+    /// Mistral's `[INST]` format (Mistral-7B-Instruct v0.1/v0.2): no system prompt, the
+    /// answer right after `[/INST]`, then EOS (and a space after it in v0.1).
+    Mistral {
+        /// Whether a space follows each answer's EOS (v0.1's template).
+        space_after_eos: bool,
+    },
     /// Llama 3 header format.
     Llama3,
+    /// Gemma's turns (`<start_of_turn>user` / `model`), the system prompt folded into
+    /// the first user turn.
+    Gemma,
 }
 
 impl FromStr for ChatTemplate {
@@ -63,9 +76,13 @@ impl FromStr for ChatTemplate {
                 default_system: None,
             }),
             "llama2" | "llama-2" => Ok(ChatTemplate::Llama2),
+            "mistral" => Ok(ChatTemplate::Mistral {
+                space_after_eos: false,
+            }),
             "llama3" | "llama-3" => Ok(ChatTemplate::Llama3),
+            "gemma" => Ok(ChatTemplate::Gemma),
             other => Err(ModelError::Input(format!(
-                "unknown chat template `{other}`; expected chatml, llama2 or llama3"
+                "unknown chat template `{other}`; expected chatml, llama2, mistral, llama3 or gemma"
             ))),
         }
     }
@@ -80,8 +97,14 @@ impl ChatTemplate {
             })
         } else if jinja.contains("<|start_header_id|>") {
             Some(ChatTemplate::Llama3)
-        } else if jinja.contains("[INST]") {
+        } else if jinja.contains("<start_of_turn>") {
+            Some(ChatTemplate::Gemma)
+        } else if jinja.contains("[INST]") && jinja.contains("<<SYS>>") {
             Some(ChatTemplate::Llama2)
+        } else if jinja.contains("[INST]") {
+            Some(ChatTemplate::Mistral {
+                space_after_eos: jinja.contains("eos_token + ' '"),
+            })
         } else {
             None
         }
@@ -129,20 +152,14 @@ impl ChatTemplate {
             }
             ChatTemplate::Llama2 => {
                 // The system prompt is folded into the first user turn; roles must then
-                // alternate user/assistant (the HF template raises otherwise).
+                // alternate user/assistant.
                 let (system, rest) = match messages.first() {
                     Some(m) if m.role == "system" => (Some(m.content.as_str()), &messages[1..]),
                     _ => (None, messages),
                 };
                 for (i, m) in rest.iter().enumerate() {
-                    let expected = if i % 2 == 0 { "user" } else { "assistant" };
-                    if m.role != expected {
-                        return Err(ModelError::Input(format!(
-                            "Llama 2 chat: message {i} has role `{}`, expected `{expected}` (roles must alternate user/assistant)",
-                            m.role
-                        )));
-                    }
-                    if expected == "user" {
+                    alternating("Llama 2", i, m)?;
+                    if m.role == "user" {
                         let content = match (i, system) {
                             (0, Some(s)) => format!("<<SYS>>\n{s}\n<</SYS>>\n\n{}", m.content),
                             _ => m.content.clone(),
@@ -155,6 +172,45 @@ impl ChatTemplate {
                 // Llama 2 has no assistant prefix: generation continues after [/INST].
                 let _ = add_generation_prompt;
             }
+            ChatTemplate::Mistral { space_after_eos } => {
+                out.push_str(bos);
+                for (i, m) in messages.iter().enumerate() {
+                    alternating("Mistral", i, m)?;
+                    if m.role == "user" {
+                        out.push_str(&format!("[INST] {} [/INST]", m.content));
+                    } else {
+                        out.push_str(&m.content);
+                        out.push_str(if *space_after_eos { "</s> " } else { "</s>" });
+                    }
+                }
+                // Generation continues after [/INST], as for Llama 2.
+            }
+            ChatTemplate::Gemma => {
+                out.push_str(bos);
+                let (system, rest) = match messages.first() {
+                    Some(m) if m.role == "system" => (Some(m.content.as_str()), &messages[1..]),
+                    _ => (None, messages),
+                };
+                for (i, m) in rest.iter().enumerate() {
+                    alternating("Gemma", i, m)?;
+                    let role = if m.role == "assistant" {
+                        "model"
+                    } else {
+                        "user"
+                    };
+                    let prefix = match (i, system) {
+                        (0, Some(s)) => format!("{s}\n\n"),
+                        _ => String::new(),
+                    };
+                    out.push_str(&format!(
+                        "<start_of_turn>{role}\n{prefix}{}<end_of_turn>\n",
+                        m.content.trim()
+                    ));
+                }
+                if add_generation_prompt {
+                    out.push_str("<start_of_turn>model\n");
+                }
+            }
         }
         Ok(out)
     }
@@ -164,18 +220,35 @@ impl ChatTemplate {
         match self {
             ChatTemplate::ChatMl { .. } => &["<|im_end|>"],
             ChatTemplate::Llama3 => &["<|eot_id|>"],
-            ChatTemplate::Llama2 => &["</s>"],
+            ChatTemplate::Llama2 | ChatTemplate::Mistral { .. } => &["</s>"],
+            ChatTemplate::Gemma => &["<end_of_turn>"],
         }
     }
 }
 
-/// The system prompt a ChatML template inserts when the conversation has none, e.g.
-/// SmolLM2's "You are a helpful AI assistant named SmolLM, trained by Hugging Face".
-fn chatml_default_system(jinja: &str) -> Option<String> {
-    let inserts_default = jinja.contains("!= 'system'") || jinja.contains("!= \"system\"");
-    if !inserts_default {
-        return None;
+/// Message `i` of a conversation whose roles must alternate user/assistant (as the HF
+/// templates of `format` raise otherwise).
+fn alternating(format: &str, i: usize, m: &ChatMessage) -> Result<()> {
+    let expected = if i.is_multiple_of(2) {
+        "user"
+    } else {
+        "assistant"
+    };
+    if m.role == expected {
+        return Ok(());
     }
+    Err(ModelError::Input(format!(
+        "{format} chat: message {i} has role `{}`, expected `{expected}` (roles must alternate user/assistant)",
+        m.role
+    )))
+}
+
+/// The system prompt a ChatML template inserts when the conversation has none, e.g.
+/// SmolLM2's "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+/// (`if messages[0]['role'] != 'system'`) or Qwen2.5's "You are Qwen, created by Alibaba
+/// Cloud. ..." (the `else` of `if messages[0]['role'] == 'system'`): a literal system
+/// turn in the template is there to be the default.
+fn chatml_default_system(jinja: &str) -> Option<String> {
     let marker = "<|im_start|>system";
     let mut search = jinja;
     while let Some(pos) = search.find(marker) {

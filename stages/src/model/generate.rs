@@ -210,7 +210,8 @@ pub fn token_logprobs<B: Backend>(model: &Llama<B>, rows: &[Vec<u32>]) -> Result
             .iter()
             .map(|r| (0..t).map(|i| i < r.len()).collect())
             .collect();
-        AttentionMask::padded(&valid, t, model.config().num_attention_heads, &device)?
+        let heads = model.config().num_attention_heads;
+        model.mask_for(|window| AttentionMask::padded_window(&valid, t, heads, window, &device))?
     };
     let b = rows.len();
     let logits = model.forward_masked(id_tensor::<B>(&refs, &device), &mask);

@@ -1,11 +1,22 @@
-//! GGUF import (llama.cpp's format) for the `llama` architecture.
+//! GGUF import (llama.cpp's format) for the `llama`, `qwen2`, `qwen3` and `gemma3`
+//! architectures.
 //!
 //! [`GgufFile::open`] memory-maps the file and parses its header: metadata key/values and
-//! tensor descriptors. [`GgufFile::config`] turns `llama.*` metadata into a
-//! [`LlamaConfig`]; [`GgufFile::weights`] is a [`WeightSource`] that answers HF tensor
+//! tensor descriptors. [`GgufFile::config`] turns `{arch}.*` metadata into a
+//! [`LlamaConfig`] of the matching [`Family`]: `qwen2` is Qwen2/Qwen2.5 (q/k/v biases as
+//! `blk.N.attn_{q,k,v}.bias`); `qwen3` is Qwen3 (q/k norms `blk.N.attn_{q,k}_norm`);
+//! `gemma3` is Gemma 3's text model, whose norm weights llama.cpp's converter stores as
+//! `1 + w` (undone here) and whose fixed settings it does not store (local rotary base
+//! 10000, every 6th block global, attention scale `head_dim^-1/2` but for the 27B) and
+//! are filled in as llama.cpp does; `llama` is Llama, and also Mistral, which llama.cpp's
+//! converter writes as `llama` without its sliding window: such a file imports as Llama
+//! (full attention, as llama.cpp runs it) unless it carries
+//! `llama.attention.sliding_window`, which makes it Mistral with that window.
+//! [`GgufFile::weights`] is a [`WeightSource`] that answers HF tensor
 //! names, dequantising on the fly ([`dequantize`]: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-//! Q4_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k
-//! (`convert_hf_to_gguf.py::LlamaModel.permute`). [`GgufFile::tokenizer_json`] rebuilds
+//! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k of
+//! the `llama` architecture only (`convert_hf_to_gguf.py::LlamaModel.permute`; `qwen2`
+//! tensors are stored as in HF). [`GgufFile::tokenizer_json`] rebuilds
 //! an HF `tokenizer.json` from `tokenizer.ggml.*` for the byte-level BPE (`gpt2`) type.
 //!
 //! GGUF dims are listed fastest-varying first (`ne[0]`), so an HF `[out, in]` matrix
@@ -21,7 +32,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::config::{LlamaConfig, TokenIds};
+use super::config::{Family, LlamaConfig, TokenIds};
 use super::error::{ModelError, Result};
 use super::weights::{HostData, HostTensor, WeightSource};
 
@@ -203,10 +214,16 @@ pub enum GgmlType {
     Q4_0,
     /// 3: 32 values, f16 scale and min, 4-bit.
     Q4_1,
+    /// 6: 32 values, f16 scale, 5-bit `q - 16` (low 4 bits packed, high bits in a u32).
+    Q5_0,
+    /// 7: 32 values, f16 scale and min, 5-bit.
+    Q5_1,
     /// 8: 32 values, f16 scale, i8.
     Q8_0,
     /// 12: 256 values, 8 sub-blocks with 6-bit scales/mins, 4-bit.
     Q4K,
+    /// 13: 256 values, 8 sub-blocks with 6-bit scales/mins (as Q4_K), 5-bit.
+    Q5K,
     /// 14: 256 values, 16 sub-blocks with i8 scales, 6-bit.
     Q6K,
     /// 30
@@ -222,8 +239,11 @@ impl GgmlType {
             1 => GgmlType::F16,
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
             8 => GgmlType::Q8_0,
             12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
             14 => GgmlType::Q6K,
             30 => GgmlType::BF16,
             other => GgmlType::Other(other),
@@ -237,8 +257,11 @@ impl GgmlType {
             GgmlType::F16 | GgmlType::BF16 => Some((1, 2)),
             GgmlType::Q4_0 => Some((32, 18)),
             GgmlType::Q4_1 => Some((32, 20)),
+            GgmlType::Q5_0 => Some((32, 22)),
+            GgmlType::Q5_1 => Some((32, 24)),
             GgmlType::Q8_0 => Some((32, 34)),
             GgmlType::Q4K => Some((256, 144)),
+            GgmlType::Q5K => Some((256, 176)),
             GgmlType::Q6K => Some((256, 210)),
             GgmlType::Other(_) => None,
         }
@@ -251,8 +274,11 @@ impl GgmlType {
             GgmlType::F16 => "F16".into(),
             GgmlType::Q4_0 => "Q4_0".into(),
             GgmlType::Q4_1 => "Q4_1".into(),
+            GgmlType::Q5_0 => "Q5_0".into(),
+            GgmlType::Q5_1 => "Q5_1".into(),
             GgmlType::Q8_0 => "Q8_0".into(),
             GgmlType::Q4K => "Q4_K".into(),
+            GgmlType::Q5K => "Q5_K".into(),
             GgmlType::Q6K => "Q6_K".into(),
             GgmlType::BF16 => "BF16".into(),
             GgmlType::Other(n) => format!("ggml type {n}"),
@@ -612,16 +638,17 @@ impl GgufFile {
             .ok_or_else(|| {
                 ModelError::format(&self.path, "metadata `general.architecture` is missing")
             })?;
-        if arch != "llama" {
+        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
             return Err(ModelError::Unsupported(format!(
-                "{}: GGUF architecture `{arch}`; only `llama` is supported",
-                self.path.display()
+                "{}: GGUF architecture `{arch}` is not supported (supported: {})",
+                self.path.display(),
+                SUPPORTED_ARCHITECTURES.join(", ")
             )));
         }
         Ok(arch)
     }
 
-    /// The HF config implied by the `llama.*` metadata.
+    /// The HF config implied by the `{arch}.*` metadata (`llama.*`, `qwen2.*`).
     pub fn config(&self) -> Result<LlamaConfig> {
         let a = self.architecture()?.to_string();
         let key = |k: &str| format!("{a}.{k}");
@@ -646,16 +673,20 @@ impl GgufFile {
                 .ok_or_else(|| {
                     ModelError::format(
                         &self.path,
-                        "neither `llama.vocab_size` nor `tokenizer.ggml.tokens`",
+                        format!("neither `{a}.vocab_size` nor `tokenizer.ggml.tokens`"),
                     )
                 })?,
         };
+        // Qwen3 and Gemma 3 configs default `head_dim` to 128 / 256, not hidden / heads:
+        // theirs is always written out.
+        let explicit_head_dim = matches!(a.as_str(), "qwen3" | "gemma3");
         let head_dim = self
             .meta(&key("attention.key_length"))
             .or_else(|| self.meta(&key("rope.dimension_count")))
             .and_then(GgufValue::as_u64)
             .map(|v| v as usize)
-            .filter(|&d| d != hidden / heads);
+            .or(explicit_head_dim.then_some(hidden / heads))
+            .filter(|&d| explicit_head_dim || d != hidden / heads);
         if self.tensors.contains_key("rope_freqs.weight") {
             return Err(ModelError::Unsupported(format!(
                 "{}: `rope_freqs.weight` (Llama 3.1 rope scaling stored as factors) is not supported",
@@ -737,8 +768,63 @@ impl GgufFile {
             }
         }
         let mut extra = Map::new();
-        extra.insert("architectures".into(), json!(["LlamaForCausalLM"]));
-        extra.insert("model_type".into(), json!("llama"));
+        let window = self
+            .meta(&key("attention.sliding_window"))
+            .and_then(GgufValue::as_u64)
+            .filter(|&w| w > 0);
+        let f32_key = |k: &str| {
+            self.meta(&key(k))
+                .and_then(GgufValue::as_f64)
+                // Stored as f32: the shortest decimal reads as the original config did.
+                .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
+        };
+        let family = match (a.as_str(), window) {
+            ("qwen2" | "qwen3", _) => {
+                // Released Qwen2/2.5/3 models attend fully; llama.cpp stores no window.
+                extra.insert("use_sliding_window".into(), json!(false));
+                extra.insert("sliding_window".into(), Value::Null);
+                if a == "qwen3" {
+                    Family::Qwen3
+                } else {
+                    Family::Qwen2
+                }
+            }
+            ("gemma3", _) => {
+                extra.insert("sliding_window".into(), json!(window));
+                // llama.cpp fixes Gemma 3's pattern (every 6th block global) unless
+                // the file says otherwise.
+                let pattern = self
+                    .meta(&key("attention.sliding_window_pattern"))
+                    .and_then(GgufValue::as_u64)
+                    .unwrap_or(6);
+                extra.insert("sliding_window_pattern".into(), json!(pattern));
+                extra.insert(
+                    "rope_local_base_freq".into(),
+                    json!(f32_key("rope.freq_base_swa").unwrap_or(10000.0)),
+                );
+                // llama.cpp's attention scale: 1/sqrt(head_dim), except Gemma 3 27B (62
+                // blocks), which uses 1/sqrt(hidden / heads) as its
+                // `query_pre_attn_scalar` says.
+                let scalar = if layers == 62 {
+                    hidden / heads
+                } else {
+                    head_dim.unwrap_or(hidden / heads)
+                };
+                extra.insert("query_pre_attn_scalar".into(), json!(scalar));
+                extra.insert("hidden_activation".into(), json!("gelu_pytorch_tanh"));
+                if let Some(c) = f32_key("final_logit_softcapping") {
+                    extra.insert("final_logit_softcapping".into(), json!(c));
+                }
+                Family::Gemma3
+            }
+            (_, Some(w)) => {
+                extra.insert("sliding_window".into(), json!(w));
+                Family::Mistral
+            }
+            _ => Family::Llama,
+        };
+        extra.insert("architectures".into(), json!([family.architecture()]));
+        extra.insert("model_type".into(), json!(family.model_type()));
         if let Some(pad) = self
             .meta("tokenizer.ggml.padding_token_id")
             .and_then(GgufValue::as_u64)
@@ -761,10 +847,11 @@ impl GgufFile {
                 .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
                 .unwrap_or(1e-5),
             rope_theta: Some(
-                self.meta(&key("rope.freq_base"))
-                    .and_then(GgufValue::as_f64)
-                    .map(|v| format!("{}", v as f32).parse().unwrap_or(v))
-                    .unwrap_or(10000.0),
+                f32_key("rope.freq_base").unwrap_or(if family == Family::Gemma3 {
+                    1_000_000.0
+                } else {
+                    10000.0
+                }),
             ),
             rope_scaling,
             max_position_embeddings: self
@@ -772,9 +859,13 @@ impl GgufFile {
                 .and_then(GgufValue::as_u64)
                 .map_or(2048, |v| v as usize),
             tie_word_embeddings: !self.tensors.contains_key("output.weight"),
-            attention_bias: self.tensors.contains_key("blk.0.attn_q.bias"),
+            // Qwen2's q/k/v biases come with the family; `attention_bias` is the
+            // other families' switch for all four projections.
+            attention_bias: family != Family::Qwen2
+                && self.tensors.contains_key("blk.0.attn_q.bias"),
             mlp_bias: self.tensors.contains_key("blk.0.ffn_up.bias"),
-            hidden_act: "silu".into(),
+            // Gemma 3's activation is `hidden_activation`, set above.
+            hidden_act: (family != Family::Gemma3).then(|| "silu".into()),
             bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
             eos_token_id: token_id("tokenizer.ggml.eos_token_id"),
             torch_dtype: Some("float32".into()),
@@ -787,12 +878,19 @@ impl GgufFile {
         Ok(config)
     }
 
-    /// HF-named weights of this file (needs the config for the q/k un-permutation).
+    /// HF-named weights of this file (needs the config for the q/k un-permutation and
+    /// the family's tensor names).
     pub fn weights(&self, config: &LlamaConfig) -> GgufWeights<'_> {
+        let arch = self
+            .meta("general.architecture")
+            .and_then(GgufValue::as_str);
         GgufWeights {
             file: self,
             n_heads: config.num_attention_heads,
             n_kv_heads: config.num_key_value_heads(),
+            permuted: arch == Some("llama"),
+            norms_plus_one: arch == Some("gemma3"),
+            family: config.family().unwrap_or(Family::Llama),
         }
     }
 
@@ -930,7 +1028,11 @@ impl GgufFile {
         }
         config.insert(
             "model_max_length".into(),
-            json!(self.meta_usize("llama.context_length").unwrap_or(2048)),
+            json!(
+                self.architecture()
+                    .and_then(|a| self.meta_usize(&format!("{a}.context_length")))
+                    .unwrap_or(2048)
+            ),
         );
         Ok((tokenizer, Value::Object(config)))
     }
@@ -941,10 +1043,24 @@ pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     n_heads: usize,
     n_kv_heads: usize,
+    /// Whether q/k rows are in llama.cpp's permuted order (`llama` architecture only).
+    permuted: bool,
+    /// Whether norm weights are stored as `1 + w` (`gemma3`: llama.cpp's converter
+    /// folds Gemma's `(1 + w)` scale into the weight; HF's `w` is read back).
+    norms_plus_one: bool,
+    /// The family, for its tensor names.
+    family: Family,
 }
 
-/// The GGUF name of an HF tensor name (llama.cpp's `tensor_mapping.py`, llama subset).
-pub fn gguf_name(hf: &str) -> Option<String> {
+/// The `general.architecture` values [`GgufFile::config`] reads.
+pub const SUPPORTED_ARCHITECTURES: [&str; 4] = ["llama", "qwen2", "qwen3", "gemma3"];
+
+/// The GGUF name of an HF tensor name of `family` (llama.cpp's `tensor_mapping.py` for
+/// the llama, qwen2, qwen3 and gemma3 architectures: the same names, biases as
+/// `blk.N.attn_q.bias`, q/k norms as `blk.N.attn_q_norm`; Gemma 3's norm before the
+/// MLP is `ffn_norm` and its norms on the sub-layer outputs `post_attention_norm` and
+/// `post_ffw_norm`, where Llama's `ffn_norm` is `post_attention_layernorm`).
+pub fn gguf_name(hf: &str, family: Family) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
@@ -954,9 +1070,15 @@ pub fn gguf_name(hf: &str) -> Option<String> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
     let (module, suffix) = rest.rsplit_once('.')?;
+    let sandwich = family == Family::Gemma3;
     let g = match module {
         "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" if sandwich => "post_attention_norm",
         "post_attention_layernorm" => "ffn_norm",
+        "pre_feedforward_layernorm" if sandwich => "ffn_norm",
+        "post_feedforward_layernorm" if sandwich => "post_ffw_norm",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "self_attn.q_proj" => "attn_q",
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
@@ -989,14 +1111,21 @@ pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_heads: usize) ->
 
 impl WeightSource for GgufWeights<'_> {
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>> {
-        let Some(g) = gguf_name(name) else {
+        let Some(g) = gguf_name(name, self.family) else {
             return Ok(None);
         };
-        let Some((info, data)) = self.file.read(&g)? else {
+        let Some((info, mut data)) = self.file.read(&g)? else {
             return Ok(None);
         };
+        if self.norms_plus_one && g.ends_with("norm.weight") {
+            // Exact for stored values in [0.5, 2] (Sterbenz), so `1 + w` is again the
+            // stored value bit for bit.
+            data.iter_mut().for_each(|v| *v -= 1.0);
+        }
         let shape = info.hf_shape();
-        let heads = if g.ends_with("attn_q.weight") || g.ends_with("attn_q.bias") {
+        let heads = if !self.permuted {
+            None
+        } else if g.ends_with("attn_q.weight") || g.ends_with("attn_q.bias") {
             Some(self.n_heads)
         } else if g.ends_with("attn_k.weight") || g.ends_with("attn_k.bias") {
             Some(self.n_kv_heads)
@@ -1057,6 +1186,28 @@ fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
                 y[j + 16] = (qs[j] >> 4) as f32 * d + m;
             }
         }
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            // Q5_0: d, qh, qs, values `q - 16`; Q5_1: d, m, qh, qs, values `q d + m`.
+            let d = f16_at(b, 0);
+            let (m, at) = match ty {
+                GgmlType::Q5_1 => (Some(f16_at(b, 2)), 4),
+                _ => (None, 2),
+            };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let qs = &b[at + 4..at + 20];
+            for j in 0..16 {
+                let hi0 = (((qh >> j) << 4) & 0x10) as u8;
+                let hi1 = ((qh >> (j + 12)) & 0x10) as u8;
+                let q0 = (qs[j] & 0xF) | hi0;
+                let q1 = (qs[j] >> 4) | hi1;
+                let value = |q: u8| match m {
+                    Some(m) => q as f32 * d + m,
+                    None => (q as i32 - 16) as f32 * d,
+                };
+                y[j] = value(q0);
+                y[j + 16] = value(q1);
+            }
+        }
         GgmlType::Q8_0 => {
             let d = f16_at(b, 0);
             for (j, q) in b[2..34].iter().enumerate() {
@@ -1078,6 +1229,28 @@ fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
                 for l in 0..32 {
                     out[l] = d1 * (q[l] & 0xF) as f32 - min1;
                     out[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+                }
+            }
+        }
+        GgmlType::Q5K => {
+            let d = f16_at(b, 0);
+            let dmin = f16_at(b, 2);
+            let scales = &b[4..16];
+            let qh = &b[16..48];
+            let qs = &b[48..176];
+            for chunk in 0..4 {
+                let ql = &qs[chunk * 32..chunk * 32 + 32];
+                let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+                let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+                let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+                let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+                // The fifth bits of this chunk's two halves: bits 2c and 2c+1 of qh.
+                let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
+                let high = |h: u8, u: u8| if h & u != 0 { 16 } else { 0 };
+                let out = &mut y[chunk * 64..chunk * 64 + 64];
+                for l in 0..32 {
+                    out[l] = d1 * ((ql[l] & 0xF) + high(qh[l], u1)) as f32 - min1;
+                    out[l + 32] = d2 * ((ql[l] >> 4) + high(qh[l], u2)) as f32 - min2;
                 }
             }
         }
@@ -1262,15 +1435,33 @@ mod tests {
 
     #[test]
     fn hf_names_map_to_gguf() {
+        let llama = |hf: &str| gguf_name(hf, Family::Llama);
+        let gemma = |hf: &str| gguf_name(hf, Family::Gemma3);
         assert_eq!(
-            gguf_name("model.layers.12.self_attn.o_proj.weight").unwrap(),
+            llama("model.layers.12.self_attn.o_proj.weight").unwrap(),
             "blk.12.attn_output.weight"
         );
         assert_eq!(
-            gguf_name("model.layers.0.post_attention_layernorm.weight").unwrap(),
+            llama("model.layers.0.post_attention_layernorm.weight").unwrap(),
             "blk.0.ffn_norm.weight"
         );
-        assert_eq!(gguf_name("lm_head.weight").unwrap(), "output.weight");
-        assert!(gguf_name("model.rotary.inv_freq").is_none());
+        assert_eq!(llama("lm_head.weight").unwrap(), "output.weight");
+        assert!(llama("model.rotary.inv_freq").is_none());
+        assert!(llama("model.layers.0.pre_feedforward_layernorm.weight").is_none());
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.k_norm.weight", Family::Qwen3).unwrap(),
+            "blk.3.attn_k_norm.weight"
+        );
+        // Gemma 3: the norm before the MLP is `ffn_norm`, not `post_attention_layernorm`.
+        for (hf, g) in [
+            ("post_attention_layernorm", "post_attention_norm"),
+            ("pre_feedforward_layernorm", "ffn_norm"),
+            ("post_feedforward_layernorm", "post_ffw_norm"),
+        ] {
+            assert_eq!(
+                gemma(&format!("model.layers.1.{hf}.weight")).unwrap(),
+                format!("blk.1.{g}.weight")
+            );
+        }
     }
 }

@@ -10,10 +10,11 @@
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::attention::{Attention, AttentionMask, LayerCache};
 use super::block::Block;
-use super::config::LlamaConfig;
+use super::config::{Activation, Family, LayerAttention, LlamaConfig};
 use super::error::{ModelError, Result};
 use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
@@ -38,6 +39,9 @@ pub struct Llama<B: Backend> {
     /// Rotary frequencies derived from the config.
     #[module(skip)]
     rope: Rope,
+    /// The local blocks' own rotary frequencies (Gemma 3), if any.
+    #[module(skip)]
+    local_rope: Option<Rope>,
 }
 
 /// Per-block key/value caches for incremental decoding.
@@ -65,10 +69,30 @@ pub struct BlockWeights<B: Backend> {
     pub input_layernorm: Tensor<B, 1>,
     /// `post_attention_layernorm.weight`.
     pub post_attention_layernorm: Tensor<B, 1>,
+    /// `self_attn.q_norm.weight`, `self_attn.k_norm.weight` (Qwen3, Gemma 3).
+    pub qk_norms: Option<[Tensor<B, 1>; 2]>,
+    /// `pre_feedforward_layernorm.weight`, `post_feedforward_layernorm.weight` (Gemma 3).
+    pub ffn_norms: Option<[Tensor<B, 1>; 2]>,
     /// q, k, v, o projections (weight, optional bias).
     pub attn: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 4],
     /// gate, up, down projections (weight, optional bias).
     pub mlp: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 3],
+    /// The block's window and rotary table.
+    pub layer: LayerAttention,
+}
+
+/// The weight of a norm of width `n` that scales by one: ones, or zeros where norms
+/// scale by `1 + w` (Gemma).
+fn unit_norm_weight<B: Backend>(
+    config: &LlamaConfig,
+    n: usize,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    if config.norm_unit_offset() {
+        Tensor::zeros([n], device)
+    } else {
+        Tensor::ones([n], device)
+    }
 }
 
 /// A linear layer from a burn-layout weight `[in, out]`.
@@ -84,8 +108,19 @@ impl<B: Backend> Block<B> {
     pub fn from_weights(config: &LlamaConfig, w: BlockWeights<B>) -> Self {
         let [q, k, v, o] = w.attn;
         let [gate, up, down] = w.mlp;
+        let eps = config.rms_norm_eps;
+        let offset = config.norm_unit_offset();
+        let norm = |t: Tensor<B, 1>| RmsNorm::from_weight(t, eps, offset);
+        let [q_norm, k_norm] = match w.qk_norms {
+            Some([qn, kn]) => [Some(norm(qn)), Some(norm(kn))],
+            None => [None, None],
+        };
+        let [pre_ffn, post_ffn] = match w.ffn_norms {
+            Some([pre, post]) => [Some(norm(pre)), Some(norm(post))],
+            None => [None, None],
+        };
         Block {
-            input_layernorm: RmsNorm::from_weight(w.input_layernorm, config.rms_norm_eps),
+            input_layernorm: norm(w.input_layernorm),
             self_attn: Attention {
                 q_proj: linear_from(q.0, q.1),
                 k_proj: linear_from(k.0, k.1),
@@ -94,50 +129,62 @@ impl<B: Backend> Block<B> {
                 num_heads: config.num_attention_heads,
                 num_kv_heads: config.num_key_value_heads(),
                 head_dim: config.head_dim(),
+                q_norm,
+                k_norm,
+                scale: config.attention_scale(),
+                sliding_window: w.layer.sliding_window,
+                local_rope: w.layer.local_rope,
             },
-            post_attention_layernorm: RmsNorm::from_weight(
-                w.post_attention_layernorm,
-                config.rms_norm_eps,
-            ),
+            post_attention_layernorm: norm(w.post_attention_layernorm),
+            pre_feedforward_layernorm: pre_ffn,
+            post_feedforward_layernorm: post_ffn,
             mlp: Mlp {
                 gate_proj: linear_from(gate.0, gate.1),
                 up_proj: linear_from(up.0, up.1),
                 down_proj: linear_from(down.0, down.1),
+                // validate() accepted the config, so its activation is known.
+                activation: config.activation().unwrap_or(Activation::Silu),
             },
         }
     }
 
-    /// A block with HF's default initialisation (normal(0, `std`) weights, zero
-    /// biases, unit norms), drawn from `rng`.
+    /// Block `index` of `config` with HF's default initialisation (normal(0, `std`)
+    /// weights, zero biases, norms that scale by one), drawn from `rng`.
     pub fn init_random(
         config: &LlamaConfig,
+        index: usize,
         std: f32,
         rng: &mut SplitMix64,
         device: &B::Device,
     ) -> Self {
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        let qd = config.num_attention_heads * config.head_dim();
-        let kvd = config.num_key_value_heads() * config.head_dim();
+        let d = config.head_dim();
+        let qd = config.num_attention_heads * d;
+        let kvd = config.num_key_value_heads() * d;
         let mut lin = |din: usize, dout: usize, bias: bool| {
             let w = rng.normal_tensor::<B>([din, dout], std, device);
             (w, bias.then(|| Tensor::zeros([dout], device)))
         };
-        let ab = config.attention_bias;
+        let [qb, kb, vb, ob] = config.attention_biases();
         let mb = config.mlp_bias;
         let attn = [
-            lin(h, qd, ab),
-            lin(h, kvd, ab),
-            lin(h, kvd, ab),
-            lin(qd, h, ab),
+            lin(h, qd, qb),
+            lin(h, kvd, kb),
+            lin(h, kvd, vb),
+            lin(qd, h, ob),
         ];
         let mlp = [lin(h, i, mb), lin(h, i, mb), lin(i, h, mb)];
+        let unit = |n: usize| unit_norm_weight(config, n, device);
         Block::from_weights(
             config,
             BlockWeights {
-                input_layernorm: Tensor::ones([h], device),
-                post_attention_layernorm: Tensor::ones([h], device),
+                input_layernorm: unit(h),
+                post_attention_layernorm: unit(h),
+                qk_norms: config.qk_norm().then(|| [unit(d), unit(d)]),
+                ffn_norms: config.sandwich_norms().then(|| [unit(h), unit(h)]),
                 attn,
                 mlp,
+                layer: config.layer_attention(index),
             },
         )
     }
@@ -153,17 +200,17 @@ impl<B: Backend> Llama<B> {
         norm: Tensor<B, 1>,
         lm_head: Option<Tensor<B, 2>>,
     ) -> Result<Self> {
-        let rope = Self::rope_for(&config)?;
-        let eps = config.rms_norm_eps;
+        let (rope, local_rope) = Self::ropes_for(&config)?;
         Ok(Llama {
             embed_tokens: Embedding {
                 weight: Param::from_tensor(embed_tokens),
             },
             blocks,
-            norm: RmsNorm::from_weight(norm, eps),
+            norm: RmsNorm::from_weight(norm, config.rms_norm_eps, config.norm_unit_offset()),
             lm_head: lm_head.map(|w| linear_from(w, None)),
             config,
             rope,
+            local_rope,
         })
     }
 
@@ -181,37 +228,91 @@ impl<B: Backend> Llama<B> {
         let mut rng = SplitMix64::new(seed);
         let embed = rng.normal_tensor::<B>([config.vocab_size, config.hidden_size], std, device);
         let blocks = (0..config.num_hidden_layers)
-            .map(|_| Block::init_random(config, std, &mut rng, device))
+            .map(|i| Block::init_random(config, i, std, &mut rng, device))
             .collect();
         let lm_head = (!config.tie_word_embeddings)
             .then(|| rng.normal_tensor::<B>([config.hidden_size, config.vocab_size], std, device));
-        Self::from_parts(
-            config.clone(),
-            embed,
-            blocks,
-            Tensor::ones([config.hidden_size], device),
-            lm_head,
-        )
+        let norm = unit_norm_weight(config, config.hidden_size, device);
+        Self::from_parts(config.clone(), embed, blocks, norm, lm_head)
     }
 
-    fn rope_for(config: &LlamaConfig) -> Result<Rope> {
+    fn ropes_for(config: &LlamaConfig) -> Result<(Rope, Option<Rope>)> {
         let settings = config.rope().map_err(ModelError::Unsupported)?;
-        Ok(Rope::new(config.head_dim(), settings))
+        let local = config.local_rope().map_err(ModelError::Unsupported)?;
+        let d = config.head_dim();
+        Ok((Rope::new(d, settings), local.map(|l| Rope::new(d, l))))
     }
 
-    /// The config, with `num_hidden_layers` equal to the current number of blocks.
+    /// The config, with `num_hidden_layers` equal to the current number of blocks (and,
+    /// for Gemma 3, `layer_types` read from the blocks, which carry their own kind).
     pub fn config(&self) -> LlamaConfig {
         let mut c = self.config.clone();
-        c.num_hidden_layers = self.blocks.len();
+        c.set_num_hidden_layers(self.blocks.len());
+        if c.family() == Ok(Family::Gemma3) {
+            let sliding: Vec<bool> = self
+                .blocks
+                .iter()
+                .map(|b| b.self_attn.sliding_window.is_some())
+                .collect();
+            c.set_layer_types(&sliding);
+        }
         c
     }
 
     /// Replace the config's metadata (ids, dtype, extra keys). Shapes must stay
-    /// compatible; rotary settings are re-derived.
+    /// compatible; rotary settings and each block's window and score scale are
+    /// re-derived.
     pub fn set_config(&mut self, config: LlamaConfig) -> Result<()> {
-        self.rope = Self::rope_for(&config)?;
+        (self.rope, self.local_rope) = Self::ropes_for(&config)?;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            let layer = config.layer_attention(i);
+            let attn = &mut block.self_attn;
+            attn.sliding_window = layer.sliding_window;
+            attn.local_rope = layer.local_rope;
+            attn.scale = config.attention_scale();
+        }
         self.config = config;
         Ok(())
+    }
+
+    /// The sliding attention window of the blocks that slide, if any (see
+    /// [`LlamaConfig::sliding_window`]); explicit masks should include it, built with
+    /// [`Llama::mask_for`].
+    pub fn sliding_window(&self) -> Option<usize> {
+        self.blocks.iter().find_map(|b| b.self_attn.sliding_window)
+    }
+
+    /// The explicit mask for this model from a rule built for a given window
+    /// (`build(window)`, e.g. [`AttentionMask::padded_window`]): the rule for the
+    /// blocks' window when they all share one, else (Gemma 3's local and global blocks)
+    /// one rule per kind of block ([`AttentionMask::PerWindow`]).
+    pub fn mask_for(
+        &self,
+        build: impl Fn(Option<usize>) -> Result<AttentionMask<B>>,
+    ) -> Result<AttentionMask<B>> {
+        let mut windows: Vec<Option<usize>> = self
+            .blocks
+            .iter()
+            .map(|b| b.self_attn.sliding_window)
+            .collect();
+        windows.sort_unstable();
+        windows.dedup();
+        match windows[..] {
+            [] => build(None),
+            [w] => build(w),
+            [None, Some(w)] => match (build(None)?, build(Some(w))?) {
+                (AttentionMask::Explicit(full), AttentionMask::Explicit(sliding)) => {
+                    Ok(AttentionMask::PerWindow { full, sliding })
+                }
+                _ => Err(ModelError::Input(
+                    "a mask for blocks of two kinds needs an explicit rule for each".into(),
+                )),
+            },
+            _ => Err(ModelError::Unsupported(format!(
+                "blocks with {} different sliding windows ({windows:?}); one window besides full attention is supported",
+                windows.len()
+            ))),
+        }
     }
 
     /// The device the weights live on.
@@ -238,17 +339,45 @@ impl<B: Backend> Llama<B> {
             self.config.num_attention_heads,
             self.config.num_key_value_heads(),
         ];
-        self.rope.tables_at(rows, &heads, &self.device())
+        let device = self.device();
+        let tables = self.rope.tables_at(rows, &heads, false, &device);
+        match &self.local_rope {
+            Some(local) => tables.merge(local.tables_at(rows, &heads, true, &device)),
+            None => tables,
+        }
     }
 
-    /// Token embeddings `[batch, seq, hidden]` (`x_0` of the residual stream).
+    /// Token embeddings `[batch, seq, hidden]` (`x_0` of the residual stream), scaled by
+    /// the family's factor (Gemma 3: `sqrt(hidden_size)`, rounded to the embedding's
+    /// dtype and applied in it, as transformers does).
     pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        super::precision::to_compute(self.embed_tokens.forward(tokens))
+        let x = self.embed_tokens.forward(tokens);
+        let x = match self.config.embedding_scale() {
+            Some(scale) => {
+                let scale = match x.dtype() {
+                    DType::BF16 => half::bf16::from_f64(scale).to_f64(),
+                    DType::F16 => half::f16::from_f64(scale).to_f64(),
+                    _ => scale as f32 as f64,
+                };
+                x.mul_scalar(scale)
+            }
+            None => x,
+        };
+        super::precision::to_compute(x)
     }
 
-    /// Final norm then output projection: residual stream -> logits `[batch, seq, vocab]`.
+    /// Final norm then output projection: residual stream -> logits `[batch, seq, vocab]`,
+    /// soft-capped where the config says (`final_logit_softcapping`).
     pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.norm.forward(x);
+        let logits = self.project(self.norm.forward(x));
+        match self.config.final_logit_softcapping() {
+            Some(cap) => logits.div_scalar(cap).tanh().mul_scalar(cap),
+            None => logits,
+        }
+    }
+
+    /// The output projection of normed states.
+    fn project(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
             Some(lm_head) => {
                 let w = lm_head.weight.val();

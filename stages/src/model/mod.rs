@@ -1,6 +1,7 @@
 //! The model core: a Llama-family decoder in burn and its file formats.
 //!
-//! - [`config`]: [`LlamaConfig`], HF `config.json` with HF field names.
+//! - [`config`]: [`LlamaConfig`], HF `config.json` with HF field names, and its
+//!   [`Family`] (Llama, Mistral, Qwen2): per-family differences as config data.
 //! - [`llama`]: [`Llama`] (embedding, `blocks`, norm, `lm_head`), [`KvCache`], seeded init.
 //! - [`block`], [`attention`], [`mlp`], [`rms_norm`], [`rope`]: the pieces of a block;
 //!   [`token_linear`]: their linear layers as one 2-D product over all tokens.
@@ -43,7 +44,7 @@ pub mod weights;
 pub use attention::{AttentionMask, LayerCache};
 pub use block::Block;
 pub use chat::{ChatMessage, ChatTemplate};
-pub use config::{LlamaConfig, RopeScaling, RopeSettings, TokenIds};
+pub use config::{Family, LlamaConfig, RopeScaling, RopeSettings, TokenIds};
 pub use device::{Cpu, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Perplexity, generate, perplexity, token_logprobs};

@@ -9,7 +9,9 @@
 //! [`Rope`] holds the inverse frequencies (with `linear`/`llama3` scaling applied, as in
 //! transformers' `ROPE_INIT_FUNCTIONS`); [`Rope::tables`] builds `cos`/`sin` for a range
 //! of positions. Frequencies and angles are computed in f32 the way transformers does,
-//! so phases agree bit for bit on ordinary positions.
+//! so phases agree bit for bit on ordinary positions. A model with two rotary tables
+//! (Gemma 3: global and local blocks have their own base) merges both into one
+//! [`RopeTables`] ([`RopeTables::merge`]); each block picks its own.
 
 use burn::prelude::*;
 
@@ -30,9 +32,9 @@ pub struct Rope {
 #[derive(Debug, Clone)]
 pub struct RopeTables<B: Backend> {
     len: usize,
-    /// `(heads, cos, sin)`, cos/sin repeated over both halves of each head and over
-    /// heads.
-    by_heads: Vec<(usize, Tensor<B, 2>, Tensor<B, 2>)>,
+    /// `(local, heads, cos, sin)`, cos/sin repeated over both halves of each head and
+    /// over heads; `local` marks the tables of the local rotary frequencies.
+    by_heads: Vec<(bool, usize, Tensor<B, 2>, Tensor<B, 2>)>,
 }
 
 impl Rope {
@@ -86,10 +88,13 @@ impl Rope {
     /// `cos`/`sin` tables for explicit positions, for activations with each of the given
     /// head counts (e.g. query heads and key/value heads): one row of positions per
     /// batch row (all of the same length), or a single row shared by the whole batch.
+    /// `local` marks them as the tables of blocks with [`Attention::local_rope`](
+    /// super::attention::Attention::local_rope).
     pub fn tables_at<B: Backend>(
         &self,
         rows: &[Vec<usize>],
         head_counts: &[usize],
+        local: bool,
         device: &B::Device,
     ) -> RopeTables<B> {
         let len = rows.first().map_or(0, Vec::len);
@@ -113,9 +118,9 @@ impl Rope {
             sin.extend_from_slice(&row_sin);
             sin.extend_from_slice(&row_sin);
         }
-        let mut by_heads: Vec<(usize, Tensor<B, 2>, Tensor<B, 2>)> = Vec::new();
+        let mut by_heads: Vec<(bool, usize, Tensor<B, 2>, Tensor<B, 2>)> = Vec::new();
         for &heads in head_counts {
-            if by_heads.iter().any(|(h, _, _)| *h == heads) {
+            if by_heads.iter().any(|(_, h, _, _)| *h == heads) {
                 continue;
             }
             let expand = |table: &[f32]| {
@@ -128,23 +133,31 @@ impl Rope {
                 let shape = [rows.len(), len * heads * self.head_dim];
                 Tensor::from_data(TensorData::new(flat, shape), device)
             };
-            by_heads.push((heads, expand(&cos), expand(&sin)));
+            by_heads.push((local, heads, expand(&cos), expand(&sin)));
         }
         RopeTables { len, by_heads }
     }
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// Rotate `x` of shape `[batch, seq, heads, head_dim]` (seq must match the tables,
-    /// and the tables must have been built for this head count).
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// These tables plus `other`'s (the same positions, other frequencies).
+    pub fn merge(mut self, other: RopeTables<B>) -> Self {
+        debug_assert_eq!(self.len, other.len, "merged rope tables of other lengths");
+        self.by_heads.extend(other.by_heads);
+        self
+    }
+
+    /// Rotate `x` of shape `[batch, seq, heads, head_dim]` with the global or the
+    /// `local` frequencies (seq must match the tables, and the tables must have been
+    /// built for this head count and kind).
+    pub fn apply(&self, x: Tensor<B, 4>, local: bool) -> Tensor<B, 4> {
         let [b, t, h, d] = x.dims();
         debug_assert_eq!(t, self.len, "rope tables cover {} positions", self.len);
-        let (_, cos, sin) = self
+        let (_, _, cos, sin) = self
             .by_heads
             .iter()
-            .find(|(heads, _, _)| *heads == h)
-            .unwrap_or_else(|| panic!("rope tables were not built for {h} heads"));
+            .find(|(l, heads, _, _)| *l == local && *heads == h)
+            .unwrap_or_else(|| panic!("rope tables were not built for {h} heads (local: {local})"));
         let half = d / 2;
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);

@@ -23,7 +23,7 @@ const OUTPUT_PROJECTIONS: [&str; 4] = [
 ];
 
 /// Block tensor suffixes in the order transformers registers the modules.
-const BLOCK_ORDER: [&str; 16] = [
+const BLOCK_ORDER: [&str; 20] = [
     "self_attn.q_proj.weight",
     "self_attn.q_proj.bias",
     "self_attn.k_proj.weight",
@@ -32,6 +32,8 @@ const BLOCK_ORDER: [&str; 16] = [
     "self_attn.v_proj.bias",
     "self_attn.o_proj.weight",
     "self_attn.o_proj.bias",
+    "self_attn.q_norm.weight",
+    "self_attn.k_norm.weight",
     "mlp.gate_proj.weight",
     "mlp.gate_proj.bias",
     "mlp.up_proj.weight",
@@ -40,6 +42,8 @@ const BLOCK_ORDER: [&str; 16] = [
     "mlp.down_proj.bias",
     "input_layernorm.weight",
     "post_attention_layernorm.weight",
+    "pre_feedforward_layernorm.weight",
+    "post_feedforward_layernorm.weight",
 ];
 
 /// The full name of block `index`'s tensor `suffix`.
@@ -62,13 +66,15 @@ pub fn is_output_projection(suffix: &str) -> bool {
     OUTPUT_PROJECTIONS.contains(&suffix)
 }
 
-/// The block tensors (suffix, HF shape) `config` implies, biases included where the
-/// config enables them.
+/// The block tensors (suffix, HF shape) `config` implies, biases and norms included
+/// where the config (and its family: Qwen2's q/k/v biases, Qwen3's and Gemma 3's q/k
+/// norms, Gemma 3's sandwich norms) enables them.
 pub fn expected_block_tensors(config: &LlamaConfig) -> Vec<(&'static str, Vec<usize>)> {
     let h = config.hidden_size;
     let inter = config.intermediate_size;
     let qd = config.num_attention_heads * config.head_dim();
     let kvd = config.num_key_value_heads() * config.head_dim();
+    let [qb, kb, vb, ob] = config.attention_biases();
     let mut out = Vec::with_capacity(16);
     let linears: [(&str, &str, usize, usize, bool); 7] = [
         (
@@ -76,28 +82,28 @@ pub fn expected_block_tensors(config: &LlamaConfig) -> Vec<(&'static str, Vec<us
             "self_attn.q_proj.bias",
             qd,
             h,
-            config.attention_bias,
+            qb,
         ),
         (
             "self_attn.k_proj.weight",
             "self_attn.k_proj.bias",
             kvd,
             h,
-            config.attention_bias,
+            kb,
         ),
         (
             "self_attn.v_proj.weight",
             "self_attn.v_proj.bias",
             kvd,
             h,
-            config.attention_bias,
+            vb,
         ),
         (
             "self_attn.o_proj.weight",
             "self_attn.o_proj.bias",
             h,
             qd,
-            config.attention_bias,
+            ob,
         ),
         (
             "mlp.gate_proj.weight",
@@ -127,8 +133,17 @@ pub fn expected_block_tensors(config: &LlamaConfig) -> Vec<(&'static str, Vec<us
             out.push((bias, vec![rows]));
         }
     }
+    if config.qk_norm() {
+        let d = config.head_dim();
+        out.push(("self_attn.q_norm.weight", vec![d]));
+        out.push(("self_attn.k_norm.weight", vec![d]));
+    }
     out.push(("input_layernorm.weight", vec![h]));
     out.push(("post_attention_layernorm.weight", vec![h]));
+    if config.sandwich_norms() {
+        out.push(("pre_feedforward_layernorm.weight", vec![h]));
+        out.push(("post_feedforward_layernorm.weight", vec![h]));
+    }
     out
 }
 

@@ -204,7 +204,7 @@ impl Tokenizer {
     ) -> Result<String> {
         let template = self.chat_template.as_ref().ok_or_else(|| ModelError::Tokenizer {
             path: self.path.clone(),
-            message: "no recognised chat template (tokenizer_config.json has none, or not ChatML / Llama 2 / Llama 3); pass one by name".into(),
+            message: "no recognised chat template (tokenizer_config.json has none, or not ChatML / Llama 2 / Mistral / Llama 3 / Gemma); pass one by name".into(),
         })?;
         template.render(
             messages,

@@ -266,23 +266,43 @@ pub fn build_llama_except<B: Backend>(
         } else {
             &l
         };
-        let ab = config.attention_bias;
+        let [qb, kb, vb, ob] = config.attention_biases();
         let mb = config.mlp_bias;
+        let d = config.head_dim();
+        let pair = |a: &str, b: &str, len: usize| -> Result<[Tensor<B, 1>; 2]> {
+            Ok([
+                l.vector(&format!("{p}.{a}.weight"), len)?,
+                l.vector(&format!("{p}.{b}.weight"), len)?,
+            ])
+        };
         let w = BlockWeights {
             input_layernorm: l.vector(&format!("{p}.input_layernorm.weight"), h)?,
             post_attention_layernorm: l
                 .vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            qk_norms: match config.qk_norm() {
+                true => Some(pair("self_attn.q_norm", "self_attn.k_norm", d)?),
+                false => None,
+            },
+            ffn_norms: match config.sandwich_norms() {
+                true => Some(pair(
+                    "pre_feedforward_layernorm",
+                    "post_feedforward_layernorm",
+                    h,
+                )?),
+                false => None,
+            },
             attn: [
-                l.linear(&format!("{p}.self_attn.q_proj"), h, qd, ab)?,
-                l.linear(&format!("{p}.self_attn.k_proj"), h, kvd, ab)?,
-                l.linear(&format!("{p}.self_attn.v_proj"), h, kvd, ab)?,
-                l.linear(&format!("{p}.self_attn.o_proj"), qd, h, ab)?,
+                l.linear(&format!("{p}.self_attn.q_proj"), h, qd, qb)?,
+                l.linear(&format!("{p}.self_attn.k_proj"), h, kvd, kb)?,
+                l.linear(&format!("{p}.self_attn.v_proj"), h, kvd, vb)?,
+                l.linear(&format!("{p}.self_attn.o_proj"), qd, h, ob)?,
             ],
             mlp: [
                 l.linear(&format!("{p}.mlp.gate_proj"), h, inter, mb)?,
                 l.linear(&format!("{p}.mlp.up_proj"), h, inter, mb)?,
                 l.linear(&format!("{p}.mlp.down_proj"), inter, h, mb)?,
             ],
+            layer: config.layer_attention(i),
         };
         blocks.push(super::block::Block::from_weights(&config, w));
     }
@@ -351,6 +371,18 @@ pub fn hf_tensors<B: Backend>(model: &Llama<B>) -> Vec<(String, NamedTensor<B>)>
         ));
         let a = &b.self_attn;
         let m = &b.mlp;
+        let norms = [
+            ("self_attn.q_norm", &a.q_norm),
+            ("self_attn.k_norm", &a.k_norm),
+        ];
+        for (name, norm) in norms {
+            if let Some(n) = norm {
+                out.push((
+                    format!("{p}.{name}.weight"),
+                    NamedTensor::Vector(n.weight.val()),
+                ));
+            }
+        }
         let linears = [
             ("self_attn.q_proj", &a.q_proj),
             ("self_attn.k_proj", &a.k_proj),
@@ -369,10 +401,28 @@ pub fn hf_tensors<B: Backend>(model: &Llama<B>) -> Vec<(String, NamedTensor<B>)>
                 out.push((format!("{p}.{name}.bias"), NamedTensor::Vector(bias.val())));
             }
         }
-        out.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            NamedTensor::Vector(b.post_attention_layernorm.weight.val()),
-        ));
+        let norms = [
+            (
+                "post_attention_layernorm",
+                Some(&b.post_attention_layernorm),
+            ),
+            (
+                "pre_feedforward_layernorm",
+                b.pre_feedforward_layernorm.as_ref(),
+            ),
+            (
+                "post_feedforward_layernorm",
+                b.post_feedforward_layernorm.as_ref(),
+            ),
+        ];
+        for (name, norm) in norms {
+            if let Some(n) = norm {
+                out.push((
+                    format!("{p}.{name}.weight"),
+                    NamedTensor::Vector(n.weight.val()),
+                ));
+            }
+        }
     }
     out.push((
         "model.norm.weight".to_string(),

@@ -144,7 +144,12 @@ fn recipe(ckpt: &SafetensorsCheckpoint, planned: &PlannedBlock, suffix: &str) ->
 /// (`layer_types`) following the plan, and the storage dtype recorded when it was not.
 fn output_config(source: &LlamaConfig, plan: &LayerPlan, stored: Option<Dtype>) -> LlamaConfig {
     let mut config = source.clone();
-    config.num_hidden_layers = plan.len();
+    // Gemma 3's interleaving may be spelled as `sliding_window_pattern`; written out
+    // per block it follows the plan like any `layer_types`.
+    if source.mixed_layers() {
+        config.set_layer_types(&source.sliding_layers());
+    }
+    config.set_num_hidden_layers(plan.len());
     if let Some(Value::Array(per_layer)) = config.extra.get("layer_types").cloned()
         && per_layer.len() == plan.source_blocks
     {

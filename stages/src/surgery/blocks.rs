@@ -1,5 +1,6 @@
 //! Block arithmetic on top of the model core's public fields: element-wise means of
-//! blocks ([`mean_block`], every tensor including norms and biases), zeroing a block's
+//! blocks ([`mean_block`], every tensor including norms — q/k and sandwich norms too —
+//! and biases), zeroing a block's
 //! output projections ([`zero_outputs`]) and applying a whole [`LayerPlan`] to a model
 //! ([`apply_plan`]).
 //!
@@ -11,6 +12,7 @@ use burn::prelude::*;
 
 use super::error::{Result, SurgeryError};
 use super::plan::{BlockSource, LayerPlan};
+use crate::model::config::LayerAttention;
 use crate::model::llama::BlockWeights;
 use crate::model::{Block, Llama, LlamaConfig};
 
@@ -24,9 +26,23 @@ fn linear<B: Backend>(l: &Linear<B>) -> LinearWeights<B> {
 pub fn block_weights<B: Backend>(block: &Block<B>) -> BlockWeights<B> {
     let a = &block.self_attn;
     let m = &block.mlp;
+    let norm = |n: &Option<crate::model::rms_norm::RmsNorm<B>>| n.as_ref().map(|n| n.weight.val());
+    let pair = |a, b| match (norm(a), norm(b)) {
+        (Some(a), Some(b)) => Some([a, b]),
+        _ => None,
+    };
     BlockWeights {
         input_layernorm: block.input_layernorm.weight.val(),
         post_attention_layernorm: block.post_attention_layernorm.weight.val(),
+        qk_norms: pair(&a.q_norm, &a.k_norm),
+        ffn_norms: pair(
+            &block.pre_feedforward_layernorm,
+            &block.post_feedforward_layernorm,
+        ),
+        layer: LayerAttention {
+            sliding_window: a.sliding_window,
+            local_rope: a.local_rope,
+        },
         attn: [
             linear(&a.q_proj),
             linear(&a.k_proj),
@@ -72,13 +88,20 @@ pub fn mean_block<B: Backend>(config: &LlamaConfig, blocks: &[&Block<B>]) -> Res
         ));
     }
     let ws: Vec<BlockWeights<B>> = blocks.iter().map(|b| block_weights(b)).collect();
+    // The mean block attends like the first of its sources (its window, its rotary
+    // table).
+    let layer = ws[0].layer;
     let mut in_norm = Vec::new();
     let mut post_norm = Vec::new();
+    let mut qk: Vec<[Tensor<B, 1>; 2]> = Vec::new();
+    let mut ffn: Vec<[Tensor<B, 1>; 2]> = Vec::new();
     let mut attn: [Vec<LinearWeights<B>>; 4] = Default::default();
     let mut mlp: [Vec<LinearWeights<B>>; 3] = Default::default();
     for w in ws {
         in_norm.push(w.input_layernorm);
         post_norm.push(w.post_attention_layernorm);
+        qk.extend(w.qk_norms);
+        ffn.extend(w.ffn_norms);
         for (acc, l) in attn.iter_mut().zip(w.attn) {
             acc.push(l);
         }
@@ -91,10 +114,25 @@ pub fn mean_block<B: Backend>(config: &LlamaConfig, blocks: &[&Block<B>]) -> Res
         BlockWeights {
             input_layernorm: mean_of(in_norm),
             post_attention_layernorm: mean_of(post_norm),
+            qk_norms: mean_pairs(qk, blocks.len()),
+            ffn_norms: mean_pairs(ffn, blocks.len()),
             attn: attn.map(mean_linear),
             mlp: mlp.map(mean_linear),
+            layer,
         },
     ))
+}
+
+/// The element-wise means of optional norm pairs, when every block has them.
+fn mean_pairs<B: Backend>(
+    pairs: Vec<[Tensor<B, 1>; 2]>,
+    blocks: usize,
+) -> Option<[Tensor<B, 1>; 2]> {
+    if pairs.len() != blocks || pairs.is_empty() {
+        return None;
+    }
+    let (a, b): (Vec<_>, Vec<_>) = pairs.into_iter().map(|[a, b]| (a, b)).unzip();
+    Some([mean_of(a), mean_of(b)])
 }
 
 fn zero_linear<B: Backend>(l: &mut Linear<B>) {

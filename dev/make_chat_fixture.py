@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Regenerate stages/tests/fixtures/chat_templates.json: conversations rendered by
+transformers' `apply_chat_template` (its Jinja sandbox) with the chat templates the
+families ship (Qwen2.5's ChatML with a default system prompt, Gemma 3's turns, Mistral
+v0.1's and v0.2's [INST], SmolLM2's ChatML), the reference stages/tests/model_families.rs
+checks slayer's Rust renderer (stages/src/model/chat.rs) against. A conversation a
+template refuses (roles that do not alternate, a system turn for Mistral) is recorded
+with `"error": true`; slayer must refuse it too.
+
+Usage: python3 dev/make_chat_fixture.py   (needs: pip install transformers tokenizers)
+"""
+import json
+import os
+
+from transformers import PreTrainedTokenizerFast
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "stages", "tests", "fixtures")
+OUT = os.path.join(FIXTURES, "chat_templates.json")
+
+# Qwen/Qwen2.5-*-Instruct tokenizer_config.json `chat_template`.
+QWEN25 = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
+# google/gemma-3-*-it tokenizer_config.json `chat_template`.
+GEMMA3 = r"""{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"""
+
+# mistralai/Mistral-7B-Instruct-v0.1 and -v0.2.
+MISTRAL_V01 = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+MISTRAL_V02 = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+
+# HuggingFaceTB/SmolLM2-*-Instruct.
+SMOLLM2 = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+
+TEMPLATES = {
+    "qwen2.5": (QWEN25, None, "<|im_end|>"),
+    "gemma3": (GEMMA3, "<bos>", "<eos>"),
+    "mistral-v0.1": (MISTRAL_V01, "<s>", "</s>"),
+    "mistral-v0.2": (MISTRAL_V02, "<s>", "</s>"),
+    "smollm2": (SMOLLM2, None, "<|im_end|>"),
+}
+
+CONVERSATIONS = [
+    ([{"role": "user", "content": "Hi there"}], True),
+    ([{"role": "system", "content": "Be brief."},
+      {"role": "user", "content": "What is 2+2?"},
+      {"role": "assistant", "content": " 4 "},
+      {"role": "user", "content": "And 3+3?"}], True),
+    ([{"role": "user", "content": "Hello"},
+      {"role": "assistant", "content": "Hi! How can I help?"}], False),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], True),
+]
+
+
+def main():
+    cases = []
+    for name, (template, bos, eos) in TEMPLATES.items():
+        tok = PreTrainedTokenizerFast(
+            tokenizer_file=os.path.join(FIXTURES, "eval", "byte_tokenizer.json"),
+            bos_token=bos, eos_token=eos)
+        tok.chat_template = template
+        for messages, agp in CONVERSATIONS:
+            case = {"template": name, "jinja": template, "bos": bos or "",
+                    "messages": messages, "add_generation_prompt": agp}
+            try:
+                case["text"] = tok.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=agp)
+            except Exception:  # the template's raise_exception
+                case["error"] = True
+            cases.append(case)
+    with open(OUT, "w") as f:
+        json.dump(cases, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(len(cases), "cases written to", OUT)
+
+
+if __name__ == "__main__":
+    main()
