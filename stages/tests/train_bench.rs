@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use slayer_engine::stage::{Logger, Progress};
 use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
 use slayer_stages::train::data_loader::write_packed;
+use slayer_stages::train::ranks::RankProgram;
 use slayer_stages::train::{Mode, Precision, TrainJob, TrainParams, Trainable, run_training};
 
 /// SmolLM2-135M's config.json shape.
@@ -158,6 +159,7 @@ fn train_throughput_smollm2_135m() {
         device,
         progress: Progress::hidden(),
         log: Logger::discard(),
+        rank_program: RankProgram::slayer(),
     };
     let mut times = Vec::new();
     let summary = run_training(&job, &mut |row| {
