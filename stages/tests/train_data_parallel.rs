@@ -1,5 +1,5 @@
 //! Data-parallel training on CPU ranks (issue 23), through the real launcher: `mpirun`
-//! runs this test binary's ignored [`rank_entry`] as each rank.
+//! runs this test binary's ignored `rank_entry` (from `train_support`) as each rank.
 //!
 //! - 2 ranks x 1 thread reach the parameters of 1 process x 1 thread with the same
 //!   global batch (8) and micro-batch (2) exactly (the issue asks for 1e-6), for CPT
@@ -18,40 +18,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod train_support;
-use train_support::{as_f32, data_dir, job, model_dir, params, tensors};
+use train_support::{as_f32, data_dir, job, model_dir, params, tensors, this_binary};
 
-use slayer_stages::train::ranks::{
-    JOIN_TIMEOUT_ENV, RANK_JOB_ENV, RankJob, RankProgram, RankReport, mpirun, run_rank_from_env,
+use slayer_engine::stage::{Stage, Typed};
+use slayer_stages::train::ranks::{JOIN_TIMEOUT_ENV, RANK_JOB_ENV, RankJob, RankReport, mpirun};
+use slayer_stages::train::{
+    Mode, TrainError, TrainJob, TrainParams, TrainStage, Trainable, run_training,
 };
-use slayer_stages::train::{Mode, TrainError, TrainJob, TrainParams, Trainable, run_training};
-
-/// One rank, when mpirun (or a test) starts this binary with a job; nothing otherwise.
-#[test]
-#[ignore = "the rank program of the data-parallel tests"]
-fn rank_entry() {
-    if std::env::var_os(RANK_JOB_ENV).is_none() {
-        return;
-    }
-    if let Err(e) = run_rank_from_env() {
-        eprintln!("rank failed: {e}");
-        std::process::exit(1);
-    }
-}
-
-fn this_binary() -> RankProgram {
-    RankProgram {
-        program: std::env::current_exe().unwrap(),
-        args: [
-            "rank_entry",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ]
-        .map(String::from)
-        .to_vec(),
-    }
-}
 
 fn dp_job(root: &Path, name: &str, p: TrainParams) -> TrainJob {
     let mut j = job(root, name, p);
@@ -247,6 +220,13 @@ fn killed_rank_fails_clearly_and_resumes_with_two_or_one_rank() {
             s.ranks
         );
     }
+}
+
+/// `ranks` is a placement parameter: changing it keeps the fingerprint, hence the
+/// scratch dir and its checkpoints, so a stage resumes with another world size.
+#[test]
+fn ranks_is_a_placement_parameter_of_the_stage() {
+    assert_eq!(Typed(TrainStage).placement_params(), ["ranks"]);
 }
 
 /// A rank job file for the error tests.

@@ -139,8 +139,9 @@ pub struct TrainParams {
 fn default_ranks() -> usize {
     1
 }
-// Left out of the canonical parameters when 1, so single-process stages keep the
-// fingerprints they had before `ranks` existed.
+// Left out of the canonical parameters when 1: the records of single-process runs read as
+// they did before `ranks` existed. (It never enters the fingerprint: it is a placement
+// parameter of the stage.)
 fn is_one(n: &usize) -> bool {
     *n == 1
 }

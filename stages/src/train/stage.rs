@@ -58,6 +58,11 @@ impl TypedStage for TrainStage {
         0
     }
 
+    // How many processes share the work; with an explicit `micro_batch` the result is
+    // bit-identical for any number of ranks (docs/data-parallel.md), so a run resumes
+    // from its checkpoints after `ranks` changes.
+    const PLACEMENT_PARAMS: &'static [&'static str] = &["ranks"];
+
     fn run(&self, params: TrainParams, ctx: &StageContext) -> Result<Metrics, StageError> {
         let device: DeviceSpec = ctx.device.parse().map_err(StageError::other)?;
         let model_dir = ctx.input("model")?.single("model")?.to_path_buf();

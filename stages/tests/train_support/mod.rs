@@ -1,6 +1,7 @@
 //! Helpers shared by the `train_*` tests: a tiny random Llama with `trainable.json`, a
-//! memorisable packed corpus with SFT masks, a [`TrainJob`] in a temp dir, and reading
-//! safetensors back.
+//! memorisable packed corpus with SFT masks, a [`TrainJob`] in a temp dir, reading
+//! safetensors back, and the rank program of data-parallel runs (the ignored test
+//! [`rank_entry`] of whichever test binary includes this module).
 
 #![allow(dead_code)]
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use slayer_engine::stage::{Logger, Progress};
 use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
 use slayer_stages::train::data_loader::write_packed;
-use slayer_stages::train::ranks::RankProgram;
+use slayer_stages::train::ranks::{RANK_JOB_ENV, RankProgram, run_rank_from_env};
 use slayer_stages::train::{Mode, TrainJob, TrainParams, Trainable};
 
 pub fn tiny_config() -> LlamaConfig {
@@ -98,4 +99,35 @@ pub fn as_f32(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
+}
+
+/// One rank, when mpirun (or a test) starts this binary with a job; nothing otherwise.
+#[test]
+#[ignore = "the rank program of data-parallel runs"]
+fn rank_entry() {
+    if std::env::var_os(RANK_JOB_ENV).is_none() {
+        return;
+    }
+    // As `slayer`'s main does (a no-op without mimalloc as the global allocator).
+    slayer_stages::alloc::keep_freed_memory();
+    if let Err(e) = run_rank_from_env() {
+        eprintln!("rank failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// This test binary running only [`rank_entry`].
+pub fn this_binary() -> RankProgram {
+    RankProgram {
+        program: std::env::current_exe().expect("the test binary's path"),
+        args: [
+            "train_support::rank_entry",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
 }
