@@ -132,18 +132,13 @@ pub struct TrainParams {
     /// threads). Each reads `batch_size / ranks` sequences of every step; gradients are
     /// summed across ranks once per step. Under `srun`/`mpirun` it must equal the number
     /// of tasks.
-    #[serde(default = "default_ranks", skip_serializing_if = "is_one")]
+    #[serde(default = "default_ranks")]
     pub ranks: usize,
 }
 
+// Not part of the fingerprint: a placement parameter of the stage (`TrainStage`).
 fn default_ranks() -> usize {
     1
-}
-// Left out of the canonical parameters when 1: the records of single-process runs read as
-// they did before `ranks` existed. (It never enters the fingerprint: it is a placement
-// parameter of the stage.)
-fn is_one(n: &usize) -> bool {
-    *n == 1
 }
 
 fn default_trainable() -> Trainable {
@@ -372,11 +367,11 @@ mod tests {
     }
 
     #[test]
-    fn ranks_default_is_left_out_of_the_canonical_params() {
+    fn ranks_defaults_to_one() {
         let p = parse(serde_json::json!({"mode": "cpt"})).unwrap();
         assert_eq!(p.ranks, 1);
-        assert!(serde_json::to_value(&p).unwrap().get("ranks").is_none());
         let p = parse(serde_json::json!({"mode": "cpt", "ranks": 2})).unwrap();
         assert_eq!(serde_json::to_value(&p).unwrap()["ranks"], 2);
+        assert!(parse(serde_json::json!({"mode": "cpt", "ranks": -1})).is_err());
     }
 }
