@@ -129,6 +129,11 @@ fn two_ranks_match_one_rank_for_cpt_and_sft() {
             [40, 40]
         );
         assert_ne!(reports[0].pid, reports[1].pid);
+        assert_eq!(
+            reports.iter().map(|r| r.threads).collect::<Vec<_>>(),
+            [1, 1],
+            "2 ranks split the 2 threads"
+        );
     }
 }
 

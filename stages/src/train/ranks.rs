@@ -169,6 +169,8 @@ pub struct RankReport {
     pub world: usize,
     /// Its process id.
     pub pid: u32,
+    /// CPU threads it computed with (its rayon pool).
+    pub threads: usize,
     /// Sequences it ran forward and backward in this attempt.
     pub sequences: u64,
     /// blake3 of every frozen tensor's bytes, in the model's order.

@@ -506,6 +506,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             rank,
             world,
             pid: std::process::id(),
+            threads: rayon::current_num_threads(),
             sequences: sequences_read,
             frozen_digest,
             trainable_digest,
