@@ -171,6 +171,10 @@ enum Cmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// One rank of a data-parallel train stage (started by the stage under mpirun; the
+    /// job is named by SLAYER_TRAIN_RANK_JOB)
+    #[command(hide = true)]
+    TrainRank,
     #[command(flatten)]
     Model(slayer_stages::cli::ModelCmd),
 }
@@ -368,6 +372,8 @@ fn main() -> ExitCode {
                 serde_json::to_string_pretty(&metrics).unwrap_or_default()
             );
         }),
+        Cmd::TrainRank => slayer_stages::train::ranks::run_rank_from_env()
+            .map_err(|e| slayer_engine::EngineError::Failed(e.to_string())),
         Cmd::Model(cmd) => slayer_stages::cli::run(cmd)
             .map_err(|e| slayer_engine::EngineError::Failed(e.to_string())),
     };

@@ -230,14 +230,21 @@ pub fn input_hashes(
 /// The fingerprint of an instance for given input hashes.
 pub fn fingerprint_of(inst: &Instance, inputs: &BTreeMap<String, ContentHash>) -> String {
     let env = fingerprint::env_facts(inst.kind.uses_device(), &inst.device);
-    FingerprintInputs::new(
-        inst.kind.kind(),
-        inst.kind.version(),
-        &inst.params,
-        inputs,
-        &env,
-    )
-    .fingerprint()
+    let params = result_params(inst.kind.placement_params(), &inst.params);
+    FingerprintInputs::new(inst.kind.kind(), inst.kind.version(), &params, inputs, &env)
+        .fingerprint()
+}
+
+/// `params` without the kind's placement parameters
+/// ([`Stage::placement_params`](crate::stage::Stage::placement_params)).
+fn result_params(placement: &[&str], params: &Value) -> Value {
+    let mut params = params.clone();
+    if let Value::Object(map) = &mut params {
+        for key in placement {
+            map.remove(*key);
+        }
+    }
+    params
 }
 
 /// The record of `fingerprint`, or why its file cannot be used (a corrupt record is
@@ -417,8 +424,9 @@ pub fn diff_record(
     }
     let mut old_flat = BTreeMap::new();
     let mut new_flat = BTreeMap::new();
-    flatten("", &old.params, &mut old_flat);
-    flatten("", &inst.params, &mut new_flat);
+    let placement = inst.kind.placement_params();
+    flatten("", &result_params(placement, &old.params), &mut old_flat);
+    flatten("", &result_params(placement, &inst.params), &mut new_flat);
     let keys: BTreeSet<&String> = old_flat.keys().chain(new_flat.keys()).collect();
     for key in keys {
         let (o, n) = (old_flat.get(key), new_flat.get(key));
@@ -483,5 +491,20 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
         other => {
             out.insert(prefix.to_string(), other.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_params_leave_the_result_params() {
+        let p = serde_json::json!({"lr": 1e-3, "ranks": 2, "nested": {"ranks": 3}});
+        assert_eq!(
+            result_params(&["ranks"], &p),
+            serde_json::json!({"lr": 1e-3, "nested": {"ranks": 3}})
+        );
+        assert_eq!(result_params(&[], &p), p);
     }
 }

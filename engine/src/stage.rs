@@ -175,6 +175,12 @@ pub trait Stage: Send + Sync {
     fn default_threads(&self) -> usize {
         1
     }
+    /// Parameters that say how the work is spread, not what it computes (like
+    /// `resources.threads`): recorded, but left out of the fingerprint and of `why`, so
+    /// changing one neither reruns the stage nor loses its checkpoints.
+    fn placement_params(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn run(&self, params: &Value, ctx: &StageContext) -> Result<Metrics, StageError>;
 }
 
@@ -196,6 +202,8 @@ pub trait TypedStage: Send + Sync + 'static {
     fn default_threads() -> usize {
         1
     }
+    /// See [`Stage::placement_params`].
+    const PLACEMENT_PARAMS: &'static [&'static str] = &[];
     fn run(&self, params: Self::Params, ctx: &StageContext) -> Result<Metrics, StageError>;
 }
 
@@ -262,6 +270,9 @@ impl<T: TypedStage> Stage for Typed<T> {
     }
     fn default_threads(&self) -> usize {
         T::default_threads()
+    }
+    fn placement_params(&self) -> &'static [&'static str] {
+        T::PLACEMENT_PARAMS
     }
     fn run(&self, params: &Value, ctx: &StageContext) -> Result<Metrics, StageError> {
         let params = Self::parse(params).map_err(|e| StageError::msg(e.message))?;

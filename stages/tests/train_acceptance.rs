@@ -6,108 +6,24 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod train_support;
+use train_support::{as_f32, corpus_rows, data_dir, job, model_dir, params, tensors, tiny_config};
 
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use slayer_engine::stage::{Logger, Progress, Stage, StageContext, StageInput, Typed};
-use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
-use slayer_stages::train::data_loader::{PackedData, write_packed};
+use slayer_stages::model::{Cpu, Llama, SaveDtype, save_pretrained};
+use slayer_stages::train::data_loader::PackedData;
 use slayer_stages::train::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
 use slayer_stages::train::optimizer::{AdamW, AdamWConfig, GradBuffer, host_f32};
 use slayer_stages::train::trainable::{TrainableSet, freeze, param_table};
 use slayer_stages::train::{
-    LrSchedule, Mode, Schedule, TrainError, TrainJob, TrainParams, TrainStage, Trainable,
-    run_training,
+    LrSchedule, Mode, Schedule, TrainError, TrainStage, Trainable, run_training,
 };
 
 type Ad = Autodiff<Cpu>;
-
-fn tiny_config() -> LlamaConfig {
-    let text = r#"{"vocab_size": 32, "hidden_size": 32, "intermediate_size": 64,
-        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "tie_word_embeddings": false, "rms_norm_eps": 1e-5}"#;
-    LlamaConfig::from_json_str(text, Path::new("config.json")).unwrap()
-}
-
-/// A tiny random model with `trainable.json` listing blocks 1 and 3.
-fn model_dir(root: &Path) -> PathBuf {
-    let dir = root.join("model");
-    let model = Llama::<Cpu>::init_random(&tiny_config(), 11, &Default::default()).unwrap();
-    save_pretrained(&model, &dir, SaveDtype::F32).unwrap();
-    std::fs::write(
-        dir.join("trainable.json"),
-        r#"{"trainable_blocks": [1, 3]}"#,
-    )
-    .unwrap();
-    dir
-}
-
-/// Eight short sequences of a few repeating patterns (easy to memorise), with an SFT
-/// mask that hides the first half of each row.
-fn corpus_rows(n: usize, len: usize) -> Vec<(Vec<u32>, Option<Vec<bool>>)> {
-    (0..n)
-        .map(|i| {
-            let ids: Vec<u32> = (0..len)
-                .map(|t| ((i % 4) * 7 + t * (1 + i % 3)) as u32 % 32)
-                .collect();
-            let mask: Vec<bool> = (0..len).map(|t| t >= len / 2 || (t + i) % 5 == 0).collect();
-            (ids, Some(mask))
-        })
-        .collect()
-}
-
-fn data_dir(root: &Path) -> PathBuf {
-    let dir = root.join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    write_packed(&dir.join("part-0.parquet"), &corpus_rows(8, 16)).unwrap();
-    dir
-}
-
-fn params(mode: Mode, trainable: Trainable) -> TrainParams {
-    let mut p = TrainParams::new(mode);
-    p.trainable = trainable;
-    p.lr = 1e-2;
-    p.warmup = 0.1;
-    p.batch_size = 4;
-    p.max_steps = Some(10);
-    p.checkpoint_every = 0;
-    p
-}
-
-fn job(root: &Path, name: &str, params: TrainParams) -> TrainJob {
-    let out = root.join(name).join("out");
-    let scratch = root.join(name).join("scratch");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::create_dir_all(&scratch).unwrap();
-    TrainJob {
-        params,
-        model_dir: root.join("model"),
-        data: vec![root.join("data")],
-        eval_data: Vec::new(),
-        out_dir: out,
-        scratch_dir: scratch,
-        device: DeviceSpec::Cpu,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    }
-}
-
-/// Every tensor of a safetensors file, as raw bytes.
-fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.data().to_vec()))
-        .collect()
-}
-
-fn as_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
 
 #[test]
 fn loss_decreases_over_50_steps_through_the_stage_api() {

@@ -6,7 +6,10 @@
 //! Environment: `TRAIN_BENCH_TRAINABLE` = `expanded` (default) | `all`,
 //! `TRAIN_BENCH_SEQ` (inputs per sequence, default 256), `TRAIN_BENCH_BATCH` (default 4),
 //! `TRAIN_BENCH_STEPS` (default 6; the first 2 are warm-up), `TRAIN_BENCH_DIR` (where the
-//! random model and data are cached; default a temp dir). For the GPU run
+//! random model and data are cached; default a temp dir), `TRAIN_BENCH_RANKS`
+//! (data-parallel ranks, default 1; they split the `RAYON_NUM_THREADS` threads, and the
+//! RESULT line adds the mean time per step spent in the gradient all-reduce;
+//! `bench/train_dp_cpu.sh`). For the GPU run
 //! (`bench/train_gpu.sh`, acceptance 4): `TRAIN_BENCH_DEVICE` (`cpu` | `cuda:N`),
 //! `TRAIN_BENCH_PRECISION` (`f32` | `bf16`), `TRAIN_BENCH_SHAPE` (`smollm2-135m` |
 //! `llama-0.5b`) and `TRAIN_BENCH_PEAK_TFLOPS` (for MFU; default 989, H100 SXM bf16).
@@ -20,6 +23,8 @@ static ALLOCATOR: slayer_stages::alloc::Allocator = slayer_stages::alloc::Alloca
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+
+mod train_support;
 
 use slayer_engine::stage::{Logger, Progress};
 use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
@@ -143,8 +148,9 @@ fn train_throughput_smollm2_135m() {
     p.checkpoint_every = 0;
     p.shuffle = false;
     p.precision = precision;
-    let out = root.join(format!("out-{trainable}"));
-    let scratch = root.join(format!("scratch-{trainable}"));
+    p.ranks = env("TRAIN_BENCH_RANKS", 1);
+    let out = root.join(format!("out-{trainable}-{}", p.ranks));
+    let scratch = root.join(format!("scratch-{trainable}-{}", p.ranks));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
@@ -158,19 +164,27 @@ fn train_throughput_smollm2_135m() {
         device,
         progress: Progress::hidden(),
         log: Logger::discard(),
+        rank_program: train_support::this_binary(),
     };
+    let threads = rayon::current_num_threads();
+    let summary = run_training(&job, &mut |_| ControlFlow::Continue(())).unwrap();
+    // Per-step rates from rank 0's log (the steps of a data-parallel run happen in the
+    // rank processes). tokens_per_s counts seq+1 tokens per sequence; the timed work is
+    // `seq` inputs.
+    let csv = std::fs::read_to_string(job.out_dir.join("log.csv")).unwrap();
     let mut times = Vec::new();
-    let summary = run_training(&job, &mut |row| {
-        // tokens_per_s counts seq+1 tokens per sequence; the timed work is `seq` inputs.
-        let dt = (batch * (seq + 1)) as f64 / row.tokens_per_s;
+    for line in csv.lines().skip(1) {
+        let f: Vec<f64> = line
+            .split(',')
+            .map(|x| x.parse().unwrap_or(f64::NAN))
+            .collect();
+        let dt = (batch * (seq + 1)) as f64 / f[5];
         times.push(dt);
         eprintln!(
             "step {}: {dt:.2}s loss {:.4} grad_norm {:.3} rss {:.0} MiB",
-            row.step, row.loss, row.grad_norm, row.rss_mb
+            f[0], f[1], f[3], f[6]
         );
-        ControlFlow::Continue(())
-    })
-    .unwrap();
+    }
     let timed = &times[2.min(times.len() - 1)..];
     let secs: f64 = timed.iter().sum();
     let tok_s = (timed.len() * batch * seq) as f64 / secs;
@@ -186,14 +200,21 @@ fn train_throughput_smollm2_135m() {
     };
     println!(
         "RESULT slayer shape={shape} device={device} precision={precision:?} \
-         trainable={trainable} seq={seq} batch={batch} threads={} \
+         trainable={trainable} seq={seq} batch={batch} ranks={} threads={} \
          tokens_per_s={tok_s:.1} step_s={:.3} trainable_params={} total_params={} \
-         optimizer_state_params={} peak_rss_mb={:.0}{mfu}",
-        rayon::current_num_threads(),
+         optimizer_state_params={} peak_rss_mb={:.0} allreduce_s_per_step={:.3}{mfu}",
+        summary.ranks,
+        threads,
         secs / timed.len() as f64,
         summary.trainable_params,
         summary.total_params,
         summary.optimizer_state_params,
-        peak_rss_mb()
+        // A data-parallel run's ranks are other processes: rank 0's peak.
+        if summary.ranks > 1 {
+            summary.peak_rss_mb
+        } else {
+            peak_rss_mb()
+        },
+        summary.allreduce_s_per_step,
     );
 }

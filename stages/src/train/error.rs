@@ -59,6 +59,41 @@ pub enum TrainError {
         /// The last completed step.
         step: u64,
     },
+    /// The data-parallel ranks cannot run: launcher variables, world size, MPI.
+    #[error("data parallel: {0}")]
+    Ranks(String),
+    /// The rank processes started by slayer failed (one died, or did not join).
+    #[error(
+        "data parallel: the rank processes failed ({status}); mpirun's log {}:\n{tail}\n\
+         the next run resumes from the last checkpoint, with any number of ranks",
+        .log.display()
+    )]
+    RanksFailed {
+        /// mpirun's exit status.
+        status: String,
+        /// mpirun's output file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// The ranks did not read exactly the global batch (a sharding bug, or ranks that
+    /// run different jobs).
+    #[error(
+        "data parallel: at step {step} the ranks read {got} sequences (index sum {got_sum}) \
+         of a global batch of {expected} (index sum {expected_sum})"
+    )]
+    Shards {
+        /// Optimizer step (1-based).
+        step: u64,
+        /// Sequences read over all ranks.
+        got: u64,
+        /// Sequences in the global batch.
+        expected: u64,
+        /// Sum of the data indices read over all ranks.
+        got_sum: u64,
+        /// Sum of the global batch's data indices.
+        expected_sum: u64,
+    },
     /// The model core failed (loading, saving, device).
     #[error(transparent)]
     Model(#[from] ModelError),

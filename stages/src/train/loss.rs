@@ -72,9 +72,18 @@ impl HostBatch {
         self.counted.iter().filter(|&&c| c).count()
     }
 
-    /// Tokens this batch consumes (sequences x seq_len).
-    pub fn tokens(&self) -> usize {
-        self.batch * (self.len + 1)
+    /// Counted targets of sequences `indices` of `data`: what [`HostBatch::count`] gives
+    /// for them, without building the batch (the loss normaliser of a global batch that
+    /// this rank reads only part of).
+    pub fn count_targets(data: &PackedData, indices: &[usize], mode: Mode) -> usize {
+        let len = data.seq_len - 1;
+        indices
+            .iter()
+            .map(|&i| match (mode, data.mask(i)) {
+                (Mode::Sft, Some(mask)) => mask[1..].iter().filter(|&&c| c).count(),
+                _ => len,
+            })
+            .sum()
     }
 
     /// `(inputs, targets, weights)` on `device`, each counted target weighing `1 / norm`.

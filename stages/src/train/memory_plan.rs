@@ -18,7 +18,7 @@
 use crate::model::LlamaConfig;
 
 /// Bytes held by a training run, by category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryPlan {
     /// Frozen parameters (no gradient, no optimizer state).
     pub frozen_weights: u64,

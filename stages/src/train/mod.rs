@@ -14,6 +14,10 @@
 //! - [`optimizer`]: AdamW (torch semantics) over the trainable parameters only, global
 //!   gradient-norm clipping, no weight decay on norms and biases, f32 master weights
 //!   when the model computes in bf16.
+//! - [`collective`]: [`Collective`](collective::Collective), the sum over data-parallel
+//!   ranks (MPI on the CPU).
+//! - [`ranks`]: which rank this process is, its shard of each batch, and the ranks slayer
+//!   starts itself under `mpirun` for `ranks: N`.
 //! - [`checkpoint`]: resumable state under the stage's scratch dir (trainable tensors,
 //!   optimiser moments, step, data cursor, log so far).
 //! - [`memory_plan`]: bytes held by category (frozen weights, masters, gradients,
@@ -24,6 +28,7 @@
 //! - [`error`]: [`TrainError`], every way a run can fail.
 
 pub mod checkpoint;
+pub mod collective;
 pub mod data_loader;
 pub mod error;
 pub mod loss;
@@ -31,6 +36,7 @@ pub mod memory_plan;
 pub mod metrics_log;
 pub mod optimizer;
 pub mod params;
+pub mod ranks;
 pub mod schedule;
 pub mod stage;
 pub mod trainable;

@@ -7,8 +7,10 @@
 //! p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 //! ```
 //!
-//! Gradients of the micro-batches of one step are summed in a [`GradBuffer`] (flat f32
-//! per parameter); [`GradBuffer::global_norm`] is the L2 norm over all of them and the
+//! Gradients of the micro-batches of one step are summed in a [`GradBuffer`] (flat per
+//! parameter; in f64 when a step has several micro-batches, see [`GradBuffer::wide`]),
+//! summed over data-parallel ranks by [`GradBuffer::reduce`] (bucketed, in f64) and
+//! rounded to f32 once; [`GradBuffer::global_norm`] is the L2 norm over all of them and the
 //! step scales every gradient by `min(1, clip / (norm + 1e-6))` like
 //! `torch.nn.utils.clip_grad_norm_`. Frozen parameters never reach the buffer, so they
 //! have no optimiser state at all. State is keyed by parameter path so a checkpoint can
@@ -27,6 +29,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 
+use super::collective::Collective;
 use super::trainable::PathStack;
 use crate::model::Llama;
 
@@ -65,8 +68,10 @@ pub struct GradBuffer<B: Backend> {
     grads: HashMap<ParamId, Tensor<B, 1>>,
     /// Parameters in the order they were first collected (the model's visiting order):
     /// sums over all gradients run in this order, so they do not depend on the map's
-    /// per-process hashing.
+    /// per-process hashing, and every rank packs its buckets alike.
     order: Vec<ParamId>,
+    /// Sums are held in f64 (see [`GradBuffer::wide`]).
+    wide: bool,
 }
 
 impl<B: Backend> Default for GradBuffer<B> {
@@ -74,6 +79,7 @@ impl<B: Backend> Default for GradBuffer<B> {
         GradBuffer {
             grads: HashMap::new(),
             order: Vec::new(),
+            wide: false,
         }
     }
 }
@@ -87,6 +93,11 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for Collect<'_, AB> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
         if let Some(g) = param.grad_remove(self.grads) {
             let g = flat_f32(g);
+            let g = if self.into.wide {
+                g.cast(DType::F64)
+            } else {
+                g
+            };
             let sum = match self.into.grads.remove(&param.id) {
                 Some(prev) => prev + g,
                 None => {
@@ -100,6 +111,18 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for Collect<'_, AB> {
 }
 
 impl<B: Backend> GradBuffer<B> {
+    /// A buffer that sums in f64. A sum of a few f32 gradients is then exact in practice
+    /// (or off by one rounding of the exact value), whatever the order and grouping of
+    /// its terms: `((g1 + g2) + g3) + g4` on one process and `(g1 + g2) + (g3 + g4)` over
+    /// two ranks round to the same f32, so a step's gradient does not depend on how its
+    /// micro-batches were spread over ranks. [`GradBuffer::reduce`] rounds to f32.
+    pub fn wide() -> Self {
+        GradBuffer {
+            wide: true,
+            ..Default::default()
+        }
+    }
+
     /// Add the gradients of `model`'s parameters found in `grads` (frozen parameters
     /// have none).
     pub fn accumulate<AB>(&mut self, model: &Llama<AB>, grads: &mut AB::Gradients)
@@ -122,6 +145,85 @@ impl<B: Backend> GradBuffer<B> {
     /// The gradient of parameter `id`, flattened.
     pub fn get(&self, id: ParamId) -> Option<&Tensor<B, 1>> {
         self.grads.get(&id)
+    }
+
+    /// Sum every gradient and `extras` (a few scalars: loss, counts) over the ranks of
+    /// `comm`, in buckets of at most `bucket_len` values (f64), in the order the
+    /// gradients were collected (the model's order, the same on every rank); the
+    /// gradients are then f32 again. With one rank only the rounding to f32 happens.
+    pub fn reduce(&mut self, comm: &dyn Collective, bucket_len: usize, extras: &mut [f64]) {
+        if comm.world() == 1 {
+            if self.wide {
+                for g in self.grads.values_mut() {
+                    *g = g.clone().cast(DType::F32);
+                }
+                self.wide = false;
+            }
+            return;
+        }
+        let cap = bucket_len.max(extras.len() + 1);
+        let mut bucket: Vec<f64> = Vec::with_capacity(cap);
+        bucket.extend_from_slice(extras);
+        let mut extras_out = Some(extras);
+        // (parameter index, offset in it, length) of each run of values in the bucket.
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        let mut outs: Vec<Vec<f32>> = Vec::with_capacity(self.order.len());
+        let mut devices = Vec::with_capacity(self.order.len());
+        let mut flush = |bucket: &mut Vec<f64>,
+                         spans: &mut Vec<(usize, usize, usize)>,
+                         outs: &mut Vec<Vec<f32>>| {
+            comm.all_reduce_sum(bucket);
+            let mut at = 0;
+            if let Some(e) = extras_out.take() {
+                e.copy_from_slice(&bucket[..e.len()]);
+                at = e.len();
+            }
+            for (i, off, len) in spans.drain(..) {
+                for (o, v) in outs[i][off..off + len]
+                    .iter_mut()
+                    .zip(&bucket[at..at + len])
+                {
+                    *o = *v as f32;
+                }
+                at += len;
+            }
+            bucket.clear();
+        };
+        let mut present = Vec::with_capacity(self.order.len());
+        for id in std::mem::take(&mut self.order) {
+            let Some(g) = self.grads.remove(&id) else {
+                continue;
+            };
+            let i = outs.len();
+            present.push(id);
+            devices.push(g.device());
+            let values: Vec<f64> = g
+                .into_data()
+                .convert::<f64>()
+                .into_vec::<f64>()
+                .unwrap_or_default();
+            outs.push(vec![0.0; values.len()]);
+            let mut off = 0;
+            while off < values.len() {
+                let take = (cap - bucket.len()).min(values.len() - off);
+                bucket.extend_from_slice(&values[off..off + take]);
+                spans.push((i, off, take));
+                off += take;
+                if bucket.len() == cap {
+                    flush(&mut bucket, &mut spans, &mut outs);
+                }
+            }
+        }
+        if !bucket.is_empty() || !spans.is_empty() {
+            flush(&mut bucket, &mut spans, &mut outs);
+        }
+        for ((id, values), device) in present.iter().zip(outs).zip(devices) {
+            let n = values.len();
+            let t = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), (&device, DType::F32));
+            self.grads.insert(*id, t);
+        }
+        self.order = present;
+        self.wide = false;
     }
 
     /// L2 norm over every collected gradient (one device sync), summed in collection
@@ -433,5 +535,56 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
         let updated = self.opt.update(&path, inner, grad, scalars);
         let tensor = Tensor::<AB, D>::from_inner(updated.reshape(shape)).require_grad();
         Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::model::Cpu;
+
+    /// Two ranks holding the same gradients: the sum doubles; records bucket lengths.
+    struct Twice(RefCell<Vec<usize>>);
+
+    impl Collective for Twice {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world(&self) -> usize {
+            2
+        }
+        fn all_reduce_sum(&self, buf: &mut [f64]) {
+            self.0.borrow_mut().push(buf.len());
+            buf.iter_mut().for_each(|v| *v *= 2.0);
+        }
+        fn barrier(&self) {}
+    }
+
+    #[test]
+    fn reduce_sums_in_buckets_and_returns_f32() {
+        let device = Default::default();
+        let mut buffer = GradBuffer::<Cpu>::wide();
+        let sizes = [5usize, 1, 12, 3];
+        let ids: Vec<ParamId> = sizes.iter().map(|_| ParamId::new()).collect();
+        for (id, &n) in ids.iter().zip(&sizes) {
+            let values: Vec<f32> = (0..n).map(|i| i as f32 + 0.25).collect();
+            let t = Tensor::<Cpu, 1>::from_data(TensorData::new(values, [n]), &device);
+            buffer.grads.insert(*id, t.cast(DType::F64));
+            buffer.order.push(*id);
+        }
+        let comm = Twice(RefCell::new(Vec::new()));
+        let mut extras = [1.5, 4.0];
+        buffer.reduce(&comm, 7, &mut extras);
+        assert_eq!(extras, [3.0, 8.0]);
+        // 2 extras + 21 values in buckets of at most 7, the 12-value gradient split.
+        assert_eq!(*comm.0.borrow(), vec![7, 7, 7, 2]);
+        for (id, &n) in ids.iter().zip(&sizes) {
+            let g = buffer.get(*id).unwrap();
+            assert_eq!(g.dtype(), DType::F32);
+            let expected: Vec<f32> = (0..n).map(|i| 2.0 * (i as f32 + 0.25)).collect();
+            assert_eq!(host_f32(g.clone()), expected);
+        }
     }
 }

@@ -128,6 +128,17 @@ pub struct TrainParams {
     /// Write a resumable checkpoint every this many steps; 0 = never.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Data-parallel processes (one per device; on the CPU they split the stage's
+    /// threads). Each reads `batch_size / ranks` sequences of every step; gradients are
+    /// summed across ranks once per step. Under `srun`/`mpirun` it must equal the number
+    /// of tasks.
+    #[serde(default = "default_ranks")]
+    pub ranks: usize,
+}
+
+// Not part of the fingerprint: a placement parameter of the stage (`TrainStage`).
+fn default_ranks() -> usize {
+    1
 }
 
 fn default_trainable() -> Trainable {
@@ -186,17 +197,19 @@ impl TrainParams {
             eval_every: 0,
             eval_batches: None,
             checkpoint_every: default_checkpoint_every(),
+            ranks: default_ranks(),
         }
     }
 
-    /// Sequences per forward/backward pass.
+    /// Sequences per forward/backward pass (default: a rank's whole share of the batch).
     pub fn micro_batch(&self) -> usize {
-        self.micro_batch.unwrap_or(self.batch_size)
+        self.micro_batch
+            .unwrap_or(self.batch_size / self.ranks.max(1))
     }
 
-    /// Micro-batches accumulated per optimizer step.
+    /// Micro-batches each rank accumulates per optimizer step.
     pub fn accumulation(&self) -> usize {
-        self.batch_size / self.micro_batch().max(1)
+        self.batch_size / (self.micro_batch().max(1) * self.ranks.max(1))
     }
 
     /// Optimizer steps for a corpus of `sequences` rows of `seq_len` tokens: the
@@ -256,14 +269,25 @@ impl TrainParams {
             positive("grad_clip", c)?;
         }
         ParamError::at_least_one("batch_size", Some(self.batch_size))?;
+        ParamError::at_least_one("ranks", Some(self.ranks))?;
+        if !self.batch_size.is_multiple_of(self.ranks) {
+            return Err(ParamError::new(
+                "ranks",
+                format!(
+                    "must divide batch_size = {} (got {}): every rank reads the same \
+                     number of sequences per step",
+                    self.batch_size, self.ranks
+                ),
+            ));
+        }
         let micro = self.micro_batch();
-        if micro == 0 || !self.batch_size.is_multiple_of(micro) {
+        let share = self.batch_size / self.ranks;
+        if micro == 0 || !share.is_multiple_of(micro) {
             return Err(ParamError::new(
                 "micro_batch",
                 format!(
-                    "must divide batch_size = {} (got {micro}); accumulation runs \
-                     batch_size / micro_batch passes per step",
-                    self.batch_size
+                    "must divide batch_size / ranks = {share} (got {micro}); accumulation \
+                     runs batch_size / (micro_batch x ranks) passes per step on each rank"
                 ),
             ));
         }
@@ -325,5 +349,29 @@ mod tests {
         p.micro_batch = Some(2);
         p.validate().unwrap();
         assert_eq!(p.accumulation(), 4);
+        p.ranks = 2;
+        p.validate().unwrap();
+        assert_eq!(p.accumulation(), 2);
+        p.ranks = 3;
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .message
+                .contains("must divide batch_size = 8 (got 3)")
+        );
+        p.ranks = 8;
+        assert!(p.validate().is_err(), "a share of 1 is not a multiple of 2");
+        p.micro_batch = None;
+        p.validate().unwrap();
+        assert_eq!((p.micro_batch(), p.accumulation()), (1, 1));
+    }
+
+    #[test]
+    fn ranks_defaults_to_one() {
+        let p = parse(serde_json::json!({"mode": "cpt"})).unwrap();
+        assert_eq!(p.ranks, 1);
+        let p = parse(serde_json::json!({"mode": "cpt", "ranks": 2})).unwrap();
+        assert_eq!(serde_json::to_value(&p).unwrap()["ranks"], 2);
+        assert!(parse(serde_json::json!({"mode": "cpt", "ranks": -1})).is_err());
     }
 }

@@ -9,6 +9,7 @@ use slayer_engine::stage::{
 };
 
 use super::params::TrainParams;
+use super::ranks::RankProgram;
 use super::trainer::{TrainJob, run_training};
 use crate::model::DeviceSpec;
 
@@ -57,6 +58,11 @@ impl TypedStage for TrainStage {
         0
     }
 
+    // How many processes share the work; with an explicit `micro_batch` the result is
+    // bit-identical for any number of ranks (docs/data-parallel.md), so a run resumes
+    // from its checkpoints after `ranks` changes.
+    const PLACEMENT_PARAMS: &'static [&'static str] = &["ranks"];
+
     fn run(&self, params: TrainParams, ctx: &StageContext) -> Result<Metrics, StageError> {
         let device: DeviceSpec = ctx.device.parse().map_err(StageError::other)?;
         let model_dir = ctx.input("model")?.single("model")?.to_path_buf();
@@ -80,6 +86,7 @@ impl TypedStage for TrainStage {
             device,
             progress: ctx.progress.clone(),
             log: ctx.log.clone(),
+            rank_program: RankProgram::slayer(),
         };
         let s =
             run_training(&job, &mut |_| ControlFlow::Continue(())).map_err(StageError::other)?;
@@ -100,6 +107,10 @@ impl TypedStage for TrainStage {
         put("peak_rss_mb", s.peak_rss_mb.into());
         for (name, bytes) in s.memory.metrics() {
             put(name, bytes.into());
+        }
+        if s.ranks > 1 {
+            put("ranks", s.ranks.into());
+            put("allreduce_s_per_step", s.allreduce_s_per_step.into());
         }
         if let Some(r) = s.resumed_from {
             put("resumed_from_step", r.into());

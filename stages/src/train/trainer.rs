@@ -8,6 +8,18 @@
 //! the global norm, AdamW at the scheduled learning rate. Every `checkpoint_every`
 //! steps the state goes to the scratch dir; every `eval_every` steps (and at the end)
 //! the held-out loss is measured.
+//!
+//! Data parallel (`ranks: N`, see [`ranks`](super::ranks)): every rank runs this loop on
+//! the whole model. Of each global batch rank `r` takes the contiguous slice
+//! [`shard_range`] and splits it into micro-batches of `micro_batch`; the loss weights
+//! are normalised by the *global* batch's target count (every rank holds the data, so
+//! none is exchanged for it). A step with several micro-batches sums gradients in f64
+//! ([`GradBuffer::wide`]); [`GradBuffer::reduce`] then sums them over the ranks (one
+//! bucketed all-reduce per step, after accumulation, over trainable parameters only,
+//! with the loss and a check of the shards riding in the first bucket) and rounds to f32,
+//! so the step's gradient is the one a single process computes for the same batch and
+//! micro-batch size, and clipping and AdamW are identical on every rank. Rank 0 alone
+//! logs, evaluates, checkpoints and writes the outputs.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -19,6 +31,7 @@ use burn::tensor::backend::AutodiffBackend;
 use slayer_engine::stage::{Logger, Progress};
 
 use super::checkpoint::{self, CheckpointState};
+use super::collective::{Collective, Mpi, Solo};
 use super::data_loader::{DataOrder, PackedData};
 use super::error::TrainError;
 use super::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
@@ -26,6 +39,7 @@ use super::memory_plan::{MemoryPlan, RunShape};
 use super::metrics_log::{self, LogRow};
 use super::optimizer::{AdamW, AdamWConfig, GradBuffer, scalar};
 use super::params::{Precision, TrainParams};
+use super::ranks::{self, RankEnv, RankProgram, RankReport, shard_range};
 use super::schedule::LrSchedule;
 use super::trainable::{self, TrainableSet};
 use crate::model::safetensors_io::copy_tokenizer_files;
@@ -57,10 +71,12 @@ pub struct TrainJob {
     pub progress: Progress,
     /// Log file.
     pub log: Logger,
+    /// What runs one rank when slayer starts `ranks > 1` processes itself.
+    pub rank_program: RankProgram,
 }
 
 /// What a finished run reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainSummary {
     /// Loss of the last step.
     pub final_loss: f64,
@@ -84,17 +100,75 @@ pub struct TrainSummary {
     pub peak_rss_mb: f64,
     /// Bytes held by category.
     pub memory: MemoryPlan,
+    /// Data-parallel ranks.
+    pub ranks: usize,
+    /// Seconds per step spent summing gradients over the ranks (bucketing, host copies
+    /// and the all-reduce; with one rank only the rounding of f64 sums), mean over this
+    /// attempt's steps.
+    pub allreduce_s_per_step: f64,
 }
 
-/// Run `job` on its device, calling `control` after each step.
+/// Values per all-reduce bucket: 25 MiB of f64, PyTorch DDP's default bucket size.
+pub const BUCKET_LEN: usize = 25 * 1024 * 1024 / 8;
+
+/// Run `job` on its device, calling `control` after each step: as one process, as one
+/// rank of a launcher's job (`srun`, `mpirun`), or, for `ranks > 1` outside a launcher,
+/// by starting the ranks under `mpirun` ([`ranks::launch_local`]; `control` is not
+/// called then: the steps run in the rank processes).
 pub fn run_training(job: &TrainJob, control: StepControl<'_>) -> Result<TrainSummary, TrainError> {
+    let ranks = job.params.ranks;
+    match RankEnv::detect(|k| std::env::var(k).ok())? {
+        Some(env) if env.world > 1 => {
+            if env.world != ranks {
+                return Err(TrainError::Ranks(format!(
+                    "{} started {} processes but the stage has `ranks: {ranks}`; set \
+                     `ranks` to the number of tasks",
+                    env.launcher, env.world
+                )));
+            }
+            ranks::write_pid(&job.scratch_dir, env.rank)?;
+            let comm = Mpi::join(ranks::join_timeout()?)?;
+            if (comm.rank(), comm.world()) != (env.rank, env.world) {
+                return Err(TrainError::Ranks(format!(
+                    "{} announced rank {} of {}, but MPI sees rank {} of {}: the processes \
+                     are not one MPI job (start them with srun or mpirun; torchrun's \
+                     MASTER_ADDR rendezvous does not start MPI)",
+                    env.launcher,
+                    env.rank,
+                    env.world,
+                    comm.rank(),
+                    comm.world()
+                )));
+            }
+            let summary = train_on_device(job, &comm, control)?;
+            if comm.rank() == 0 {
+                ranks::save_summary(&job.scratch_dir, &summary)?;
+            }
+            Ok(summary)
+        }
+        _ if ranks > 1 => ranks::launch_local(job, ranks),
+        _ => train_on_device(job, &Solo, control),
+    }
+}
+
+/// [`train_on`] with the backend of the job's device and precision.
+fn train_on_device(
+    job: &TrainJob,
+    comm: &dyn Collective,
+    control: StepControl<'_>,
+) -> Result<TrainSummary, TrainError> {
     match (job.device, job.params.precision) {
         (DeviceSpec::Cpu, Precision::Bf16) => Err(TrainError::param(
             "precision",
             "bf16 needs a CUDA device; on the CPU use `precision: f32`",
         )),
         (DeviceSpec::Cpu, Precision::F32) => {
-            train_on::<burn::backend::Autodiff<crate::model::Cpu>>(job, Default::default(), control)
+            train_on::<burn::backend::Autodiff<crate::model::Cpu>>(
+                job,
+                Default::default(),
+                comm,
+                control,
+            )
         }
         #[cfg(feature = "cuda")]
         (DeviceSpec::Cuda(index), precision) => {
@@ -130,7 +204,7 @@ pub fn run_training(job: &TrainJob, control: StepControl<'_>) -> Result<TrainSum
             } else {
                 job.device.check()?;
             }
-            train_on::<burn::backend::Autodiff<Cuda>>(job, device, control)
+            train_on::<burn::backend::Autodiff<Cuda>>(job, device, comm, control)
         }
         #[cfg(not(feature = "cuda"))]
         (DeviceSpec::Cuda(_), _) => {
@@ -143,13 +217,22 @@ pub fn run_training(job: &TrainJob, control: StepControl<'_>) -> Result<TrainSum
     }
 }
 
-/// The training run on backend `AB`.
+/// The training run on backend `AB`, as rank `comm.rank()` of `comm.world()`.
 pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     job: &TrainJob,
     device: AB::Device,
+    comm: &dyn Collective,
     control: StepControl<'_>,
 ) -> Result<TrainSummary, TrainError> {
     let p = &job.params;
+    let (rank, world) = (comm.rank(), comm.world());
+    let lead = rank == 0;
+    // One voice: the other ranks run the same steps and would log the same lines.
+    let log = if lead {
+        job.log.clone()
+    } else {
+        Logger::discard()
+    };
     let data = PackedData::open(&job.data)?;
     let eval = if job.eval_data.is_empty() {
         None
@@ -252,10 +335,12 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         tokens = ckpt.state.tokens;
         rows = ckpt.state.log;
         resumed_from = Some(step);
-        job.log
-            .line(format!("resumed from {} (step {step})", dir.display()));
+        log.line(format!("resumed from {} (step {step})", dir.display()));
     }
-    job.log.line(format!(
+    // Every rank has read the checkpoint before rank 0 may write the next (and remove
+    // this one).
+    comm.barrier();
+    log.line(format!(
         "train {:?}: {} sequences x {} tokens, {total_steps} steps of {} sequences \
          ({} x {} accumulated); {trainable_params} of {total_params} parameters train \
          (blocks {:?}{})",
@@ -279,15 +364,21 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     let started = Instant::now();
     let tokens_at_start = tokens;
     let mut peak_rss = 0f64;
+    let (mut sequences_read, mut allreduce_s, mut steps_run) = (0u64, 0f64, 0u64);
     while step < total_steps {
         let t0 = Instant::now();
         let indices = order.take(cursor, p.batch_size);
-        let micro: Vec<HostBatch> = indices
+        let shard = &indices[shard_range(indices.len(), rank, world)];
+        let micro: Vec<HostBatch> = shard
             .chunks(p.micro_batch())
             .map(|c| HostBatch::new(&data, c, p.mode))
             .collect();
-        let norm: usize = micro.iter().map(HostBatch::count).sum();
-        let mut buffer = GradBuffer::<AB::InnerBackend>::default();
+        let norm = HostBatch::count_targets(&data, &indices, p.mode);
+        let mut buffer = if indices.len() > p.micro_batch() {
+            GradBuffer::<AB::InnerBackend>::wide()
+        } else {
+            GradBuffer::<AB::InnerBackend>::default()
+        };
         let mut loss_sum: Option<Tensor<AB::InnerBackend, 1>> = None;
         for mb in &micro {
             let (inputs, targets, weights) = mb.tensors::<AB>(norm, &device);
@@ -301,7 +392,28 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             let mut grads = loss.backward();
             buffer.accumulate(&model, &mut grads);
         }
-        let loss = loss_sum.map_or(0.0, scalar);
+        // The loss and the shard check ride in the first bucket of the all-reduce.
+        let mut extras = [
+            loss_sum.map_or(0.0, scalar),
+            shard.len() as f64,
+            shard.iter().sum::<usize>() as f64,
+        ];
+        let t_reduce = Instant::now();
+        buffer.reduce(comm, BUCKET_LEN, &mut extras);
+        allreduce_s += t_reduce.elapsed().as_secs_f64();
+        sequences_read += shard.len() as u64;
+        let expected_sum = indices.iter().sum::<usize>() as u64;
+        let (got, got_sum) = (extras[1] as u64, extras[2] as u64);
+        if got != indices.len() as u64 || got_sum != expected_sum {
+            return Err(TrainError::Shards {
+                step: step + 1,
+                got,
+                expected: indices.len() as u64,
+                got_sum,
+                expected_sum,
+            });
+        }
+        let loss = extras[0];
         let grad_norm = buffer.global_norm();
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
@@ -324,17 +436,19 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
                 .map_or(1.0, |c| (c / (grad_norm + 1e-6)).min(1.0));
             model = opt.step(model, buffer, lr, scale, &decays);
         } else {
-            job.log.line(format!(
+            log.line(format!(
                 "step {}: no target token in the batch (all masked); update skipped",
                 step + 1
             ));
         }
         step += 1;
+        steps_run += 1;
         cursor += indices.len() as u64;
-        let step_tokens: u64 = micro.iter().map(|m| m.tokens() as u64).sum();
+        let step_tokens = (indices.len() * data.seq_len) as u64;
         tokens += step_tokens;
         let dt = t0.elapsed().as_secs_f64();
-        let eval_due = eval.is_some()
+        let eval_due = lead
+            && eval.is_some()
             && ((p.eval_every > 0 && step.is_multiple_of(p.eval_every)) || step == total_steps);
         let eval_loss = match (&eval, eval_due) {
             (Some(e), true) => Some(evaluate(&model.valid(), e, p, &device)),
@@ -352,7 +466,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             rss_mb: rss,
             eval_loss,
         };
-        job.log.line(format!(
+        log.line(format!(
             "step {step}/{total_steps} loss {loss:.4} lr {lr:.3e} grad_norm {grad_norm:.3} \
              {:.0} tok/s{}",
             row.tokens_per_s,
@@ -363,7 +477,11 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         job.progress.inc(1);
         job.progress.set_message(format!("loss {loss:.4}"));
         rows.push(row.clone());
-        if p.checkpoint_every > 0 && step.is_multiple_of(p.checkpoint_every) && step < total_steps {
+        if lead
+            && p.checkpoint_every > 0
+            && step.is_multiple_of(p.checkpoint_every)
+            && step < total_steps
+        {
             let state = CheckpointState {
                 version: checkpoint::CHECKPOINT_VERSION,
                 step,
@@ -375,13 +493,45 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
                 log: rows.clone(),
             };
             let dir = checkpoint::save(&job.scratch_dir, &state, &model, &opt.to_host())?;
-            job.log.line(format!("checkpoint {}", dir.display()));
+            log.line(format!("checkpoint {}", dir.display()));
         }
         if control(&row).is_break() {
             return Err(TrainError::Stopped { step });
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if world > 1 {
+        let (frozen_digest, trainable_digest) = ranks::param_digests(&model);
+        RankReport {
+            rank,
+            world,
+            pid: std::process::id(),
+            threads: rayon::current_num_threads(),
+            sequences: sequences_read,
+            frozen_digest,
+            trainable_digest,
+            wrote_outputs: lead,
+        }
+        .save(&job.scratch_dir)?;
+    }
+    let summary = TrainSummary {
+        final_loss: rows.last().map_or(f64::NAN, |r| r.loss),
+        eval_loss: rows.iter().rev().find_map(|r| r.eval_loss),
+        steps: step,
+        tokens,
+        tokens_per_s: (tokens - tokens_at_start) as f64 / elapsed.max(1e-9),
+        trainable_params,
+        total_params,
+        optimizer_state_params: opt.state_numel(),
+        resumed_from,
+        peak_rss_mb: peak_rss,
+        memory,
+        ranks: world,
+        allreduce_s_per_step: allreduce_s / steps_run.max(1) as f64,
+    };
+    if !lead {
+        return Ok(summary);
+    }
 
     // Outputs: the model in the input's dtype (frozen tensors round-trip bit-exactly),
     // its tokenizer and trainable.json, the log and the curve.
@@ -405,21 +555,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     let svg = metrics_log::loss_svg(&rows, &title);
     let svg_path = job.out_dir.join("loss.svg");
     std::fs::write(&svg_path, svg).map_err(|e| TrainError::io(&svg_path, e))?;
-
-    let last = rows.last();
-    Ok(TrainSummary {
-        final_loss: last.map_or(f64::NAN, |r| r.loss),
-        eval_loss: rows.iter().rev().find_map(|r| r.eval_loss),
-        steps: step,
-        tokens,
-        tokens_per_s: (tokens - tokens_at_start) as f64 / elapsed.max(1e-9),
-        trainable_params,
-        total_params,
-        optimizer_state_params: opt.state_numel(),
-        resumed_from,
-        peak_rss_mb: peak_rss,
-        memory,
-    })
+    Ok(summary)
 }
 
 /// Token-mean loss of `model` over (up to `eval_batches` micro-batches of) `data`.
