@@ -416,6 +416,11 @@ impl FileRecords {
                 buf.clear();
                 let (max, param) = *max_bytes;
                 let limit = max.saturating_add(1);
+                // Reserve the whole bound once (address space only: pages are touched as
+                // bytes arrive), so a line near the limit does not double the buffer.
+                if max < 1 << 30 && buf.capacity() < limit as usize {
+                    buf.reserve_exact(limit as usize);
+                }
                 let n = match reader.by_ref().take(limit).read_until(b'\n', buf) {
                     Ok(n) => n,
                     Err(e) => return Some(Err(DataError::io(&file.path, e))),
