@@ -117,3 +117,58 @@ fn exec_of_a_stage_that_fails_exits_1_and_bad_flags_exit_2() {
     let usage = ws.slayer(&["exec", "command", "--set", "runn=true", "--out", out]);
     assert_eq!(usage.code, 2, "{}", usage.stderr);
 }
+
+/// `inspect` names each family and what sets it apart, for HF directories and GGUF files
+/// alike (issue 19).
+#[test]
+fn inspect_shows_each_familys_specifics() {
+    let ws = common::Workspace::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/tests/fixtures");
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "tiny_qwen3",
+            &[
+                "family      qwen3 (Qwen3ForCausalLM)",
+                "biases: none; q/k norms: yes",
+                "head dim 24",
+                "SwiGLU MLP",
+            ],
+        ),
+        (
+            "tiny_gemma3",
+            &[
+                "family      gemma3_text (Gemma3ForCausalLM)",
+                "q/k norms: yes; sliding window: 6 keys in local blocks, global blocks 5",
+                "score scale 0.2236",
+                "GeGLU (gelu tanh) MLP; norms before and after attention and MLP; norms scale by 1 + w; embeddings x 6.9282; logits soft-capped at 15",
+                "rope        RopeSettings { theta: 1000000.0, scaling: Linear { factor: 2.0 } }",
+                "local rope  RopeSettings { theta: 10000.0, scaling: None }",
+            ],
+        ),
+        (
+            "tiny_gemma3/tiny_gemma3.f16.gguf",
+            &[
+                "family      gemma3_text (Gemma3ForCausalLM)",
+                "sliding window: 6 keys in local blocks, global blocks 5",
+                // llama.cpp's scale: head_dim^-1/2 (the GGUF stores no query_pre_attn_scalar).
+                "score scale 0.2500",
+            ],
+        ),
+        (
+            "tiny_qwen3/tiny_qwen3.f16.gguf",
+            &["family      qwen3 (Qwen3ForCausalLM)", "head dim 24"],
+        ),
+    ];
+    for (path, lines) in cases {
+        let path = fixtures.join(path);
+        let run = ws.slayer(&["inspect", path.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{path:?}: {}", run.stderr);
+        for line in lines {
+            assert!(
+                run.stdout.contains(line),
+                "{path:?} lacks {line:?}:\n{}",
+                run.stdout
+            );
+        }
+    }
+}
