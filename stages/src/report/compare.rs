@@ -46,6 +46,17 @@ fn split_label(label: &str, over: &[String]) -> (String, String) {
     (join(kept), join(dropped))
 }
 
+/// The keys of `maps`, each once, in order of first appearance.
+fn unique_keys<'a>(maps: impl Iterator<Item = &'a Map<String, Value>>) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for k in maps.flat_map(|m| m.keys()) {
+        if !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+    keys
+}
+
 /// Merges rows whose labels differ only in the `over` axes: each number becomes the mean
 /// over the merged rows (`spread`: the sample standard deviation), `members` lists the
 /// merged labels. Row order: first appearance.
@@ -63,29 +74,15 @@ pub fn aggregate(rows: Vec<ReportRow>, over: &[String]) -> Vec<ReportRow> {
         .map(|(label, members)| {
             let mut mean = Map::new();
             let mut spread = Map::new();
-            let tasks: Vec<String> = members
-                .iter()
-                .filter_map(|r| r.metrics.as_object())
-                .flat_map(|o| o.keys().cloned())
-                .fold(Vec::new(), |mut acc, t| {
-                    if !acc.contains(&t) {
-                        acc.push(t);
-                    }
-                    acc
-                });
+            let tasks = unique_keys(members.iter().filter_map(|r| r.metrics.as_object()));
             for task in tasks {
                 let mut m_mean = Map::new();
                 let mut m_sd = Map::new();
-                let metrics: Vec<String> = members
-                    .iter()
-                    .filter_map(|r| r.metrics.get(&task)?.as_object())
-                    .flat_map(|o| o.keys().cloned())
-                    .fold(Vec::new(), |mut acc, k| {
-                        if !acc.contains(&k) {
-                            acc.push(k);
-                        }
-                        acc
-                    });
+                let metrics = unique_keys(
+                    members
+                        .iter()
+                        .filter_map(|r| r.metrics.get(&task)?.as_object()),
+                );
                 for metric in metrics {
                     let values: Vec<f64> = members
                         .iter()

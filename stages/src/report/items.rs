@@ -47,6 +47,22 @@ impl Outcome {
 /// Outcomes by task, then item id.
 pub type Outcomes = BTreeMap<String, BTreeMap<String, Outcome>>;
 
+/// Column `name` of `batch` as array type `A` (`kind` names it in the error).
+fn typed<A: Array + Clone + 'static>(
+    batch: &arrow_array::RecordBatch,
+    name: &str,
+    kind: &str,
+    bad: &dyn Fn(String) -> StageError,
+) -> Result<A, StageError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| bad(format!("no column `{name}`")))?
+        .as_any()
+        .downcast_ref::<A>()
+        .cloned()
+        .ok_or_else(|| bad(format!("column `{name}` is not {kind}")))
+}
+
 /// Reads `items.parquet` (columns `task`, `item_id`, `correct`, `correct_norm`, `score`).
 pub fn read(path: &Path) -> Result<Outcomes, StageError> {
     let bad = |m: String| StageError::msg(format!("{}: {m}", path.display()));
@@ -76,41 +92,17 @@ pub fn read(path: &Path) -> Result<Outcomes, StageError> {
     let mut out = Outcomes::new();
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
-        let col = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| bad(format!("no column `{name}`")))
-        };
-        let strings = |name: &str| -> Result<StringArray, StageError> {
-            col(name)?
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .ok_or_else(|| bad(format!("column `{name}` is not text")))
-        };
-        let bools = |name: &str| -> Result<BooleanArray, StageError> {
-            col(name)?
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .cloned()
-                .ok_or_else(|| bad(format!("column `{name}` is not boolean")))
-        };
-        let (task, id) = (strings("task")?, strings("item_id")?);
-        let (correct, norm) = (bools("correct")?, bools("correct_norm")?);
+        let (task, id) = (
+            typed::<StringArray>(&batch, "task", "text", &bad)?,
+            typed::<StringArray>(&batch, "item_id", "text", &bad)?,
+        );
+        let correct = typed::<BooleanArray>(&batch, "correct", "boolean", &bad)?;
+        let norm = typed::<BooleanArray>(&batch, "correct_norm", "boolean", &bad)?;
+        let score = typed::<Float64Array>(&batch, "score", "a float", &bad)?;
         let metrics = match batch.column_by_name("metrics") {
-            Some(c) => Some(
-                c.as_any()
-                    .downcast_ref::<StringArray>()
-                    .cloned()
-                    .ok_or_else(|| bad("column `metrics` is not text".into()))?,
-            ),
+            Some(_) => Some(typed::<StringArray>(&batch, "metrics", "text", &bad)?),
             None => None,
         };
-        let score = col("score")?
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .cloned()
-            .ok_or_else(|| bad("column `score` is not a float".into()))?;
         for i in 0..batch.num_rows() {
             let per_item: BTreeMap<String, f64> = match &metrics {
                 Some(m) => serde_json::from_str(m.value(i)).map_err(|e| {
