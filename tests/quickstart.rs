@@ -30,6 +30,22 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
         table.contains("injection/synthetic (recall_greedy)"),
         "{table}"
     );
+    // Every row compared with the S strategy over the same questions (compare_to).
+    let diffs = table
+        .split("### Differences from `strategy=s_strategy`")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no comparison section in\n{table}"));
+    for row in [
+        "| pretrained (before injection) | ",
+        "| strategy=llama_pro | ",
+    ] {
+        let line = diffs
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row}\n{diffs}"));
+        assert!(line.contains("(n=") && line.contains(", p="), "{line}");
+    }
+    assert!(!diffs.contains("| strategy=s_strategy |"), "{diffs}");
     // `slayer run` ends by printing the report stage's table.
     assert!(first.stdout.contains(table.trim_end()), "{}", first.stdout);
 
