@@ -13,17 +13,16 @@ use super::items::Outcomes;
 use super::stats::{self, Interval, McNemar};
 use super::table::{ReportRow, ResultsTable, fmt};
 
-/// `axis=value` pairs of a row label (`strategy=s,seed=1`); a label that is not one is
-/// a single pair with an empty axis.
+/// `axis=value` pairs of a row label (`strategy=s,seed=1`); a part that is not one (a
+/// renamed row, `pretrained,seed=1`) is a pair with an empty axis.
 fn axes(label: &str) -> Vec<(String, String)> {
-    let pairs: Option<Vec<(String, String)>> = label
+    label
         .split(',')
-        .map(|p| {
-            p.split_once('=')
-                .map(|(a, v)| (a.to_string(), v.to_string()))
+        .map(|p| match p.split_once('=') {
+            Some((a, v)) => (a.to_string(), v.to_string()),
+            None => (String::new(), p.to_string()),
         })
-        .collect();
-    pairs.unwrap_or_else(|| vec![(String::new(), label.to_string())])
+        .collect()
 }
 
 /// The label without the `over` axes (`strategy=s`), and those axes' part (`seed=1`).
@@ -408,5 +407,14 @@ mod tests {
             split_label("strategy=a,seed=1", &["seed".into()]),
             ("strategy=a".into(), "seed=1".into())
         );
+    }
+
+    #[test]
+    fn a_renamed_row_with_seeds_merges_under_its_name() {
+        let rows = vec![row("pretrained,seed=0", 0.5), row("pretrained,seed=1", 0.7)];
+        let merged = aggregate(rows, &["seed".to_string()]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].label, "pretrained");
+        assert!((merged[0].metrics["synthetic"]["recall"].as_f64().unwrap() - 0.6).abs() < 1e-12);
     }
 }

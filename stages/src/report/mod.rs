@@ -135,12 +135,7 @@ impl TypedStage for Report {
             },
             None => None,
         };
-        let label_of = |label: &str| {
-            p.rows
-                .get(label)
-                .cloned()
-                .unwrap_or_else(|| table::row_label(label))
-        };
+        let label_of = |label: &str| row_label(&p.rows, label);
         let mut item_sets = compare::ItemsByRow::new();
         for (input, files) in ctx.inputs.iter() {
             let Some(metrics_input) = items_input_of(input) else {
@@ -260,6 +255,24 @@ impl TypedStage for Report {
     }
 }
 
+/// The row label of a stage instance: its entry in `rows`; else, for a grid instance
+/// (`base_b[seed=1]`) of a stage renamed in `rows`, the new name followed by the grid
+/// values (`pretrained,seed=1`, so `aggregate: [seed]` merges them); else its grid
+/// values (`strategy=s,seed=1`).
+fn row_label(rows: &std::collections::BTreeMap<String, String>, instance: &str) -> String {
+    if let Some(renamed) = rows.get(instance) {
+        return renamed.clone();
+    }
+    let grid = table::row_label(instance);
+    match instance.split_once('[') {
+        Some((stage, _)) if grid != instance => match rows.get(stage) {
+            Some(renamed) => format!("{renamed},{grid}"),
+            None => grid,
+        },
+        _ => grid,
+    }
+}
+
 /// The input that holds reference values instead of metrics.
 const REFERENCE: &str = "reference";
 
@@ -286,4 +299,27 @@ pub fn fingerprint_of(path: &Path) -> Option<String> {
         .windows(3)
         .find(|w| w[0] == ".slayer" && w[1] == "out")
         .map(|w| w[2].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_label;
+
+    #[test]
+    fn renamed_grid_instances_keep_their_grid_values() {
+        let rows = [
+            ("base_b".to_string(), "pretrained".to_string()),
+            ("base_a[seed=2]".to_string(), "seed two".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(row_label(&rows, "base_b"), "pretrained");
+        assert_eq!(row_label(&rows, "base_b[seed=1]"), "pretrained,seed=1");
+        assert_eq!(row_label(&rows, "base_a[seed=2]"), "seed two");
+        assert_eq!(
+            row_label(&rows, "recall_b[strategy=s,seed=1]"),
+            "strategy=s,seed=1"
+        );
+        assert_eq!(row_label(&rows, "other"), "other");
+    }
 }
