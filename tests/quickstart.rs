@@ -1,6 +1,7 @@
-//! The quickstart manifest end to end, shrunk (fewer people, one epoch) so it runs in
-//! seconds: every stage kind it uses works together, a rerun is a no-op, and changing one
-//! strategy's learning rate reruns exactly that branch and the report.
+//! The quickstart manifest end to end, shrunk (fewer people, one epoch, two seeds) so it
+//! runs in seconds: every stage kind it uses works together, the report merges the seeds
+//! into mean ± sd, a rerun is a no-op, and changing one strategy's learning rate reruns
+//! exactly that branch (under every seed) and the report.
 
 mod common;
 
@@ -14,7 +15,7 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     let first = ws.slayer(&["run", "quickstart.yaml"]);
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     assert!(first.ran().contains("report"), "{}", first.stdout);
-    assert_eq!(first.ran().len(), 28, "{}", first.stdout);
+    assert_eq!(first.ran().len(), 51, "{}", first.stdout);
 
     let show = ws.slayer(&["show", "quickstart.yaml", "report", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
@@ -25,6 +26,18 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
         "strategy=s_strategy",
     ] {
         assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    // The seeds are merged (`aggregate: [seed]`): one row per strategy, mean ± sd.
+    assert!(!table.contains("seed="), "{table}");
+    for row in [
+        "| pretrained (before injection) | ",
+        "| strategy=s_strategy | ",
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row}\n{table}"));
+        assert!(line.contains(" ± "), "{line}");
     }
     assert!(
         table.contains("injection/synthetic (recall_greedy)"),
@@ -52,7 +65,9 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     let report = ws.slayer(&["report", "quickstart.yaml"]);
     assert_eq!(report.code, 0, "{}", report.stderr);
     assert!(
-        report.stdout.contains("| recall_b[strategy=s_strategy] |"),
+        report
+            .stdout
+            .contains("| recall_b[seed=1,strategy=s_strategy] |"),
         "{}",
         report.stdout
     );
@@ -72,7 +87,11 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     );
     assert_ne!(edited, manifest);
     ws.write("quickstart.yaml", &edited);
-    let why = ws.slayer(&["why", "quickstart.yaml", "inject[strategy=s_strategy]"]);
+    let why = ws.slayer(&[
+        "why",
+        "quickstart.yaml",
+        "inject[seed=0,strategy=s_strategy]",
+    ]);
     assert!(
         why.stdout.contains("param lr changed 0.003 -> 0.001"),
         "{}",
@@ -82,9 +101,12 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
     assert_eq!(
         third.ran(),
         set(&[
-            "inject[strategy=s_strategy]",
-            "recall_a[strategy=s_strategy]",
-            "recall_b[strategy=s_strategy]",
+            "inject[seed=0,strategy=s_strategy]",
+            "inject[seed=1,strategy=s_strategy]",
+            "recall_a[seed=0,strategy=s_strategy]",
+            "recall_a[seed=1,strategy=s_strategy]",
+            "recall_b[seed=0,strategy=s_strategy]",
+            "recall_b[seed=1,strategy=s_strategy]",
             "report",
         ]),
         "{}",

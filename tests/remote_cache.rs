@@ -64,7 +64,7 @@ fn a_second_workspace_pulls_every_result_and_runs_nothing() {
     let a = workspace(&manifest);
     let first = slayer(&moto, &a, &["run"]);
     assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
-    assert_eq!(first.ran().len(), 28, "{}", first.stdout);
+    assert_eq!(first.ran().len(), 51, "{}", first.stdout);
     assert!(!first.stdout.contains("warning"), "{}", first.stdout);
 
     // A fresh workspace sees the results as remote before running.
@@ -82,7 +82,7 @@ fn a_second_workspace_pulls_every_result_and_runs_nothing() {
     assert!(second.ran().is_empty(), "{}", second.stdout);
     assert_eq!(
         second.stdout.matches(" (remote)").count(),
-        28,
+        51,
         "{}",
         second.stdout
     );
@@ -92,7 +92,9 @@ fn a_second_workspace_pulls_every_result_and_runs_nothing() {
     let report = slayer(&moto, &b, &["report"]);
     assert_eq!(report.code, 0, "{}", report.stderr);
     assert!(
-        report.stdout.contains("| recall_b[strategy=s_strategy] |"),
+        report
+            .stdout
+            .contains("| recall_b[seed=1,strategy=s_strategy] |"),
         "{}",
         report.stdout
     );

@@ -85,7 +85,8 @@ pub fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// `manifests/quickstart.yaml` shrunk (fewer people, one epoch) so it runs in seconds.
+/// `manifests/quickstart.yaml` shrunk (fewer people and biographies, one epoch, two
+/// seeds) so it runs in seconds.
 pub fn shrunk_quickstart() -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/quickstart.yaml"),
@@ -94,8 +95,10 @@ pub fn shrunk_quickstart() -> String {
     let shrunk = text
         .replace("people_a: 60", "people_a: 6")
         .replace("people_b: 20", "people_b: 3")
-        .replace("epochs: 36", "epochs: 1")
-        .replace("epochs: 20", "epochs: 1")
+        .replace("bios_per_person: 20", "bios_per_person: 3")
+        .replace("epochs: 12", "epochs: 1")
+        .replace("epochs: 5", "epochs: 1")
+        .replace("seed: [0, 1, 2]", "seed: [0, 1]")
         .replace("max_tokens: 2048", "max_tokens: 256");
     assert_ne!(
         shrunk, text,
