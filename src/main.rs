@@ -99,10 +99,11 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
-    /// The manifest's DAG with each instance's state, as Mermaid or Graphviz DOT
+    /// The manifest's DAG with each instance's state, as Mermaid, Graphviz DOT or SVG
     Dag {
         manifest: Option<PathBuf>,
-        /// `mermaid` (renders in GitHub Markdown) or `dot` (`dot -Tsvg`)
+        /// `mermaid` (renders in GitHub Markdown), `dot` (`dot -Tsvg`) or `svg` (drawn by
+        /// slayer, one column per depth)
         #[arg(long, default_value = "mermaid")]
         format: slayer_engine::dag::DagFormat,
     },
@@ -130,6 +131,10 @@ enum Cmd {
         /// Stages to tabulate (default: every `eval` instance)
         #[arg(long, num_args = 1..)]
         stages: Vec<String>,
+        /// Write the whole experiment as one self-contained page, DIR/index.html (DAG,
+        /// timeline, resources, results linked to their records, reports, plots)
+        #[arg(long, value_name = "DIR", conflicts_with = "stages")]
+        html: Option<PathBuf>,
     },
     /// Upload every locally cached result the manifest reaches to the remote cache
     Push {
@@ -327,9 +332,17 @@ fn main() -> ExitCode {
             commands::gc(&manifests, &registry)
         }
         Cmd::Verify { workspace, repair } => commands::verify(&workspace, repair),
-        Cmd::Report { manifest, stages } => {
-            slayer_stages::report::command::print(&default_manifest(manifest), &registry, &stages)
-        }
+        Cmd::Report {
+            manifest,
+            html: Some(dir),
+            ..
+        } => slayer_stages::report::page::write(&default_manifest(manifest), &registry, &dir)
+            .map(|path| println!("wrote {}", path.display())),
+        Cmd::Report {
+            manifest,
+            stages,
+            html: None,
+        } => slayer_stages::report::command::print(&default_manifest(manifest), &registry, &stages),
         Cmd::Push { manifest, remote } => {
             let manifest = default_manifest(manifest);
             open_remote(&manifest, remote.as_deref())

@@ -95,4 +95,19 @@ fn the_dag_has_a_node_per_instance_and_an_edge_per_dependency() {
     assert_eq!(svg.matches("class=\"node\"").count(), 17);
     assert_eq!(svg.matches("class=\"edge\"").count(), 30);
     assert!(svg.contains("cell[a=2,b=z]"));
+
+    // slayer's own drawing: a node per instance, an edge per dependency, the cached
+    // ones carrying their record's fingerprint (the HTML page links them).
+    let own = ws.slayer(&["dag", "--format", "svg"]);
+    assert_eq!(own.code, 0, "{}", own.stderr);
+    let svg = own.stdout;
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("class=\"dag-node\"").count(), 17);
+    assert_eq!(svg.matches("class=\"dag-edge\"").count(), 30);
+    assert_eq!(svg.matches("data-state=\"cached\"").count(), 2);
+    assert_eq!(svg.matches(" data-record=\"").count(), 2);
+    assert!(svg.contains("data-instance=\"cell[a=2,b=z]\""));
 }

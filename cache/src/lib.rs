@@ -28,7 +28,9 @@ pub use hash::ContentHash;
 pub use import::{ListedFile, OutputListing, download_path, verify_listings};
 pub use lease::Lease;
 pub use lock::{LockHolder, StageLock};
-pub use record::{InputRecord, OutputRecord, RunRecord, format_rfc3339, host_name, now_rfc3339};
+pub use record::{
+    InputRecord, OutputRecord, RunRecord, format_rfc3339, host_name, now_rfc3339, parse_rfc3339,
+};
 pub use remote::{RemoteCache, RemoteError, Transfer};
 pub use store::{OutputState, Store};
 pub use verify::{RepairReport, VerifyReport};

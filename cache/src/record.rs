@@ -158,6 +158,40 @@ pub fn format_rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time as [`format_rfc3339`] writes it
+/// (`2026-11-23T10:00:00Z`; fractional seconds are ignored); `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || !s.ends_with('Z')
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, m as u32, d as u32) * 86_400 + h * 3600 + min * 60 + sec)
+}
+
+/// (year, month, day) -> days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -186,6 +220,28 @@ mod tests {
         assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(at(1_795_428_000), "2026-11-23T10:00:00Z");
         assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_what_it_formats() {
+        for s in [
+            0u64,
+            951_782_400,
+            1_700_000_000,
+            1_795_428_000,
+            4_107_542_399,
+        ] {
+            let text = format_rfc3339(UNIX_EPOCH + Duration::from_secs(s));
+            assert_eq!(parse_rfc3339(&text), Some(s as i64), "{text}");
+        }
+        for bad in [
+            "",
+            "2026-11-23 10:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T10:00:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

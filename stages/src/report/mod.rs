@@ -8,6 +8,7 @@
 pub mod command;
 pub mod compare;
 pub mod items;
+pub mod page;
 pub mod reference;
 pub mod stats;
 mod svg;
