@@ -12,7 +12,9 @@
 //! `bench/train_dp_cpu.sh`). For the GPU run
 //! (`bench/train_gpu.sh`, acceptance 4): `TRAIN_BENCH_DEVICE` (`cpu` | `cuda:N`),
 //! `TRAIN_BENCH_PRECISION` (`f32` | `bf16`), `TRAIN_BENCH_SHAPE` (`smollm2-135m` |
-//! `llama-0.5b`) and `TRAIN_BENCH_PEAK_TFLOPS` (for MFU; default 989, H100 SXM bf16).
+//! `llama-0.5b`) or `TRAIN_BENCH_MODEL` (an HF checkpoint directory with its
+//! `trainable.json`, e.g. an expanded 7B model: `bench/gpu_check.sh`) and
+//! `TRAIN_BENCH_PEAK_TFLOPS` (for MFU; default 989, H100/H200 SXM dense bf16).
 //!
 //! Runs with the allocator of the `slayer` binary ([`slayer_stages::alloc`]).
 //!
@@ -108,8 +110,14 @@ fn train_throughput_smollm2_135m() {
         Ok("bf16") => Precision::Bf16,
         _ => Precision::F32,
     };
-    let model_dir = root.join(format!("{shape}-random"));
-    if !model_dir.join("model.safetensors").is_file() {
+    // An existing checkpoint (with its trainable.json) instead of a random one.
+    let given = std::env::var("TRAIN_BENCH_MODEL").ok().map(PathBuf::from);
+    let config = match &given {
+        Some(dir) => LlamaConfig::from_file(&dir.join("config.json")).expect("TRAIN_BENCH_MODEL"),
+        None => config,
+    };
+    let model_dir = given.unwrap_or_else(|| root.join(format!("{shape}-random")));
+    if !model_dir.join("config.json").is_file() {
         let model = Llama::<Cpu>::init_random(&config, 0, &Default::default()).unwrap();
         save_pretrained(&model, &model_dir, SaveDtype::F32).unwrap();
         let list: Vec<String> = EXPANDED.iter().map(|b| b.to_string()).collect();
@@ -202,7 +210,8 @@ fn train_throughput_smollm2_135m() {
         "RESULT slayer shape={shape} device={device} precision={precision:?} \
          trainable={trainable} seq={seq} batch={batch} ranks={} threads={} \
          tokens_per_s={tok_s:.1} step_s={:.3} trainable_params={} total_params={} \
-         optimizer_state_params={} peak_rss_mb={:.0} allreduce_s_per_step={:.3}{mfu}",
+         optimizer_state_params={} peak_rss_mb={:.0} allreduce_s_per_step={:.3} \
+         planned_memory_gb={:.1}{mfu}",
         summary.ranks,
         threads,
         secs / timed.len() as f64,
@@ -216,5 +225,6 @@ fn train_throughput_smollm2_135m() {
             peak_rss_mb()
         },
         summary.allreduce_s_per_step,
+        summary.memory.total() as f64 / 1e9,
     );
 }

@@ -45,6 +45,8 @@ pub use attention::{AttentionMask, LayerCache};
 pub use block::Block;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Family, LlamaConfig, RopeScaling, RopeSettings, TokenIds};
+#[cfg(feature = "cuda")]
+pub use device::Cuda;
 pub use device::{Cpu, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Perplexity, generate, perplexity, token_logprobs};
