@@ -363,6 +363,15 @@ impl Progress {
             b.set_position(n);
         }
     }
+    /// `done` more units out of `total`; `(0, total)` announces the total (the shape of
+    /// the streamed checkpoint writers' callback).
+    pub fn advance(&self, done: u64, total: u64) {
+        if done == 0 {
+            self.set_total(total);
+        } else {
+            self.inc(done);
+        }
+    }
     pub fn set_message(&self, msg: impl Into<String>) {
         if let Some(b) = &self.bar {
             b.set_message(msg.into());

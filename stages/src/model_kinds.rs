@@ -93,7 +93,10 @@ impl TypedStage for ModelImport {
         let out = ctx.out("model");
         ctx.progress
             .set_message(format!("importing {}", src.display()));
-        let report = model::import_to_dir(&src, &out).map_err(model_err)?;
+        let report = model::import::import_to_dir_reporting(&src, &out, &|n, total| {
+            ctx.progress.advance(n, total)
+        })
+        .map_err(model_err)?;
         let mut m = model_metrics(&out)?;
         m.insert("files".into(), report.files.len().into());
         m.insert(

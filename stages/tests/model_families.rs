@@ -9,7 +9,8 @@
 //! host-computed mean; a few training steps leave frozen tensors bit-identical and move
 //! trainable ones, biases and q/k norms included; the `importance` stage's base
 //! perplexity is transformers' and the `eval` stage scores alike unbatched and packed;
-//! padded batches and packed eval keep each family's windows.
+//! padded batches and packed eval keep each family's windows; the long stages fill
+//! their progress bars.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -481,6 +482,17 @@ fn run_stage(stage: &dyn Stage, params: Value, model: &Path, out: &Path) -> Valu
 
 /// Run `stage` with the named `inputs` (one path each), writing into `out`.
 fn run_stage_on(stage: &dyn Stage, params: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
+    run_stage_reporting(stage, params, inputs, out, Progress::hidden())
+}
+
+/// [`run_stage_on`] with the stage's progress going to `progress`.
+fn run_stage_reporting(
+    stage: &dyn Stage,
+    params: Value,
+    inputs: &[(&str, &Path)],
+    out: &Path,
+    progress: Progress,
+) -> Value {
     let params = stage
         .check_params(&params)
         .unwrap_or_else(|e| panic!("{}", e.message));
@@ -503,7 +515,7 @@ fn run_stage_on(stage: &dyn Stage, params: Value, inputs: &[(&str, &Path)], out:
         scratch_dir: out.to_path_buf(),
         device: "cpu".into(),
         threads: 1,
-        progress: Progress::hidden(),
+        progress,
         log: Logger::discard(),
     };
     Value::Object(
@@ -685,6 +697,16 @@ fn raw_tensors(path: &Path) -> RawTensors {
 /// A few CPT steps on block 1 of `name` (as `trainable.json` names it): returns the
 /// tensors before and after, and the trainable parameter count.
 fn train_block_1(name: &str, root: &Path) -> (RawTensors, RawTensors, usize) {
+    let (before, after, trainable, _) = train_block_1_reporting(name, root);
+    (before, after, trainable)
+}
+
+/// [`train_block_1`], also returning the progress bar the run drove.
+fn train_block_1_reporting(
+    name: &str,
+    root: &Path,
+) -> (RawTensors, RawTensors, usize, indicatif::ProgressBar) {
+    let bar = indicatif::ProgressBar::hidden();
     let model_dir = copy_fixture(name, root);
     std::fs::write(
         model_dir.join("trainable.json"),
@@ -721,14 +743,14 @@ fn train_block_1(name: &str, root: &Path) -> (RawTensors, RawTensors, usize) {
         out_dir: out.clone(),
         scratch_dir: scratch,
         device: DeviceSpec::Cpu,
-        progress: Progress::hidden(),
+        progress: Progress::from_bar(bar.clone()),
         log: Logger::discard(),
         rank_program: slayer_stages::train::ranks::RankProgram::slayer(),
     };
     let summary = run_training(&job, &mut |_| ControlFlow::Continue(())).unwrap();
     let before = raw_tensors(&model_dir.join("model.safetensors"));
     let after = raw_tensors(&out.join("model/model.safetensors"));
-    (before, after, summary.trainable_params)
+    (before, after, summary.trainable_params, bar)
 }
 
 #[test]
@@ -1034,4 +1056,80 @@ fn qwen2_tokenizer_rebuilt_from_gguf_gives_hf_ids() {
             "tokenizer.json: {text:?}"
         );
     }
+}
+
+/// Every long stage drives its progress bar (the one `slayer run` shows with an ETA) to
+/// its end: a snapshot of the bar's length and position after each run, not of timing.
+/// The streamed surgery counts the checkpoint's tensor bytes, training its optimizer
+/// steps, eval and importance their scored units.
+#[test]
+fn long_stages_fill_their_progress_bars() {
+    use indicatif::ProgressBar;
+    use slayer_stages::importance::ImportanceStage;
+    let tmp = tempfile::tempdir().unwrap();
+    let name = "tiny_qwen2";
+    let src = copy_fixture(name, tmp.path());
+    let snapshot = |bar: &ProgressBar| (bar.length(), bar.position());
+
+    let bar = ProgressBar::hidden();
+    let out = tmp.path().join("expanded");
+    let reporting = Progress::from_bar(bar.clone());
+    run_stage_reporting(
+        &Typed(Expand),
+        json!({"layout": "(1+1)x2"}),
+        &[("model", &src)],
+        &out,
+        reporting,
+    );
+    let file = std::fs::read(out.join("model/model.safetensors")).unwrap();
+    let header = u64::from_le_bytes(file[..8].try_into().unwrap());
+    let tensor_bytes = file.len() as u64 - 8 - header;
+    assert_eq!(snapshot(&bar), (Some(tensor_bytes), tensor_bytes), "expand");
+
+    let r = Reference::load(name);
+    let ids = r.ids();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let row: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+    write_packed(&data.join("part-0.parquet"), &[(row, None)]).unwrap();
+    let bar = ProgressBar::hidden();
+    let n = ids.len();
+    run_stage_reporting(
+        &Typed(ImportanceStage),
+        json!({"max_tokens": n, "seq_len": n}),
+        &[("model", &src), ("data", &data)],
+        &tmp.path().join("importance"),
+        Progress::from_bar(bar.clone()),
+    );
+    let (len, pos) = snapshot(&bar);
+    // 2 blocks x 1 window of angular distances and removals, plus the insertions.
+    assert!(
+        len.is_some_and(|l| l >= 2) && len == Some(pos),
+        "importance {len:?} {pos}"
+    );
+
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
+    std::fs::copy(
+        tasks.join("byte_tokenizer.json"),
+        src.join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut registry = slayer_engine::Registry::default();
+    slayer_stages::eval::register(&mut registry);
+    let bar = ProgressBar::hidden();
+    run_stage_reporting(
+        registry.get("eval").unwrap().as_ref(),
+        json!({"tasks": ["arc_easy"], "limit": 4, "num_fewshot": 0}),
+        &[("model", &src), ("data", &tasks.join("mc_mini.jsonl"))],
+        &tmp.path().join("eval"),
+        Progress::from_bar(bar.clone()),
+    );
+    let (len, pos) = snapshot(&bar);
+    assert!(
+        len.is_some_and(|l| l >= 4) && len == Some(pos),
+        "eval {len:?} {pos}"
+    );
+
+    let (_, _, _, bar) = train_block_1_reporting(name, &tmp.path().join("train"));
+    assert_eq!(snapshot(&bar), (Some(3), 3), "train: 3 optimizer steps");
 }

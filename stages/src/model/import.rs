@@ -26,7 +26,8 @@ use super::safetensors_io::{
     SafetensorsCheckpoint, SaveDtype, copy_tokenizer_files, load_pretrained_as,
 };
 use super::safetensors_stream::{
-    DEFAULT_MAX_SHARD_SIZE, OutTensor, Recipe, write_checkpoint, write_computed_checkpoint,
+    DEFAULT_MAX_SHARD_SIZE, OnWritten, OutTensor, Recipe, write_checkpoint,
+    write_computed_checkpoint,
 };
 use super::tensor_names::{
     expected_block_tensors, expected_top_tensors, hf_order_key, layer_tensor,
@@ -116,10 +117,20 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 /// Convert an HF directory or GGUF file into an HF directory at `out` (f32 for GGUF,
 /// the original tensors for HF input), tokenizer files included.
 pub fn import_to_dir(path: &Path, out: &Path) -> Result<ImportReport> {
+    import_to_dir_reporting(path, out, &|_, _| {})
+}
+
+/// [`import_to_dir`], telling `on_written` how many of the checkpoint's bytes are
+/// written (for a progress bar).
+pub fn import_to_dir_reporting(
+    path: &Path,
+    out: &Path,
+    on_written: &OnWritten<'_>,
+) -> Result<ImportReport> {
     if is_gguf(path) {
-        import_gguf(path, out)
+        import_gguf(path, out, on_written)
     } else {
-        import_hf_dir(path, out)
+        import_hf_dir(path, out, on_written)
     }
 }
 
@@ -127,7 +138,7 @@ pub fn import_to_dir(path: &Path, out: &Path) -> Result<ImportReport> {
 /// tensors in memory at once, never the model), in `save_pretrained`'s order and
 /// sharding, with its tokenizer rebuilt from the metadata (converted before any tensor
 /// is written, so a broken one fails fast).
-fn import_gguf(path: &Path, out: &Path) -> Result<ImportReport> {
+fn import_gguf(path: &Path, out: &Path, on_written: &OnWritten<'_>) -> Result<ImportReport> {
     let file = GgufFile::open(path)?;
     let mut config = file.config()?;
     let tokenizer = match file.tokenizer_json() {
@@ -153,30 +164,36 @@ fn import_gguf(path: &Path, out: &Path) -> Result<ImportReport> {
         .collect();
     tensors.sort_by_cached_key(|t| hf_order_key(&t.name));
     let weights = file.weights(&config);
-    let written = write_computed_checkpoint(&tensors, out, DEFAULT_MAX_SHARD_SIZE, &|t, sink| {
-        let host = weights
-            .tensor(&t.name)?
-            .ok_or_else(|| ModelError::MissingTensor {
-                file: path.to_path_buf(),
-                name: t.name.clone(),
-            })?;
-        if host.shape != t.shape {
-            return Err(ModelError::ShapeMismatch {
-                file: path.to_path_buf(),
-                name: t.name.clone(),
-                expected: t.shape.clone(),
-                actual: host.shape,
-            });
-        }
-        // Little-endian bytes, 1 MiB at a time: the dequantised tensor is the only copy.
-        let mut bytes = Vec::with_capacity(1 << 20);
-        for chunk in host.data.into_f32().chunks(1 << 18) {
-            bytes.clear();
-            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
-            sink(&bytes)?;
-        }
-        Ok(())
-    })?;
+    let written = write_computed_checkpoint(
+        &tensors,
+        out,
+        DEFAULT_MAX_SHARD_SIZE,
+        on_written,
+        &|t, sink| {
+            let host = weights
+                .tensor(&t.name)?
+                .ok_or_else(|| ModelError::MissingTensor {
+                    file: path.to_path_buf(),
+                    name: t.name.clone(),
+                })?;
+            if host.shape != t.shape {
+                return Err(ModelError::ShapeMismatch {
+                    file: path.to_path_buf(),
+                    name: t.name.clone(),
+                    expected: t.shape.clone(),
+                    actual: host.shape,
+                });
+            }
+            // Little-endian bytes, 1 MiB at a time: the dequantised tensor is the only copy.
+            let mut bytes = Vec::with_capacity(1 << 20);
+            for chunk in host.data.into_f32().chunks(1 << 18) {
+                bytes.clear();
+                bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+                sink(&bytes)?;
+            }
+            Ok(())
+        },
+    )?;
     config.set_stored_dtype(SaveDtype::F32.torch_name());
     config.save(&out.join("config.json"))?;
     let mut files = vec!["config.json".to_string()];
@@ -191,7 +208,7 @@ fn import_gguf(path: &Path, out: &Path) -> Result<ImportReport> {
 }
 
 /// Stream an HF directory's checkpoint into `out` unchanged (see the module doc).
-fn import_hf_dir(path: &Path, out: &Path) -> Result<ImportReport> {
+fn import_hf_dir(path: &Path, out: &Path, on_written: &OnWritten<'_>) -> Result<ImportReport> {
     let config = LlamaConfig::from_file(&path.join("config.json"))?;
     let ckpt = SafetensorsCheckpoint::open(path)?;
     check_layout(&ckpt, &config)?;
@@ -210,7 +227,7 @@ fn import_hf_dir(path: &Path, out: &Path) -> Result<ImportReport> {
         }
     }
     tensors.sort_by_cached_key(|t| hf_order_key(&t.name));
-    let written = write_checkpoint(&ckpt, &tensors, out, DEFAULT_MAX_SHARD_SIZE)?;
+    let written = write_checkpoint(&ckpt, &tensors, out, DEFAULT_MAX_SHARD_SIZE, on_written)?;
     let mut config = config;
     if config.stored_dtype().is_none() {
         config.set_stored_dtype(SaveDtype::of_stored(ckpt.dominant_dtype()).torch_name());

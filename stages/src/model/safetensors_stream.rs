@@ -211,6 +211,11 @@ fn check(src: &SafetensorsCheckpoint, t: &OutTensor) -> Result<()> {
     }
 }
 
+/// Told how far a write has got, for a progress bar: `(0, total)` once before the
+/// first tensor, then `(bytes, total)` after each tensor is written (from any worker
+/// thread; `total` is every tensor's bytes).
+pub type OnWritten<'a> = dyn Fn(u64, u64) + Sync + 'a;
+
 /// Write `tensors` (in this order) to `dir` as an HF checkpoint, sharded at
 /// `max_shard_size` bytes; the sources are tensors of `src`. Existing checkpoint files
 /// in `dir` (`model.safetensors`, its index, `model-*-of-*.safetensors`) are replaced.
@@ -219,16 +224,23 @@ pub fn write_checkpoint(
     tensors: &[OutTensor],
     dir: &Path,
     max_shard_size: u64,
+    on_written: &OnWritten<'_>,
 ) -> Result<StreamReport> {
     for t in tensors {
         check(src, t)?;
     }
-    write_shards(tensors, dir, max_shard_size, &|t, file, offset, path| {
-        produce(src, t, file, offset).map_err(|e| match e {
-            Failure::Read(p, e) => ModelError::io(p, e),
-            Failure::Write(e) => ModelError::io(path, e),
-        })
-    })
+    write_shards(
+        tensors,
+        dir,
+        max_shard_size,
+        on_written,
+        &|t, file, offset, path| {
+            produce(src, t, file, offset).map_err(|e| match e {
+                Failure::Read(p, e) => ModelError::io(p, e),
+                Failure::Write(e) => ModelError::io(path, e),
+            })
+        },
+    )
 }
 
 /// Appends the next bytes of the tensor being computed.
@@ -243,6 +255,7 @@ pub fn write_computed_checkpoint(
     tensors: &[OutTensor],
     dir: &Path,
     max_shard_size: u64,
+    on_written: &OnWritten<'_>,
     compute: &(dyn Fn(&OutTensor, &mut ByteSink<'_>) -> Result<()> + Sync),
 ) -> Result<StreamReport> {
     if let Some(t) = tensors.iter().find(|t| t.recipe != Recipe::Computed) {
@@ -251,33 +264,39 @@ pub fn write_computed_checkpoint(
             format!("tensor `{}` is not a computed tensor", t.name),
         ));
     }
-    write_shards(tensors, dir, max_shard_size, &|t, file, offset, path| {
-        let want = t.byte_len();
-        let mut written = 0u64;
-        let too_long = |written: u64| {
-            ModelError::format(
-                path,
-                format!(
-                    "tensor `{}`: {written} bytes computed for {:?} {:?} ({want} bytes)",
-                    t.name, t.dtype, t.shape
-                ),
-            )
-        };
-        compute(t, &mut |bytes: &[u8]| {
-            let end = written + bytes.len() as u64;
-            if end > want {
-                return Err(too_long(end));
+    write_shards(
+        tensors,
+        dir,
+        max_shard_size,
+        on_written,
+        &|t, file, offset, path| {
+            let want = t.byte_len();
+            let mut written = 0u64;
+            let too_long = |written: u64| {
+                ModelError::format(
+                    path,
+                    format!(
+                        "tensor `{}`: {written} bytes computed for {:?} {:?} ({want} bytes)",
+                        t.name, t.dtype, t.shape
+                    ),
+                )
+            };
+            compute(t, &mut |bytes: &[u8]| {
+                let end = written + bytes.len() as u64;
+                if end > want {
+                    return Err(too_long(end));
+                }
+                file.write_all_at(bytes, offset + written)
+                    .map_err(|e| ModelError::io(path, e))?;
+                written = end;
+                Ok(())
+            })?;
+            if written != want {
+                return Err(too_long(written));
             }
-            file.write_all_at(bytes, offset + written)
-                .map_err(|e| ModelError::io(path, e))?;
-            written = end;
             Ok(())
-        })?;
-        if written != want {
-            return Err(too_long(written));
-        }
-        Ok(())
-    })
+        },
+    )
 }
 
 /// Writes one tensor's bytes at an offset of a shard file (named by the path).
@@ -289,6 +308,7 @@ fn write_shards(
     tensors: &[OutTensor],
     dir: &Path,
     max_shard_size: u64,
+    on_written: &OnWritten<'_>,
     job: &TensorJob<'_>,
 ) -> Result<StreamReport> {
     let mut seen = std::collections::HashSet::new();
@@ -343,9 +363,13 @@ fn write_shards(
 
     // Largest first, so the last worker is not left with the embedding.
     jobs.sort_by_key(|(_, _, t)| std::cmp::Reverse(t.byte_len()));
+    let total: u64 = sizes.iter().sum();
+    on_written(0, total);
     let outcome = jobs.par_iter().try_for_each(|(s, offset, t)| {
         let (path, file) = &files[*s];
-        job(t, file, *offset, path)
+        job(t, file, *offset, path)?;
+        on_written(t.byte_len(), total);
+        Ok(())
     });
     if let Err(e) = outcome {
         for (path, _) in &files {

@@ -23,7 +23,9 @@ use super::trainable::TrainableFile;
 use crate::model::LlamaConfig;
 use crate::model::checkpoint_layout::{BlockTensors, check_layout};
 use crate::model::safetensors_io::{SafetensorsCheckpoint, TensorLocation, copy_tokenizer_files};
-use crate::model::safetensors_stream::{OutTensor, Recipe, StreamReport, write_checkpoint};
+use crate::model::safetensors_stream::{
+    OnWritten, OutTensor, Recipe, StreamReport, write_checkpoint,
+};
 use crate::model::tensor_names::{
     hf_order_key, is_output_projection, layer_tensor, parse_layer_tensor,
 };
@@ -175,6 +177,7 @@ pub fn write_result(
     plan: &LayerPlan,
     out_dir: &Path,
     max_shard_size: u64,
+    on_written: &OnWritten<'_>,
 ) -> Result<Written> {
     let trainable =
         TrainableFile::compose(source.trainable.as_ref().map(|t| (t, &*source.dir)), plan)?;
@@ -188,7 +191,7 @@ pub fn write_result(
     let ckpt = SafetensorsCheckpoint::open(&source.dir)?;
     let block = check_layout(&ckpt, &source.config)?;
     let tensors = plan_tensors(&ckpt, &block, plan)?;
-    let stream = write_checkpoint(&ckpt, &tensors, out_dir, max_shard_size)?;
+    let stream = write_checkpoint(&ckpt, &tensors, out_dir, max_shard_size, on_written)?;
     output_config(&source.config, plan, ckpt.dominant_dtype())
         .save(&out_dir.join("config.json"))?;
     copy_tokenizer_files(&source.dir, out_dir)?;

@@ -108,8 +108,10 @@ impl TypedStage for Expand {
         log_plan(ctx, &plan);
         ctx.progress
             .set_message(format!("writing {} blocks", plan.len()));
-        let written = write_result(&source, &plan, &ctx.out("model"), max_shard)
-            .map_err(StageError::other)?;
+        let written = write_result(&source, &plan, &ctx.out("model"), max_shard, &|n, total| {
+            ctx.progress.advance(n, total)
+        })
+        .map_err(StageError::other)?;
         Ok(plan_metrics(&plan, &written))
     }
 }

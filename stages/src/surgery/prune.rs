@@ -93,8 +93,10 @@ impl TypedStage for Prune {
         };
         let plan = LayerPlan::prune(n, &removed, p.merge).map_err(StageError::other)?;
         log_plan(ctx, &plan);
-        let written = write_result(&source, &plan, &ctx.out("model"), max_shard)
-            .map_err(StageError::other)?;
+        let written = write_result(&source, &plan, &ctx.out("model"), max_shard, &|n, total| {
+            ctx.progress.advance(n, total)
+        })
+        .map_err(StageError::other)?;
         Ok(plan_metrics(&plan, &written))
     }
 }
