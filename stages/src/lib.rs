@@ -8,6 +8,7 @@ pub mod data;
 pub mod eval;
 pub mod importance;
 pub mod model;
+pub mod model_card;
 pub mod model_kinds;
 pub mod report;
 pub mod rng;

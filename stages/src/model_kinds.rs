@@ -4,7 +4,8 @@
 //! directory at a given dtype, e.g. to hand to transformers or lm-eval).
 //!
 //! The model artifact everywhere is an HF-layout directory: `config.json`,
-//! `model.safetensors`, tokenizer files, and (after surgery) `trainable.json`.
+//! `model.safetensors`, tokenizer files, (after surgery) `trainable.json`, and (after
+//! surgery, training or export) a model card `README.md` (`crate::model_card`).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use slayer_engine::{
 };
 
 use crate::model::{self, Cpu, LlamaConfig, SaveDtype};
+use crate::model_card::{self, Provenance, Step};
 
 pub fn register(r: &mut Registry) {
     r.add_typed(ModelImport);
@@ -291,9 +293,9 @@ fn default_dtype() -> String {
 impl TypedStage for ModelExport {
     type Params = ExportParams;
     const KIND: &'static str = "model.export";
-    const VERSION: u32 = 1;
-    const SUMMARY: &'static str =
-        "Write a model artifact as an HF directory (transformers-loadable) at a chosen dtype";
+    // 2: the model carries a model card (README.md) with the input's lineage.
+    const VERSION: u32 = 2;
+    const SUMMARY: &'static str = "Write a model artifact as an HF directory (transformers-loadable) at a chosen dtype, with a model card (README.md)";
 
     fn inputs() -> InputSpecs {
         InputSpecs::Fixed(vec![InputSpec::required(
@@ -323,6 +325,8 @@ impl TypedStage for ModelExport {
         let model = model::load_pretrained::<Cpu>(src, &Default::default()).map_err(model_err)?;
         model::save_pretrained(&model, &out, dtype).map_err(model_err)?;
         model::safetensors_io::copy_tokenizer_files(src, &out).map_err(model_err)?;
+        let step = Step::export(&Provenance::of(ctx), &p.dtype);
+        model_card::write_card(src, step, &out, &ctx.log).map_err(StageError::other)?;
         model_metrics(&out)
     }
 }

@@ -746,6 +746,7 @@ fn train_block_1_reporting(
         progress: Progress::from_bar(bar.clone()),
         log: Logger::discard(),
         rank_program: slayer_stages::train::ranks::RankProgram::slayer(),
+        provenance: Default::default(),
     };
     let summary = run_training(&job, &mut |_| ControlFlow::Continue(())).unwrap();
     let before = raw_tensors(&model_dir.join("model.safetensors"));

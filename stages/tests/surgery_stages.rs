@@ -1,7 +1,9 @@
 //! The `expand` and `prune` stage kinds on a tiny random model (issue 5, acceptance 1
 //! and 3): zero-out expansion preserves the function for every layout kind, a
 //! non-zeroed average expansion does not, merged final blocks are exact means, and
-//! `trainable.json` records what trains and how it was initialised.
+//! `trainable.json` records what trains and how it was initialised; every model written
+//! carries a model card (README.md) whose lineage runs through expand, prune, train and
+//! export (issue 22).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +15,16 @@ use slayer_engine::{Stage, StageContext, StageInput};
 use slayer_stages::model::safetensors_io::SafetensorsCheckpoint;
 use slayer_stages::model::weights::WeightSource;
 use slayer_stages::model::{Cpu, Llama, LlamaConfig, SaveDtype, load_pretrained, save_pretrained};
+use slayer_stages::model_card::{CARD_FILE, front_matter};
+use slayer_stages::model_kinds::ModelExport;
 use slayer_stages::surgery::expand::Expand;
 use slayer_stages::surgery::prune::Prune;
 use slayer_stages::surgery::{
     BlockSource, ExpandOptions, Init, LayerPlan, Layout, Merge, TrainableFile, apply_plan,
     zero_outputs,
 };
+use slayer_stages::train::TrainStage;
+use slayer_stages::train::data_loader::write_packed;
 
 const BLOCKS: usize = 8;
 
@@ -573,14 +579,24 @@ fn a_checkpoint_that_disagrees_with_its_config_is_named() {
 }
 
 fn context(stage: &str, model: &Path, out: &Path) -> StageContext {
+    context_with(stage, &[("model", "model", model)], out)
+}
+
+/// A context with inputs `(name, label, path)`.
+fn context_with(stage: &str, inputs: &[(&str, &str, &Path)], out: &Path) -> StageContext {
     StageContext {
         stage: stage.into(),
-        inputs: BTreeMap::from([(
-            "model".to_string(),
-            StageInput {
-                items: vec![("model".into(), model.to_path_buf())],
-            },
-        )]),
+        inputs: inputs
+            .iter()
+            .map(|(name, label, path)| {
+                (
+                    name.to_string(),
+                    StageInput {
+                        items: vec![(label.to_string(), path.to_path_buf())],
+                    },
+                )
+            })
+            .collect(),
         out_dir: out.to_path_buf(),
         work_dir: out.to_path_buf(),
         scratch_dir: out.to_path_buf(),
@@ -589,4 +605,135 @@ fn context(stage: &str, model: &Path, out: &Path) -> StageContext {
         progress: Progress::hidden(),
         log: Logger::discard(),
     }
+}
+
+/// The front matter of `model`'s card, read by the engine's YAML reader, and its body.
+fn card(model: &Path) -> (Value, String) {
+    let text = std::fs::read_to_string(model.join(CARD_FILE))
+        .unwrap_or_else(|e| panic!("{}: no model card: {e}", model.display()));
+    let front = front_matter(&text).unwrap_or_else(|| panic!("no front matter:\n{text}"));
+    let node = slayer_engine::yaml::parse(std::sync::Arc::new(slayer_engine::yaml::SourceFile {
+        path: model.join(CARD_FILE),
+        text: front.to_string(),
+    }))
+    .unwrap_or_else(|e| panic!("front matter is not YAML: {e}\n{front}"));
+    let body = text
+        .rsplit_once("\n---\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (node.to_json(), body)
+}
+
+fn kinds(card: &Value) -> Vec<String> {
+    card["slayer"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn model_cards_name_the_base_model_and_carry_the_lineage_through_train_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tiny_model(tmp.path());
+    // The base model's name, as transformers records it.
+    let config_path = src.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["_name_or_path"] = json!("org/tiny-base");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let expanded = expand(&src, &tmp.path().join("e"), json!({"layout": "(2+1)x4<>"}));
+    let (e, body) = card(&expanded);
+    assert_eq!(e["base_model"], "org/tiny-base");
+    assert_eq!(e["library_name"], "transformers");
+    assert_eq!(e["tags"], json!(["slayer", "layer-expansion"]));
+    let step = &e["slayer"]["steps"][0];
+    assert_eq!(step["layout"], "(2+1)x4◇");
+    assert_eq!(step["new_blocks"], json!([2, 5, 8, 11]));
+    assert_eq!(step["trainable"], json!([2, 5, 8, 11]));
+    assert_eq!(
+        (step["source_blocks"].clone(), step["blocks"].clone()),
+        (json!(8), json!(12))
+    );
+    assert_eq!(step["init"], "average");
+    assert!(
+        body.contains("Expanded `model` from 8 to 12 blocks with layout `(2+1)x4◇`: 4 new blocks at positions 2, 5, 8, 11, initialised by averaging"),
+        "{body}"
+    );
+
+    let pruned = tmp.path().join("p");
+    run_stage(&Typed(Prune), json!({"delete": 2}), &expanded, &pruned);
+    let (p, _) = card(&pruned.join("model"));
+    assert_eq!(p["base_model"], "org/tiny-base");
+    assert_eq!(kinds(&p), ["expand", "prune"]);
+    assert_eq!(p["slayer"]["steps"][1]["deleted"], json!([10, 11]));
+
+    // Train the expanded model on a few packed sequences, then export it.
+    let data = tmp.path().join("tok");
+    std::fs::create_dir_all(&data).unwrap();
+    let rows: Vec<(Vec<u32>, Option<Vec<bool>>)> = (0..4)
+        .map(|i| ((0..16).map(|t| (i * 31 + t * 7) % 256).collect(), None))
+        .collect();
+    write_packed(&data.join("part-0.parquet"), &rows).unwrap();
+    let stage = Typed(TrainStage);
+    let params = stage
+        .check_params(&json!({"mode": "cpt", "lr": 0.001, "batch_size": 2, "max_steps": 2, "checkpoint_every": 0}))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let out = tmp.path().join("t");
+    std::fs::create_dir_all(&out).unwrap();
+    let ctx = context_with(
+        "cpt",
+        &[("model", "expand_s", &expanded), ("data", "tok", &data)],
+        &out,
+    );
+    stage
+        .run(&params, &ctx)
+        .unwrap_or_else(|e| panic!("train: {e}"));
+    let (t, body) = card(&out.join("model"));
+    assert_eq!(t["base_model"], "org/tiny-base");
+    assert_eq!(kinds(&t), ["expand", "train"]);
+    assert_eq!(
+        t["tags"],
+        json!(["slayer", "layer-expansion", "continued-pretraining"])
+    );
+    let step = &t["slayer"]["steps"][1];
+    assert_eq!(step["stage"], "cpt");
+    assert_eq!(step["input"], "expand_s");
+    assert_eq!(step["data"], json!({"data": ["tok"]}));
+    assert_eq!(step["training"]["mode"], "cpt");
+    assert_eq!(step["training"]["lr"], 0.001);
+    assert_eq!(step["training"]["trainable"], "expanded");
+    assert_eq!(step["results"]["steps"], 2.0);
+    assert!(step["results"]["final_loss"].as_f64().unwrap().is_finite());
+    // The expansion is still described, layout and all.
+    assert_eq!(t["slayer"]["steps"][0]["layout"], "(2+1)x4◇");
+    assert!(
+        body.contains("1. **expand**") && body.contains("2. **train** (stage `cpt`)"),
+        "{body}"
+    );
+
+    let exported = tmp.path().join("x");
+    run_stage(
+        &Typed(ModelExport),
+        json!({"dtype": "bf16"}),
+        &out.join("model"),
+        &exported,
+    );
+    let (x, _) = card(&exported.join("model"));
+    assert_eq!(x["base_model"], "org/tiny-base");
+    assert_eq!(kinds(&x), ["expand", "train", "model.export"]);
+    assert_eq!(x["slayer"]["steps"][2]["dtype"], "bf16");
+}
+
+#[test]
+fn a_model_without_a_name_is_named_by_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tiny_model(tmp.path());
+    let out = expand(&src, &tmp.path().join("e"), json!({"layout": "(4+1)x2"}));
+    let (c, _) = card(&out);
+    assert_eq!(c["base_model"], "source");
+    assert_eq!(c["slayer"]["base_model_from"], "directory");
+    assert_eq!(c["slayer"]["steps"][0]["init"], "copy");
 }

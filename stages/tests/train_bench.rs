@@ -173,6 +173,7 @@ fn train_throughput_smollm2_135m() {
         progress: Progress::hidden(),
         log: Logger::discard(),
         rank_program: train_support::this_binary(),
+        provenance: Default::default(),
     };
     let threads = rayon::current_num_threads();
     let summary = run_training(&job, &mut |_| ControlFlow::Continue(())).unwrap();

@@ -248,6 +248,7 @@ fn rank_job(root: &Path, ranks: usize) -> PathBuf {
         scratch_dir: j.scratch_dir.clone(),
         device: "cpu".into(),
         log: None,
+        provenance: Default::default(),
     };
     let path = root.join("job.json");
     std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();

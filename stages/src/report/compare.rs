@@ -218,6 +218,44 @@ impl Comparison {
         out
     }
 
+    /// The comparison at full precision, unscaled, for scripts (the `report` stage's
+    /// `comparison` metric): one entry per compared cell with its row, task and metric,
+    /// items paired, mean difference and interval, and McNemar's discordant counts and
+    /// p-values for right/wrong metrics.
+    pub fn to_json(&self, table: &ResultsTable) -> Value {
+        let mut cells = Vec::new();
+        for (label, row) in &self.rows {
+            for ((task, metric), d) in table.columns.iter().zip(row) {
+                let Some(d) = d else { continue };
+                let mut cell = serde_json::json!({
+                    "row": label,
+                    "task": task,
+                    "metric": metric,
+                    "items": d.items,
+                    "mean": d.interval.mean,
+                    "lo": d.interval.lo,
+                    "hi": d.interval.hi,
+                });
+                if let Some(m) = d.mcnemar {
+                    cell["mcnemar"] = serde_json::json!({
+                        "a_only": m.a_only,
+                        "b_only": m.b_only,
+                        "p_exact": m.p_exact,
+                        "chi2": m.chi2,
+                        "p_chi2": m.p_chi2,
+                    });
+                }
+                cells.push(cell);
+            }
+        }
+        serde_json::json!({
+            "baseline": self.baseline,
+            "level": self.level,
+            "resamples": self.resamples,
+            "cells": cells,
+        })
+    }
+
     /// The comparison as an HTML table (after the results table).
     pub fn html(&self, table: &ResultsTable) -> String {
         let esc = |s: &str| {

@@ -65,7 +65,8 @@ pub struct ReportParams {
     /// with: mean difference per column with a paired bootstrap interval over the items
     /// both were scored on, and McNemar's exact test for right/wrong metrics. Needs the
     /// items: an input `X_items` (e.g. `recall_b[*].items`) beside each metrics input
-    /// `X` (`items` beside `metrics`).
+    /// `X` (`items` beside `metrics`). The numbers, unrounded, are also the stage's
+    /// `comparison` metric (`slayer show --json`, `slayer exec` prints it).
     #[serde(default)]
     pub compare_to: Option<String>,
     /// Bootstrap resamples of `compare_to`'s intervals.
@@ -95,7 +96,8 @@ fn default_title() -> String {
 impl TypedStage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    // 2: the comparison's numbers are recorded as the `comparison` metric.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Collect metrics.json files (e.g. `eval[*].metrics`) into a Markdown/HTML/CSV table and an SVG chart";
 
     /// Any input names: each is a set of metrics.json files (usually gathered:
@@ -252,6 +254,9 @@ impl TypedStage for Report {
         let mut m = Metrics::new();
         m.insert("rows".into(), table.rows.len().into());
         m.insert("tasks".into(), table.columns.len().into());
+        if let Some(c) = &comparison {
+            m.insert("comparison".into(), c.to_json(&table));
+        }
         Ok(m)
     }
 }

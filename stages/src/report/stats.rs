@@ -72,7 +72,9 @@ pub struct McNemar {
     /// at 1/2 (statsmodels' `mcnemar(exact=True)`).
     pub p_exact: f64,
     /// The chi-square statistic with continuity correction and its p-value (1 degree of
-    /// freedom; statsmodels' `mcnemar(exact=False, correction=True)`).
+    /// freedom; statsmodels' `mcnemar(exact=False, correction=True)`), except on ties
+    /// (`a_only == b_only`): there, as R's `mcnemar.test`, no correction (statistic 0,
+    /// p 1), where statsmodels computes `(0 - 1)^2 / n`.
     pub chi2: f64,
     pub p_chi2: f64,
 }
@@ -98,7 +100,8 @@ pub fn mcnemar(pairs: impl IntoIterator<Item = (bool, bool)>) -> McNemar {
     } else {
         let d = (a_only as f64 - b_only as f64).abs() - 1.0;
         let x = d.max(0.0).powi(2) / n as f64;
-        (x, erfc((x / 2.0).sqrt()))
+        // erfc's fit is 3e-8 above 1 at 0: a p-value is at most 1.
+        (x, erfc((x / 2.0).sqrt()).min(1.0))
     };
     McNemar {
         a_only,
@@ -150,7 +153,8 @@ mod tests {
         assert_eq!(mean_sd(&[0.5]), (0.5, 0.0));
     }
 
-    /// Reference values from scipy 1.x / statsmodels (dev/stats_reference.py prints them):
+    /// Reference values from statsmodels (dev/check_report_stats.py checks the report
+    /// stage against it on more cases):
     /// `mcnemar([[_, 10], [3, _]], exact=True).pvalue` = 0.092285156250,
     /// `exact=False` (continuity-corrected) = 0.0960923295.
     #[test]
@@ -168,6 +172,19 @@ mod tests {
         assert!((m.chi2 - 36.0 / 13.0).abs() < 1e-12);
         assert!((m.p_chi2 - 0.096_092_329_5).abs() < 1e-6, "{}", m.p_chi2);
         assert_eq!(mcnemar([(true, true)]).p_exact, 1.0);
+    }
+
+    /// Ties: the exact p is 1 (2 x P(X <= 5) of Binomial(10, 1/2), capped), the
+    /// corrected statistic is 0, not statsmodels' (0 - 1)^2 / 10, and its p is 1, not
+    /// erfc(0)'s fitted 1.00000003 (found by dev/check_report_stats.py).
+    #[test]
+    fn mcnemar_on_ties_is_p_one_without_a_negative_correction() {
+        let pairs = std::iter::repeat_n((true, false), 5)
+            .chain(std::iter::repeat_n((false, true), 5))
+            .chain(std::iter::repeat_n((false, false), 30));
+        let m = mcnemar(pairs);
+        assert_eq!((m.a_only, m.b_only), (5, 5));
+        assert_eq!((m.p_exact, m.chi2, m.p_chi2), (1.0, 0.0, 1.0));
     }
 
     #[test]

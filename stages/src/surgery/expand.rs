@@ -10,6 +10,7 @@ use super::artifact::{SurgerySource, Written, write_result};
 use super::layout::Layout;
 use super::plan::{ExpandOptions, Init, LayerPlan, Merge};
 use crate::model::safetensors_stream::parse_size;
+use crate::model_card::{self, Provenance, Step};
 
 /// The `expand` stage kind.
 pub struct Expand;
@@ -65,9 +66,9 @@ impl TypedStage for Expand {
     type Params = ExpandParams;
     const KIND: &'static str = "expand";
     // 2: streamed from the safetensors (tensors in save_pretrained order, sharded).
-    const VERSION: u32 = 2;
-    const SUMMARY: &'static str =
-        "Insert new blocks by a layout such as (2+1)x8|13|1◇; writes `model` with trainable.json";
+    // 3: the model carries a model card (README.md).
+    const VERSION: u32 = 3;
+    const SUMMARY: &'static str = "Insert new blocks by a layout such as (2+1)x8|13|1◇; writes `model` with trainable.json and a model card (README.md)";
 
     fn inputs() -> InputSpecs {
         InputSpecs::Fixed(vec![InputSpec::required(
@@ -112,8 +113,21 @@ impl TypedStage for Expand {
             ctx.progress.advance(n, total)
         })
         .map_err(StageError::other)?;
+        write_card(ctx, src, &plan, &written)?;
         Ok(plan_metrics(&plan, &written))
     }
+}
+
+/// The output's model card: the input's lineage plus this surgery.
+pub(crate) fn write_card(
+    ctx: &StageContext,
+    src: &std::path::Path,
+    plan: &LayerPlan,
+    written: &Written,
+) -> Result<(), StageError> {
+    let step = Step::surgery(&Provenance::of(ctx), plan, &written.trainable.trainable);
+    model_card::write_card(src, step, &ctx.out("model"), &ctx.log).map_err(StageError::other)?;
+    Ok(())
 }
 
 /// One log line per output block.

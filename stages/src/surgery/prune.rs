@@ -9,7 +9,7 @@ use slayer_engine::{
 };
 
 use super::artifact::{SurgerySource, write_result};
-use super::expand::{default_shard_size, log_plan, plan_metrics, shard_size};
+use super::expand::{default_shard_size, log_plan, plan_metrics, shard_size, write_card};
 use super::plan::{LayerPlan, Merge};
 use crate::model::safetensors_stream::parse_size;
 
@@ -43,9 +43,9 @@ impl TypedStage for Prune {
     type Params = PruneParams;
     const KIND: &'static str = "prune";
     // 2: streamed from the safetensors (tensors in save_pretrained order, sharded).
-    const VERSION: u32 = 2;
-    const SUMMARY: &'static str =
-        "Delete the last D blocks (or a list) and merge them into the final kept block";
+    // 3: the model carries a model card (README.md).
+    const VERSION: u32 = 3;
+    const SUMMARY: &'static str = "Delete the last D blocks (or a list) and merge them into the final kept block; writes a model card (README.md)";
 
     fn inputs() -> InputSpecs {
         InputSpecs::Fixed(vec![InputSpec::required(
@@ -97,6 +97,7 @@ impl TypedStage for Prune {
             ctx.progress.advance(n, total)
         })
         .map_err(StageError::other)?;
+        write_card(ctx, src, &plan, &written)?;
         Ok(plan_metrics(&plan, &written))
     }
 }

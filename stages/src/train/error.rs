@@ -97,6 +97,9 @@ pub enum TrainError {
     /// The model core failed (loading, saving, device).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The model card could not be written.
+    #[error(transparent)]
+    ModelCard(#[from] crate::model_card::ModelCardError),
 }
 
 impl TrainError {

@@ -41,6 +41,7 @@ use super::error::TrainError;
 use super::params::TrainParams;
 use super::trainer::{TrainJob, TrainSummary, run_training};
 use crate::model::Llama;
+use crate::model_card::Provenance;
 
 /// Names the rank job file for a rank program.
 pub const RANK_JOB_ENV: &str = "SLAYER_TRAIN_RANK_JOB";
@@ -158,6 +159,9 @@ pub struct RankJob {
     pub device: String,
     /// The stage's log file (rank 0 appends to it).
     pub log: Option<PathBuf>,
+    /// For the model card rank 0 writes.
+    #[serde(default)]
+    pub provenance: Provenance,
 }
 
 /// What one rank reports when it finishes (`<scratch>/ranks/rank-R.json`).
@@ -289,6 +293,7 @@ pub fn launch_local(job: &TrainJob, ranks: usize) -> Result<TrainSummary, TrainE
         scratch_dir: job.scratch_dir.clone(),
         device: job.device.to_string(),
         log: job.log.path().map(Path::to_path_buf),
+        provenance: job.provenance.clone(),
     };
     let spec_path = dir.join("job.json");
     write_json(&spec_path, &spec)?;
@@ -395,6 +400,7 @@ pub fn run_rank_from_env() -> Result<(), TrainError> {
         progress: Progress::hidden(),
         log,
         rank_program: RankProgram::slayer(),
+        provenance: spec.provenance,
     };
     run_training(&job, &mut |_| std::ops::ControlFlow::Continue(())).map(|_| ())
 }

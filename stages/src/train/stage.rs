@@ -1,6 +1,7 @@
 //! [`TrainStage`]: the `train` stage kind — inputs `model`, `data` and optional
 //! `eval_data`; outputs `model` (HF-layout dir), `log` (`log.csv`), `log_parquet`,
-//! `curve` (`loss.svg`); checkpoints in the scratch dir so a killed run resumes.
+//! `curve` (`loss.svg`); the model carries a model card (`README.md`) naming the input's
+//! lineage and this run's recipe; checkpoints in the scratch dir so a killed run resumes.
 
 use std::ops::ControlFlow;
 
@@ -12,6 +13,7 @@ use super::params::TrainParams;
 use super::ranks::RankProgram;
 use super::trainer::{TrainJob, run_training};
 use crate::model::DeviceSpec;
+use crate::model_card::Provenance;
 
 /// The `train` stage kind.
 pub struct TrainStage;
@@ -19,9 +21,9 @@ pub struct TrainStage;
 impl TypedStage for TrainStage {
     type Params = TrainParams;
     const KIND: &'static str = "train";
-    const VERSION: u32 = 1;
-    const SUMMARY: &'static str =
-        "Continued pre-training or SFT of the trainable blocks (AdamW, schedule, resume)";
+    // 2: the model carries a model card (README.md) with the input's lineage.
+    const VERSION: u32 = 2;
+    const SUMMARY: &'static str = "Continued pre-training or SFT of the trainable blocks (AdamW, schedule, resume); the model carries a model card (README.md)";
 
     fn inputs() -> InputSpecs {
         InputSpecs::Fixed(vec![
@@ -87,6 +89,7 @@ impl TypedStage for TrainStage {
             progress: ctx.progress.clone(),
             log: ctx.log.clone(),
             rank_program: RankProgram::slayer(),
+            provenance: Provenance::of(ctx),
         };
         let s =
             run_training(&job, &mut |_| ControlFlow::Continue(())).map_err(StageError::other)?;

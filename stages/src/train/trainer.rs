@@ -46,6 +46,7 @@ use crate::model::safetensors_io::copy_tokenizer_files;
 use crate::model::{
     DeviceSpec, Llama, LlamaConfig, Residency, SaveDtype, load_pretrained_except, save_pretrained,
 };
+use crate::model_card::{self, Provenance, Step};
 
 /// Called after every step with its log row; `Break` stops the run (it then returns
 /// [`TrainError::Stopped`], as a killed process would, minus the kill).
@@ -73,6 +74,8 @@ pub struct TrainJob {
     pub log: Logger,
     /// What runs one rank when slayer starts `ranks > 1` processes itself.
     pub rank_program: RankProgram,
+    /// The stage instance and its inputs' labels, for the model card.
+    pub provenance: Provenance,
 }
 
 /// What a finished run reports.
@@ -544,6 +547,14 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         let dst = model_out.join(trainable::TRAINABLE_JSON);
         std::fs::copy(&tj, &dst).map_err(|e| TrainError::io(&dst, e))?;
     }
+    let results = [
+        ("steps", summary.steps as f64),
+        ("tokens", summary.tokens as f64),
+        ("final_loss", summary.final_loss),
+        ("eval_loss", summary.eval_loss.unwrap_or(f64::NAN)),
+    ];
+    let step = Step::training(&job.provenance, p, &results);
+    model_card::write_card(&job.model_dir, step, &model_out, &job.log)?;
     metrics_log::write_csv(&job.out_dir.join("log.csv"), &rows)?;
     metrics_log::write_parquet(&job.out_dir.join("log.parquet"), &rows)?;
     let title = format!(

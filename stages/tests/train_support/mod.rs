@@ -82,6 +82,7 @@ pub fn job(root: &Path, name: &str, params: TrainParams) -> TrainJob {
         progress: Progress::hidden(),
         log: Logger::discard(),
         rank_program: RankProgram::slayer(),
+        provenance: Default::default(),
     }
 }
 
