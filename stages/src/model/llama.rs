@@ -401,7 +401,7 @@ impl<B: Backend> Llama<B> {
                 let y = if w.dtype() == x.dtype() {
                     x.matmul(w.transpose())
                 } else {
-                    super::precision::head_widened(x, w.transpose(), super::precision::HEAD_CHUNK)
+                    super::precision::tied_head_widened(x, w, super::precision::HEAD_CHUNK)
                 };
                 y.reshape([b, t, vocab])
             }

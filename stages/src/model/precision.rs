@@ -85,6 +85,31 @@ pub fn head_widened<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, chunk: usize) 
     Tensor::cat(parts, 1)
 }
 
+/// [`head_widened`] for a head tied to the embedding `e` (`[vocab, hidden]`): blocks of
+/// embedding rows, each widened and multiplied through its transposed view — the layout
+/// the f32 path multiplies (`x · eᵀ` over the row-major embedding). Widening a column
+/// block of the transposed view instead gives a row-major `[hidden, cols]` operand, for
+/// which OpenBLAS's AVX-512 kernel accumulates in another order (last bits differ).
+pub fn tied_head_widened<B: Backend>(
+    x: Tensor<B, 2>,
+    e: Tensor<B, 2>,
+    chunk: usize,
+) -> Tensor<B, 2> {
+    let [vocab, hidden] = e.dims();
+    let rows = (chunk / hidden.max(1)).clamp(1, vocab.max(1));
+    let mut parts: Vec<Tensor<B, 2>> = (0..vocab)
+        .step_by(rows)
+        .map(|r0| {
+            let block = e.clone().slice([r0..(r0 + rows).min(vocab), 0..hidden]);
+            x.clone().matmul(like(block, &x).transpose())
+        })
+        .collect();
+    if parts.len() == 1 {
+        return parts.remove(0);
+    }
+    Tensor::cat(parts, 1)
+}
+
 /// `t` in the device's default float dtype (f32 on the CPU; bf16 on a CUDA device set up
 /// for bf16 training): unchanged when it already is.
 pub fn to_compute<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
@@ -128,13 +153,7 @@ mod tests {
             .transpose()
             .cast(FloatDType::F32)
             .cast(FloatDType::BF16);
-        for (w, chunk) in [
-            (w.clone(), usize::MAX),
-            (w.clone(), 96 * 100),
-            (w, 96 * 333),
-            (wt.transpose(), 96 * 100),
-        ] {
-            let got = head_widened(x.clone(), w, chunk);
+        let check = |got: Tensor<Cpu, 2>, chunk: usize| {
             assert_eq!(got.dtype(), DType::F32);
             let got = host(got);
             assert_eq!(got.len(), want.len());
@@ -144,6 +163,19 @@ mod tests {
                 .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                 .fold(0f32, f32::max);
             assert!(worst <= 1e-6, "chunk {chunk}: relative difference {worst}");
+        };
+        for (w, chunk) in [
+            (w.clone(), usize::MAX),
+            (w.clone(), 96 * 100),
+            (w, 96 * 333),
+            (wt.clone().transpose(), 96 * 100),
+        ] {
+            let got = head_widened(x.clone(), w, chunk);
+            check(got, chunk);
+        }
+        // The tied head: the embedding `[vocab, hidden]` in row blocks.
+        for chunk in [usize::MAX, 96 * 100, 96 * 333] {
+            check(tied_head_widened(x.clone(), wt.clone(), chunk), chunk);
         }
     }
 }
