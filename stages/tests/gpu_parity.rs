@@ -9,11 +9,12 @@
 
 #![cfg(feature = "cuda")]
 
-use std::path::{Path, PathBuf};
-
 use burn::prelude::*;
-use safetensors::SafeTensors;
 use slayer_stages::model::{Cuda, DeviceSpec, Llama, load_pretrained};
+
+mod reference_support;
+
+use reference_support::{Reference, fixture, max_abs_diff};
 
 const TOL: f32 = 1e-4;
 const FIXTURES: [&str; 6] = [
@@ -25,57 +26,11 @@ const FIXTURES: [&str; 6] = [
     "tiny_gemma3",
 ];
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 fn device() -> burn::backend::cuda::CudaDevice {
     DeviceSpec::Cuda(0)
         .check()
         .expect("this test needs a CUDA device (cuda:0)");
     burn::backend::cuda::CudaDevice { index: 0 }
-}
-
-/// transformers' ids and logits of one fixture.
-struct Reference {
-    bytes: Vec<u8>,
-}
-
-impl Reference {
-    fn load(name: &str) -> Self {
-        let path = fixture(name).join("reference_logits.safetensors");
-        Reference {
-            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        }
-    }
-
-    fn raw(&self, name: &str) -> Vec<u8> {
-        let st = SafeTensors::deserialize(&self.bytes).expect("reference safetensors");
-        st.tensor(name).expect(name).data().to_vec()
-    }
-
-    fn f32(&self, name: &str) -> Vec<f32> {
-        self.raw(name)
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
-
-    fn ids(&self) -> Vec<i64> {
-        self.raw("ids")
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    }
-
-    fn prefill(&self) -> usize {
-        let (_, meta) = SafeTensors::read_metadata(&self.bytes).unwrap();
-        meta.metadata().as_ref().unwrap()["prefill"]
-            .parse()
-            .unwrap()
-    }
 }
 
 fn tokens(ids: &[i64]) -> Tensor<Cuda, 2, Int> {
@@ -84,14 +39,6 @@ fn tokens(ids: &[i64]) -> Tensor<Cuda, 2, Int> {
 
 fn values<const D: usize>(t: Tensor<Cuda, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn model(name: &str) -> Llama<Cuda> {

@@ -36,6 +36,10 @@ use slayer_stages::surgery::prune::Prune;
 use slayer_stages::train::data_loader::write_packed;
 use slayer_stages::train::{Mode, TrainJob, TrainParams, Trainable, run_training};
 
+mod reference_support;
+
+use reference_support::{Reference, fixture, max_abs_diff};
+
 const TOL: f32 = 1e-4;
 const FIXTURES: [(&str, Family); 5] = [
     ("tiny_mistral", Family::Mistral),
@@ -44,55 +48,6 @@ const FIXTURES: [(&str, Family); 5] = [
     ("tiny_qwen3", Family::Qwen3),
     ("tiny_gemma3", Family::Gemma3),
 ];
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// transformers' logits of one fixture.
-struct Reference {
-    bytes: Vec<u8>,
-}
-
-impl Reference {
-    fn load(name: &str) -> Self {
-        let path = fixture(name).join("reference_logits.safetensors");
-        Reference {
-            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        }
-    }
-
-    fn raw(&self, name: &str) -> (Vec<usize>, Vec<u8>) {
-        let st = SafeTensors::deserialize(&self.bytes).expect("reference safetensors");
-        let t = st.tensor(name).expect(name);
-        (t.shape().to_vec(), t.data().to_vec())
-    }
-
-    fn f32(&self, name: &str) -> Vec<f32> {
-        self.raw(name)
-            .1
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
-
-    fn ids(&self) -> Vec<i64> {
-        self.raw("ids")
-            .1
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    }
-
-    fn prefill(&self) -> usize {
-        let (_, meta) = SafeTensors::read_metadata(&self.bytes).unwrap();
-        meta.metadata().as_ref().unwrap()["prefill"]
-            .parse()
-            .unwrap()
-    }
-}
 
 fn tokens(ids: &[i64]) -> Tensor<Cpu, 2, Int> {
     Tensor::from_data(
@@ -103,14 +58,6 @@ fn tokens(ids: &[i64]) -> Tensor<Cpu, 2, Int> {
 
 fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn model(name: &str) -> Llama<Cpu> {
