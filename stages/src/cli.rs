@@ -1,6 +1,6 @@
 //! Model subcommands of the `slayer` binary: `perplexity`, `inspect`, `generate` (a
-//! MODEL is an HF directory or a `.gguf` file) and `report` (the results table of a
-//! manifest's evaluations). The binary flattens [`ModelCmd`] into its own commands.
+//! MODEL is an HF directory or a `.gguf` file; `--device` picks the backend they run on).
+//! The binary flattens [`ModelCmd`] into its own commands.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use crate::model::config::Activation;
+use burn::prelude::Backend;
+
+use crate::model::device::BackendTask;
 use crate::model::{self, ChatMessage, DeviceSpec, GenerateOptions, Llama, ModelError, Residency};
 
 #[derive(Subcommand, Debug)]
@@ -58,8 +61,12 @@ pub fn run(cmd: ModelCmd) -> Result<(), ModelError> {
             device,
         } => {
             let device: DeviceSpec = device.parse()?;
-            device.check()?;
-            perplexity(&model, &file, max_tokens, json)
+            device.dispatch(Perplexity {
+                model: &model,
+                file: &file,
+                max_tokens,
+                json,
+            })?
         }
         ModelCmd::Inspect { model } => inspect(&model),
         ModelCmd::Generate {
@@ -72,33 +79,71 @@ pub fn run(cmd: ModelCmd) -> Result<(), ModelError> {
             device,
         } => {
             let device: DeviceSpec = device.parse()?;
-            device.check()?;
             let opts = GenerateOptions {
                 max_new_tokens,
                 temperature,
                 seed,
                 ..Default::default()
             };
-            generate(&model, &prompt, chat, opts)
+            device.dispatch(Generate {
+                model: &model,
+                prompt: &prompt,
+                chat,
+                opts,
+            })?
         }
     }
 }
 
-fn load(path: &Path) -> Result<(Llama<model::Cpu>, model::Tokenizer), ModelError> {
+fn load<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(Llama<B>, model::Tokenizer), ModelError> {
     let tok = model::load_tokenizer(path)?;
     // Weights stay in the checkpoint's dtype (bf16 models at 2 bytes a parameter).
-    let m = model::load_model_as::<model::Cpu>(path, &Default::default(), Residency::Stored)?;
+    let m = model::load_model_as::<B>(path, device, Residency::Stored)?;
     Ok((m, tok))
 }
 
-fn perplexity(
+/// `slayer perplexity`, run on the `--device` backend.
+struct Perplexity<'a> {
+    model: &'a Path,
+    file: &'a Path,
+    max_tokens: usize,
+    json: bool,
+}
+
+impl BackendTask for Perplexity<'_> {
+    type Output = Result<(), ModelError>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        perplexity::<B>(self.model, self.file, self.max_tokens, self.json, &device)
+    }
+}
+
+/// `slayer generate`, run on the `--device` backend.
+struct Generate<'a> {
+    model: &'a Path,
+    prompt: &'a str,
+    chat: bool,
+    opts: GenerateOptions,
+}
+
+impl BackendTask for Generate<'_> {
+    type Output = Result<(), ModelError>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        generate::<B>(self.model, self.prompt, self.chat, self.opts, &device)
+    }
+}
+
+fn perplexity<B: Backend>(
     model_path: &Path,
     file: &Path,
     max_tokens: usize,
     json: bool,
+    device: &B::Device,
 ) -> Result<(), ModelError> {
     let text = std::fs::read_to_string(file).map_err(|e| ModelError::io(file, e))?;
-    let (m, tok) = load(model_path)?;
+    let (m, tok) = load::<B>(model_path, device)?;
     // No BOS unless the tokenizer's own post-processor adds one.
     let mut ids = tok.encode(&text, true)?;
     ids.truncate(max_tokens);
@@ -253,13 +298,14 @@ fn human(n: u64) -> String {
     }
 }
 
-fn generate(
+fn generate<B: Backend>(
     path: &Path,
     prompt: &str,
     chat: bool,
     mut opts: GenerateOptions,
+    device: &B::Device,
 ) -> Result<(), ModelError> {
-    let (m, tok) = load(path)?;
+    let (m, tok) = load::<B>(path, device)?;
     let ids = if chat {
         tok.encode_chat(&[ChatMessage::new("user", prompt)], true)?
     } else {
