@@ -50,7 +50,9 @@ impl<'a> FingerprintInputs<'a> {
 
     /// The fingerprint: blake3 of the canonical JSON (serde_json sorts object keys).
     pub fn fingerprint(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        // Strings, integers and JSON values with string keys: serialising cannot fail,
+        // and hashing empty bytes instead would give every stage the same fingerprint.
+        let bytes = serde_json::to_vec(self).expect("fingerprint inputs serialise to JSON");
         blake3::hash(&bytes).to_hex().to_string()
     }
 }

@@ -10,14 +10,22 @@ use slayer_stages::model::{
     perplexity,
 };
 
-fn gguf() -> Option<PathBuf> {
-    std::env::var_os("SLAYER_SMOLLM2_GGUF").map(PathBuf::from)
+/// The path in environment variable `name`; an ignored test run without it fails
+/// loudly instead of passing without having checked anything.
+fn required_path(name: &str) -> PathBuf {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{name} is not set: this test needs it (see the test's doc)"))
+}
+
+fn gguf() -> PathBuf {
+    required_path("SLAYER_SMOLLM2_GGUF")
 }
 
 #[test]
 #[ignore = "needs SLAYER_SMOLLM2_GGUF"]
 fn smollm2_answers_paris() {
-    let Some(path) = gguf() else { return };
+    let path = gguf();
     let model = load_model::<Cpu>(&path, &Default::default()).unwrap();
     let tok = load_tokenizer(&path).unwrap();
     let ids = tok
@@ -50,7 +58,7 @@ fn smollm2_answers_paris() {
 #[test]
 #[ignore = "needs SLAYER_SMOLLM2_GGUF, SLAYER_REPORT, SLAYER_IMPORT_OUT"]
 fn smollm2_report_for_transformers_comparison() {
-    let Some(path) = gguf() else { return };
+    let path = gguf();
     let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dev/data");
     let text = std::fs::read_to_string(dev.join("ppl_text.txt")).unwrap();
     let tricky: Vec<String> =
@@ -76,16 +84,8 @@ fn smollm2_report_for_transformers_comparison() {
         "tokens {} nll {} ppl {} ({secs:.2}s)",
         p.tokens, p.nll, p.ppl
     );
-    std::fs::write(
-        std::env::var_os("SLAYER_REPORT").unwrap(),
-        report.to_string(),
-    )
-    .unwrap();
-    import_to_dir(
-        &path,
-        &PathBuf::from(std::env::var_os("SLAYER_IMPORT_OUT").unwrap()),
-    )
-    .unwrap();
+    std::fs::write(required_path("SLAYER_REPORT"), report.to_string()).unwrap();
+    import_to_dir(&path, &required_path("SLAYER_IMPORT_OUT")).unwrap();
 }
 
 /// Prefill 512 tokens and greedy-decode 128 on an HF directory (`$SLAYER_BENCH_MODEL`,
@@ -94,9 +94,7 @@ fn smollm2_report_for_transformers_comparison() {
 #[test]
 #[ignore = "needs SLAYER_BENCH_MODEL"]
 fn bench_prefill_and_decode() {
-    let Some(dir) = std::env::var_os("SLAYER_BENCH_MODEL").map(PathBuf::from) else {
-        return;
-    };
+    let dir = required_path("SLAYER_BENCH_MODEL");
     let model = load_model::<Cpu>(&dir, &Default::default()).unwrap();
     let vocab = model.config().vocab_size as u64;
     let mut rng = slayer_stages::rng::SplitMix64::new(0);
