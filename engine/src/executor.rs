@@ -438,7 +438,7 @@ fn run_instance(
                 stage_version: inst.kind.version(),
                 params: inst.params.clone(),
                 inputs: input_records(inst, &inputs, upstream),
-                env: crate::fingerprint::env_facts(inst.kind.uses_device(), &inst.device),
+                env: inst.env.clone(),
                 outputs: BTreeMap::new(),
                 metrics: serde_json::Value::Null,
                 started_at: String::new(),

@@ -57,20 +57,33 @@ impl<'a> FingerprintInputs<'a> {
     }
 }
 
-/// The environment facts that change a stage's results.
-pub fn env_facts(uses_device: bool, device: &str) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    if uses_device {
-        let kind = device.split(':').next().unwrap_or(device);
-        env.insert("device".into(), kind.to_string());
-        let backend = if kind == "cuda" {
-            "burn-cuda"
-        } else {
-            "burn-flex"
-        };
-        env.insert("backend".into(), backend.to_string());
-    }
-    env
+/// The environment facts a device gives the results of a stage that computes on it,
+/// when no crate owns the devices ([`crate::Registry::set_device_facts`]): `cpu` or
+/// `cuda[:N]`, the device kind and its burn backend (the index does not change results).
+pub fn default_device_facts(device: &str) -> Result<BTreeMap<String, String>, String> {
+    let kind = match device.split_once(':') {
+        None if device == "cpu" || device == "cuda" => device,
+        Some(("cuda", index)) if index.parse::<usize>().is_ok() => "cuda",
+        _ => {
+            return Err(format!(
+                "unknown device `{device}`: expected `cpu` or `cuda:N`"
+            ));
+        }
+    };
+    Ok(device_env(kind))
+}
+
+/// `{device: KIND, backend: burn-KIND's backend}`, the facts fingerprints hold.
+pub fn device_env(kind: &str) -> BTreeMap<String, String> {
+    let backend = if kind == "cuda" {
+        "burn-cuda"
+    } else {
+        "burn-flex"
+    };
+    BTreeMap::from([
+        ("device".to_string(), kind.to_string()),
+        ("backend".to_string(), backend.to_string()),
+    ])
 }
 
 /// One hash for a list of labelled hashes (a gathered or multi-file input).

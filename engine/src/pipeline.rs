@@ -40,6 +40,9 @@ pub struct Instance {
     pub inputs: BTreeMap<String, InputRef>,
     pub outputs: Vec<OutputSpec>,
     pub device: String,
+    /// The environment facts that enter the fingerprint (the device's, for a stage that
+    /// computes on one; see [`crate::stage::DeviceFacts`]).
+    pub env: BTreeMap<String, String>,
     /// Threads wanted (0 = all cores).
     pub threads: usize,
     pub gpus: usize,
@@ -214,6 +217,7 @@ pub fn resolve(
             }
             let built = build_instance(
                 &manifest,
+                registry,
                 decl,
                 &infos[d],
                 kind.clone(),
@@ -579,6 +583,7 @@ pub fn instance_name(stage: &str, binding: &[(String, Json)]) -> String {
 #[allow(clippy::too_many_arguments)]
 fn build_instance(
     manifest: &Manifest,
+    registry: &Registry,
     decl: &StageDecl,
     info: &DeclInfo,
     kind: Arc<dyn Stage>,
@@ -626,17 +631,20 @@ fn build_instance(
             .unwrap_or("cpu")
             .to_string(),
     };
-    if kind.uses_device() && !(device == "cpu" || device.starts_with("cuda")) {
-        let span = decl
-            .device
-            .as_ref()
-            .map(|d| d.span.clone())
-            .unwrap_or_else(|| decl.name.span.clone());
-        errors.push(Diagnostic::at(
-            &span,
-            format!("unknown device `{device}`: expected `cpu` or `cuda:N`"),
-        ));
-    }
+    // What the device means is the device owner's to say (the stages crate's DeviceSpec).
+    let device_env = if kind.uses_device() {
+        registry.device_facts(&device).unwrap_or_else(|message| {
+            let span = decl
+                .device
+                .as_ref()
+                .map(|d| d.span.clone())
+                .unwrap_or_else(|| decl.name.span.clone());
+            errors.push(Diagnostic::at(&span, message));
+            BTreeMap::new()
+        })
+    } else {
+        BTreeMap::new()
+    };
 
     let resources = match &decl.resources {
         None => Resources::default(),
@@ -766,6 +774,7 @@ fn build_instance(
         inputs,
         outputs,
         device,
+        env: device_env,
         threads,
         gpus,
         resources,

@@ -229,10 +229,15 @@ pub fn input_hashes(
 
 /// The fingerprint of an instance for given input hashes.
 pub fn fingerprint_of(inst: &Instance, inputs: &BTreeMap<String, ContentHash>) -> String {
-    let env = fingerprint::env_facts(inst.kind.uses_device(), &inst.device);
     let params = result_params(inst.kind.placement_params(), &inst.params);
-    FingerprintInputs::new(inst.kind.kind(), inst.kind.version(), &params, inputs, &env)
-        .fingerprint()
+    FingerprintInputs::new(
+        inst.kind.kind(),
+        inst.kind.version(),
+        &params,
+        inputs,
+        &inst.env,
+    )
+    .fingerprint()
 }
 
 /// `params` without the kind's placement parameters
@@ -438,8 +443,7 @@ pub fn diff_record(
             });
         }
     }
-    let env = fingerprint::env_facts(inst.kind.uses_device(), &inst.device);
-    for (k, v) in &env {
+    for (k, v) in &inst.env {
         let old_v = old.env.get(k).cloned().unwrap_or_default();
         if &old_v != v {
             reasons.push(StaleReason::EnvChanged {

@@ -280,10 +280,17 @@ impl<T: TypedStage> Stage for Typed<T> {
     }
 }
 
-/// The stage kinds known to a binary.
+/// What a device string means to the stages that compute on one: the environment facts
+/// that enter their fingerprints (`device`, `backend`), or why it names no device. The
+/// crate that owns the backends supplies it ([`Registry::set_device_facts`]); to the
+/// engine a device is an opaque string.
+pub type DeviceFacts = fn(&str) -> Result<BTreeMap<String, String>, String>;
+
+/// The stage kinds known to a binary, and what its devices mean.
 #[derive(Default, Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn Stage>>,
+    device_facts: Option<DeviceFacts>,
 }
 
 impl Registry {
@@ -292,6 +299,16 @@ impl Registry {
         let mut r = Registry::default();
         crate::builtin::register(&mut r);
         r
+    }
+    /// Who validates device strings and says what they mean for fingerprints.
+    pub fn set_device_facts(&mut self, facts: DeviceFacts) {
+        self.device_facts = Some(facts);
+    }
+    /// The facts of `device` for a stage that computes on it (the engine's own reading,
+    /// [`crate::fingerprint::default_device_facts`], when no owner was set).
+    pub fn device_facts(&self, device: &str) -> Result<BTreeMap<String, String>, String> {
+        self.device_facts
+            .unwrap_or(crate::fingerprint::default_device_facts)(device)
     }
     pub fn add(&mut self, stage: impl Stage + 'static) {
         self.kinds.insert(stage.kind(), Arc::new(stage));

@@ -20,6 +20,7 @@ use slayer_engine::Registry;
 /// The engine's built-in kinds plus every kind of this crate.
 pub fn registry() -> Registry {
     let mut r = Registry::with_builtins();
+    r.set_device_facts(model::device::device_facts);
     model_kinds::register(&mut r);
     data::register(&mut r);
     surgery::register(&mut r);
