@@ -8,7 +8,7 @@
 //! (minus `exclude:`), named `stage[a=1,b=x]`. `stage[*].output` gathers every instance
 //! of an upstream that agrees with the consumer on shared axes (e.g. a report).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -202,8 +202,19 @@ pub fn resolve(
     }
     let mut instances: Vec<Instance> = Vec::new();
     let mut by_decl: HashMap<usize, Vec<usize>> = HashMap::new();
+    // Declarations with an instance that failed to build (its error is reported): their
+    // consumers are not built either, so they add no "no instance matches" errors.
+    let mut failed: HashSet<usize> = HashSet::new();
     for &d in &order {
         let decl = &manifest.stages[d];
+        let upstream_failed = infos[d]
+            .refs
+            .iter()
+            .any(|(_, _, r)| matches!(r, RawRef::Upstream { stage, .. } if failed.contains(stage)));
+        if upstream_failed {
+            failed.insert(d);
+            continue;
+        }
         let Some(kind) = infos[d].kind.clone().filter(|_| !infos[d].broken) else {
             continue;
         };
@@ -227,9 +238,14 @@ pub fn resolve(
                 missing_ok,
                 &mut errors,
             );
-            if let Some(inst) = built {
-                by_decl.entry(d).or_default().push(instances.len());
-                instances.push(inst);
+            match built {
+                Some(inst) => {
+                    by_decl.entry(d).or_default().push(instances.len());
+                    instances.push(inst);
+                }
+                None => {
+                    failed.insert(d);
+                }
             }
         }
     }
