@@ -333,9 +333,10 @@ pub fn score_groups<B: Backend>(
         batches.push(start..end);
         start = end;
     }
-    // Batches run concurrently on the rayon pool: the backend's elementwise ops are
-    // single-threaded, so one batch at a time leaves cores idle between its products
-    // (which still split over idle threads when there are any).
+    // Batches run concurrently on the rayon pool: a batch's small ops (norms, rotary,
+    // softmax rows of short sequences) fall below the vendored backend's parallel
+    // threshold, so one batch at a time leaves cores idle between its products (which
+    // still split over idle threads when there are any).
     let on_batch = std::sync::Mutex::new(on_batch);
     let scored: Vec<Vec<Vec<ContScore>>> = batches
         .par_iter()

@@ -191,8 +191,8 @@ fn angular<B: Backend>(a: &Tensor<B, 3>, b: &Tensor<B, 3>) -> Result<Vec<f64>> {
 ///
 /// The logits are read back once and reduced on the host, one row per rayon task:
 /// `-log p(target) = logsumexp(row) - row[target]` in one pass over the vocabulary, where
-/// the same reduction as tensor ops would be five single-threaded passes over `[k, T,
-/// vocab]` on the CPU backend.
+/// the same reduction as tensor ops would be five full passes over `[k, T, vocab]`, each
+/// allocating its result.
 fn nll_rows<B: Backend>(model: &Llama<B>, x: Tensor<B, 3>, targets: &[i64]) -> Result<Vec<f64>> {
     let t = x.dims()[1];
     let logits = model.head(x);
