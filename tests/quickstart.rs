@@ -137,6 +137,7 @@ fn check_html_page(ws: &Workspace, instances: usize) {
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
+                "--disable-dev-shm-usage",
                 "--enable-logging=stderr",
                 "--v=0",
             ])
