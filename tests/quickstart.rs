@@ -122,7 +122,8 @@ fn quickstart_runs_and_one_strategy_edit_reruns_only_its_branch() {
 /// The experiment page (`slayer report --html`) rendered by headless Chromium (`.ci/run`
 /// installs it; this fails, not skips, without it): read back from the DOM after its
 /// script ran, the DAG has one node per instance, every results cell links to a record
-/// on the page, the paired-comparison table is there, and the console shows no error.
+/// on the page, the paired-comparison table and the stages' plots are there, and the
+/// console shows no error.
 /// A screenshot lands beside the page.
 fn check_html_page(ws: &Workspace, instances: usize) {
     let dir = ws.path().join("page");
@@ -203,6 +204,10 @@ fn check_html_page(ws: &Workspace, instances: usize) {
         html.contains("<svg") && html.contains("class=\"timeline\""),
         "no timeline"
     );
+    // The stages' own plots: a loss curve per training run, the importance figures and
+    // the report's chart (2 seeds x (1 pretrain + 4 injections) + 2 + 1).
+    let plots = html.matches("src=\"data:image/svg+xml;base64,").count();
+    assert_eq!(plots, 13, "plots on the page");
     let shot = dir.join("page.png");
     let out = chromium(&[
         &format!("--screenshot={}", shot.display()),

@@ -53,7 +53,7 @@ pub(crate) fn esc(s: &str) -> String {
 
 /// The anchor of a run record on the page.
 fn anchor(fingerprint: &str) -> String {
-    format!("rec-{fingerprint}")
+    format!("rec-{}", esc(fingerprint))
 }
 
 fn record_link(fingerprint: &str, text: &str) -> String {
@@ -407,7 +407,15 @@ fn plots(pipeline: &Pipeline, store: &Store, records: &[Option<&RunRecord>]) -> 
             let Some(path) = store.output_path(r, output) else {
                 continue;
             };
+            // Only files inside the record's own output directory are read: a record's
+            // output paths come from its JSON, which a remote cache may have supplied.
+            let Ok(root) = store.output_dir(&r.fingerprint).canonicalize() else {
+                continue;
+            };
             for file in svg_files(&path) {
+                if !file.canonicalize().is_ok_and(|f| f.starts_with(&root)) {
+                    continue;
+                }
                 let Ok(meta) = std::fs::metadata(&file) else {
                     continue;
                 };
@@ -531,12 +539,8 @@ fn record_sections(pipeline: &Pipeline, store: &Store, records: &[Option<&RunRec
                 esc(&pretty(&usage))
             );
         }
-        let log = r
-            .log
-            .as_ref()
-            .map(|l| store.root().join(l))
-            .unwrap_or_else(|| store.log_path(&r.fingerprint));
-        let text = tail(&log, LOG_TAIL_LINES);
+        // The store's own log path, never a path a (possibly pulled) record names.
+        let text = tail(&store.log_path(&r.fingerprint), LOG_TAIL_LINES);
         if !text.is_empty() {
             let _ = write!(
                 out,
