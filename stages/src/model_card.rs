@@ -1,5 +1,5 @@
-//! Model cards: the `README.md` that every model directory written by `expand`, `prune`,
-//! `train` and `model.export` carries, in the Hugging Face model-card format, so that a
+//! Model cards: the `README.md` that every model directory written by `model.import`,
+//! `expand`, `prune`, `train` and `model.export` carries, in the Hugging Face model-card format, so that a
 //! model copied out of `.slayer/` (or pushed to a hub) explains itself.
 //!
 //! A card is YAML front matter between `---` lines followed by Markdown:
@@ -164,6 +164,9 @@ pub struct Step {
     /// The other inputs of the stage (training data), by name: their labels.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, Vec<String>>,
+    /// What an import read (`model.import`): `gguf` or `hf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_format: Option<String>,
     /// Storage dtype of the written weights (`model.export`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
@@ -234,6 +237,16 @@ impl Step {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             ..Step::new("train", prov)
+        }
+    }
+
+    /// The step of a `model.import` of `source` (a GGUF file or an HF directory, named by
+    /// its file name), read as `format` (`gguf`, `hf`).
+    pub fn import(prov: &Provenance, source: &Path, format: &str) -> Step {
+        Step {
+            input: source.file_name().map(|n| n.to_string_lossy().into_owned()),
+            source_format: Some(format.into()),
+            ..Step::new("model.import", prov)
         }
     }
 
@@ -331,6 +344,13 @@ impl Step {
             "model.export" => format!(
                 "Exported{from} with {} weights",
                 self.dtype.as_deref().unwrap_or("?")
+            ),
+            "model.import" => format!(
+                "Imported{from} ({}) as a Hugging Face checkpoint",
+                match self.source_format.as_deref() {
+                    Some("gguf") => "GGUF, dequantised to f32",
+                    _ => "HF directory, tensors copied as stored",
+                }
             ),
             other => format!("`{}`{from}", code(other)),
         };

@@ -66,7 +66,7 @@ pub struct ImportParams {
 impl TypedStage for ModelImport {
     type Params = ImportParams;
     const KIND: &'static str = "model.import";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "Import an HF directory or GGUF file as an HF-layout model artifact `model`";
 
@@ -99,17 +99,16 @@ impl TypedStage for ModelImport {
             ctx.progress.advance(n, total)
         })
         .map_err(model_err)?;
+        let format = if model::import::is_gguf(&src) {
+            "gguf"
+        } else {
+            "hf"
+        };
+        let step = Step::import(&Provenance::of(ctx), &src, format);
+        model_card::write_card(&src, step, &out, &ctx.log).map_err(StageError::other)?;
         let mut m = model_metrics(&out)?;
         m.insert("files".into(), report.files.len().into());
-        m.insert(
-            "source_format".into(),
-            if model::import::is_gguf(&src) {
-                "gguf"
-            } else {
-                "hf"
-            }
-            .into(),
-        );
+        m.insert("source_format".into(), format.into());
         Ok(m)
     }
 }

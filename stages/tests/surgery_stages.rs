@@ -16,7 +16,7 @@ use slayer_stages::model::safetensors_io::SafetensorsCheckpoint;
 use slayer_stages::model::weights::WeightSource;
 use slayer_stages::model::{Cpu, Llama, LlamaConfig, SaveDtype, load_pretrained, save_pretrained};
 use slayer_stages::model_card::{CARD_FILE, front_matter};
-use slayer_stages::model_kinds::ModelExport;
+use slayer_stages::model_kinds::{ModelExport, ModelImport};
 use slayer_stages::surgery::expand::Expand;
 use slayer_stages::surgery::prune::Prune;
 use slayer_stages::surgery::{
@@ -736,4 +736,29 @@ fn a_model_without_a_name_is_named_by_its_directory() {
     assert_eq!(c["base_model"], "source");
     assert_eq!(c["slayer"]["base_model_from"], "directory");
     assert_eq!(c["slayer"]["steps"][0]["init"], "copy");
+}
+
+/// `model.import` starts the lineage: its card names the imported file or directory as the
+/// base model and says what was read, for an HF directory and for a GGUF file.
+#[test]
+fn an_imported_model_carries_a_card_naming_its_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (source, format, text) in [
+        ("tiny_llama", "hf", "HF directory"),
+        ("tiny_llama/tiny_llama.f16.gguf", "gguf", "GGUF"),
+    ] {
+        let out = tmp.path().join(format);
+        let path = fixtures.join(source);
+        run_stage(&Typed(ModelImport), json!({"path": path}), &path, &out);
+        let (c, body) = card(&out.join("model"));
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(c["base_model"], name, "{format}");
+        assert_eq!(kinds(&c), ["model.import"], "{format}");
+        assert_eq!(c["slayer"]["steps"][0]["source_format"], format);
+        assert!(
+            body.contains(&format!("Imported `{name}` ({text}")),
+            "{body}"
+        );
+    }
 }
