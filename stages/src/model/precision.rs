@@ -143,6 +143,8 @@ mod tests {
     #[test]
     fn head_in_vocabulary_blocks_equals_one_product() {
         let device = Default::default();
+        // Fixed inputs: the bound below must hold for these, not for a lucky draw.
+        <Cpu as burn::tensor::backend::Backend>::seed(&device, 20);
         let x = Tensor::<Cpu, 2>::random([7, 96], Distribution::Normal(0.0, 1.0), &device);
         let w = Tensor::<Cpu, 2>::random([96, 1000], Distribution::Normal(0.0, 0.1), &device)
             .cast(FloatDType::BF16);
@@ -162,7 +164,13 @@ mod tests {
                 .zip(&want)
                 .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                 .fold(0f32, f32::max);
-            assert!(worst <= 1e-6, "chunk {chunk}: relative difference {worst}");
+            // Another blocking (or operand layout) sums each 96-term dot product in
+            // another order: within 96 f32 roundings of the one-product result.
+            let bound = 96.0 * f32::EPSILON;
+            assert!(
+                worst <= bound,
+                "chunk {chunk}: relative difference {worst} > {bound}"
+            );
         };
         for (w, chunk) in [
             (w.clone(), usize::MAX),
