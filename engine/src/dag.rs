@@ -136,7 +136,8 @@ fn depths(pipeline: &Pipeline) -> Vec<usize> {
         .collect()
 }
 
-fn xml_escape(s: &str) -> String {
+/// `s` safe as XML/HTML text or a double-quoted attribute value.
+pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

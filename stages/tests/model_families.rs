@@ -1018,21 +1018,24 @@ fn long_stages_fill_their_progress_bars() {
     let name = "tiny_qwen2";
     let src = copy_fixture(name, tmp.path());
     let snapshot = |bar: &ProgressBar| (bar.length(), bar.position());
+    // Runs `stage` with a fresh bar; its (length, position) afterwards.
+    let filled = |stage: &dyn Stage, params: Value, inputs: &[(&str, &Path)], out: &str| {
+        let bar = ProgressBar::hidden();
+        let out = tmp.path().join(out);
+        run_stage_reporting(stage, params, inputs, &out, Progress::from_bar(bar.clone()));
+        snapshot(&bar)
+    };
 
-    let bar = ProgressBar::hidden();
-    let out = tmp.path().join("expanded");
-    let reporting = Progress::from_bar(bar.clone());
-    run_stage_reporting(
+    let expand = filled(
         &Typed(Expand),
         json!({"layout": "(1+1)x2"}),
         &[("model", &src)],
-        &out,
-        reporting,
+        "expanded",
     );
-    let file = std::fs::read(out.join("model/model.safetensors")).unwrap();
+    let file = std::fs::read(tmp.path().join("expanded/model/model.safetensors")).unwrap();
     let header = u64::from_le_bytes(file[..8].try_into().unwrap());
     let tensor_bytes = file.len() as u64 - 8 - header;
-    assert_eq!(snapshot(&bar), (Some(tensor_bytes), tensor_bytes), "expand");
+    assert_eq!(expand, (Some(tensor_bytes), tensor_bytes), "expand");
 
     let r = Reference::load(name);
     let ids = r.ids();
@@ -1040,16 +1043,13 @@ fn long_stages_fill_their_progress_bars() {
     std::fs::create_dir_all(&data).unwrap();
     let row: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
     write_packed(&data.join("part-0.parquet"), &[(row, None)]).unwrap();
-    let bar = ProgressBar::hidden();
     let n = ids.len();
-    run_stage_reporting(
+    let (len, pos) = filled(
         &Typed(ImportanceStage),
         json!({"max_tokens": n, "seq_len": n}),
         &[("model", &src), ("data", &data)],
-        &tmp.path().join("importance"),
-        Progress::from_bar(bar.clone()),
+        "importance",
     );
-    let (len, pos) = snapshot(&bar);
     // 2 blocks x 1 window of angular distances and removals, plus the insertions.
     assert!(
         len.is_some_and(|l| l >= 2) && len == Some(pos),
@@ -1064,15 +1064,12 @@ fn long_stages_fill_their_progress_bars() {
     .unwrap();
     let mut registry = slayer_engine::Registry::default();
     slayer_stages::eval::register(&mut registry);
-    let bar = ProgressBar::hidden();
-    run_stage_reporting(
+    let (len, pos) = filled(
         registry.get("eval").unwrap().as_ref(),
         json!({"tasks": ["arc_easy"], "limit": 4, "num_fewshot": 0}),
         &[("model", &src), ("data", &tasks.join("mc_mini.jsonl"))],
-        &tmp.path().join("eval"),
-        Progress::from_bar(bar.clone()),
+        "eval",
     );
-    let (len, pos) = snapshot(&bar);
     assert!(
         len.is_some_and(|l| l >= 4) && len == Some(pos),
         "eval {len:?} {pos}"

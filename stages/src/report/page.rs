@@ -31,24 +31,24 @@ pub fn write(manifest: &Path, registry: &Registry, dir: &Path) -> Result<PathBuf
     let (pipeline, store) = commands::open(manifest, registry)?;
     let statuses = plan::plan(&pipeline, &store, &BTreeSet::new())?;
     let html = page(&pipeline, &store, &statuses);
-    let io = |path: &Path| {
-        let context = path.display().to_string();
-        move |source| EngineError::Io { context, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+        context: dir.display().to_string(),
+        source,
+    })?;
     // Written whole, then renamed: a reader never sees half a page.
     let path = dir.join("index.html");
-    let partial = dir.join(".index.html.partial");
-    std::fs::write(&partial, html).map_err(io(&partial))?;
-    std::fs::rename(&partial, &path).map_err(io(&path))?;
+    slayer_cache::atomic_write(&path, html.as_bytes())?;
     Ok(path)
 }
 
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A fingerprint's 12-character prefix, as the report tables show it.
+fn short(fingerprint: &str) -> &str {
+    fingerprint.get(..12).unwrap_or(fingerprint)
+}
+
+/// Text and attribute values escaped for the page (the DAG drawing's own escaping).
+fn esc(s: &str) -> String {
+    dag::xml_escape(s)
 }
 
 /// The anchor of a run record on the page.
@@ -255,10 +255,7 @@ fn resources(
                     fmt_opt(r.usage.get("peak_rss_bytes").map(|b| b / 1e6), 0),
                     fmt_opt(gpu_peak(r).map(|b| b / 1e6), 0),
                     esc(&r.host),
-                    record_link(
-                        &r.fingerprint,
-                        &r.fingerprint[..12.min(r.fingerprint.len())]
-                    )
+                    record_link(&r.fingerprint, short(&r.fingerprint))
                 );
             }
             None => {
@@ -348,7 +345,7 @@ fn report_body(html: &str, fingerprints: &[String]) -> String {
         .map_or(html, |at| &html[at + "</style>".len()..]);
     let mut out = body.to_string();
     for fp in fingerprints {
-        let short = &fp[..12.min(fp.len())];
+        let short = short(fp);
         out = out.replace(
             &format!("{short} "),
             &format!("{} ", record_link(fp, short)),
@@ -521,7 +518,7 @@ fn record_sections(pipeline: &Pipeline, store: &Store, records: &[Option<&RunRec
                 out,
                 "<tr><td>{}</td><td>{source}</td><td><code>{}</code></td></tr>",
                 esc(name),
-                esc(&input.hash.to_string()[..16.min(input.hash.to_string().len())])
+                esc(input.hash.0.get(..16).unwrap_or(&input.hash.0))
             );
         }
         out.push_str("</table>");
