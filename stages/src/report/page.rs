@@ -22,6 +22,8 @@ use super::primary_metric;
 
 /// Lines of a record's log shown on the page.
 const LOG_TAIL_LINES: usize = 40;
+/// Bytes read from the end of a log for its tail.
+const LOG_TAIL_BYTES: u64 = 64 << 10;
 /// SVG outputs larger than this are linked by path instead of embedded.
 const MAX_EMBEDDED_SVG: u64 = 2 << 20;
 
@@ -474,9 +476,22 @@ fn svg_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The last `n` lines of a file (empty when it cannot be read).
+/// The last `n` lines of a file, read from its last [`LOG_TAIL_BYTES`] only (a log can be
+/// gigabytes; a longer line is cut at its start); empty when it cannot be read.
 fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(LOG_TAIL_BYTES);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err()
+        || file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -549,4 +564,22 @@ fn record_sections(pipeline: &Pipeline, store: &Store, records: &[Option<&RunRec
     }
     out.push_str("</section>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail;
+
+    #[test]
+    fn a_log_tail_reads_only_the_end_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        text.push_str("last line");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(tail(&path, 2), "line 19999\nlast line");
+        assert_eq!(tail(&dir.path().join("none"), 2), "");
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        assert_eq!(tail(&path, 40), "one\ntwo");
+    }
 }
