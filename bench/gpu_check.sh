@@ -9,9 +9,10 @@
 #   3. the 7B S strategy: a random Llama-2-7B-shaped bf16 checkpoint
 #      (dev/make_big_checkpoint.py, numpy only), expanded by `slayer exec expand` to
 #      `(2+1)x8|13|1◇`, trained for a few steps with its 9 new blocks trainable (frozen
-#      blocks bf16, trainable ones with f32 masters) at seq 2048 and at seq 4096: peak
-#      GPU memory (nvidia-smi, sampled every 100 ms), tokens/s and the stage's own
-#      memory plan.
+#      blocks bf16, trainable ones with f32 masters) at seq 2048 keeping every
+#      activation and at seq 4096 with per-block recomputation (`recompute: blocks`;
+#      without it the plan needs 145.5 GB): peak GPU memory (nvidia-smi, sampled every
+#      100 ms), tokens/s and the stage's own memory plan.
 #
 # Usage:
 #   bench/gpu_check.sh build          build the binaries (offline, no GPU needed) into
@@ -117,10 +118,12 @@ timeout 300 "$BIN/slayer" exec expand --in model="$WORK/l7" --set 'layout=(2+1)x
   --set init=average --out "$WORK/l7s" >"$OUT_DIR/expand.log" 2>&1
 echo "RESULT expand rc=$?"
 rm -rf "$WORK/l7"  # the expanded copy stands alone; the disk holds two 7B models at most
-for seq in 2048 4096; do
-  stamp "train seq $seq"
-  with_peak "train_7b_s_$seq" timeout 300 env TRAIN_BENCH_DEVICE=cuda:0 TRAIN_BENCH_MODEL="$WORK/l7s" \
+for run in "2048 none" "4096 blocks"; do
+  read -r seq recompute <<<"$run"
+  stamp "train seq $seq, recompute $recompute"
+  with_peak "train_7b_s_${seq}_$recompute" timeout 300 env TRAIN_BENCH_DEVICE=cuda:0 TRAIN_BENCH_MODEL="$WORK/l7s" \
     TRAIN_BENCH_PRECISION=bf16 TRAIN_BENCH_TRAINABLE=expanded TRAIN_BENCH_SEQ=$seq \
+    TRAIN_BENCH_RECOMPUTE=$recompute \
     TRAIN_BENCH_BATCH=1 TRAIN_BENCH_STEPS=4 TRAIN_BENCH_DIR="$WORK/b7" \
     TRAIN_BENCH_PEAK_TFLOPS=${TRAIN_BENCH_PEAK_TFLOPS:-989} \
     TRAIN_BENCH_SHAPE=s-strategy-7b "$BIN/train_bench" --ignored --nocapture train_throughput

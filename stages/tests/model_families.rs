@@ -34,7 +34,7 @@ use slayer_stages::surgery::TrainableFile;
 use slayer_stages::surgery::expand::Expand;
 use slayer_stages::surgery::prune::Prune;
 use slayer_stages::train::data_loader::write_packed;
-use slayer_stages::train::{Mode, TrainJob, TrainParams, Trainable, run_training};
+use slayer_stages::train::{Mode, Recompute, TrainJob, TrainParams, Trainable, run_training};
 
 mod reference_support;
 
@@ -644,14 +644,15 @@ fn raw_tensors(path: &Path) -> RawTensors {
 /// A few CPT steps on block 1 of `name` (as `trainable.json` names it): returns the
 /// tensors before and after, and the trainable parameter count.
 fn train_block_1(name: &str, root: &Path) -> (RawTensors, RawTensors, usize) {
-    let (before, after, trainable, _) = train_block_1_reporting(name, root);
+    let (before, after, trainable, _) = train_block_1_reporting(name, root, Recompute::None);
     (before, after, trainable)
 }
 
-/// [`train_block_1`], also returning the progress bar the run drove.
+/// [`train_block_1`] with `recompute`, also returning the progress bar the run drove.
 fn train_block_1_reporting(
     name: &str,
     root: &Path,
+    recompute: Recompute,
 ) -> (RawTensors, RawTensors, usize, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::hidden();
     let model_dir = copy_fixture(name, root);
@@ -678,6 +679,7 @@ fn train_block_1_reporting(
     params.batch_size = 4;
     params.max_steps = Some(3);
     params.checkpoint_every = 0;
+    params.recompute = recompute;
     let out = root.join("out");
     let scratch = root.join("scratch");
     std::fs::create_dir_all(&out).unwrap();
@@ -732,6 +734,22 @@ fn training_a_block_keeps_frozen_tensors_bit_identical() {
             "{name}: {family_tensor}"
         );
         assert_eq!(trainable_params, trainable, "{name}");
+    }
+}
+
+/// Per-block recomputation gives every family's training the bytes of the whole-model
+/// backward: Mistral's window (8) and Gemma 3's local blocks (6) are shorter than the
+/// 16-token sequences, Gemma 3's sandwich norms and soft-cap, Qwen's biases and norms.
+#[test]
+fn recomputing_blocks_trains_every_family_to_the_same_bytes() {
+    for name in ["tiny_mistral", "tiny_qwen2", "tiny_qwen3", "tiny_gemma3"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let kept = train_block_1_reporting(name, &tmp.path().join("kept"), Recompute::None);
+        let again = train_block_1_reporting(name, &tmp.path().join("again"), Recompute::Blocks);
+        assert!(kept.1 != kept.0, "{name}: nothing trained");
+        for (tensor, bytes) in &kept.1 {
+            assert!(again.1[tensor] == *bytes, "{name}: {tensor} differs");
+        }
     }
 }
 
@@ -1075,6 +1093,6 @@ fn long_stages_fill_their_progress_bars() {
         "eval {len:?} {pos}"
     );
 
-    let (_, _, _, bar) = train_block_1_reporting(name, &tmp.path().join("train"));
+    let (_, _, _, bar) = train_block_1_reporting(name, &tmp.path().join("train"), Recompute::None);
     assert_eq!(snapshot(&bar), (Some(3), 3), "train: 3 optimizer steps");
 }

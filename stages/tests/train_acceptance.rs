@@ -2,7 +2,8 @@
 //! memorisable corpus; frozen tensors stay bit-identical while every trainable one
 //! moves; a run stopped mid-way resumes from its checkpoint to the same parameters;
 //! 4x2 gradient accumulation equals one batch of 8; SFT masks give zero gradient; the
-//! learning-rate schedule follows its formula.
+//! learning-rate schedule follows its formula; per-block recomputation trains to the
+//! same bytes as keeping every activation.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -20,7 +21,7 @@ use slayer_stages::train::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
 use slayer_stages::train::optimizer::{AdamW, AdamWConfig, GradBuffer, host_f32};
 use slayer_stages::train::trainable::{TrainableSet, freeze, param_table};
 use slayer_stages::train::{
-    LrSchedule, Mode, Schedule, TrainError, TrainStage, Trainable, run_training,
+    LrSchedule, Mode, Recompute, Schedule, TrainError, TrainStage, Trainable, run_training,
 };
 
 type Ad = Autodiff<Cpu>;
@@ -225,6 +226,79 @@ fn repeated_runs_are_bit_identical() {
             first == run(&format!("again-{k}")),
             "run {k} differs from the first"
         );
+    }
+}
+
+/// `recompute: blocks` gives the bytes of `recompute: none` — every tensor, the loss and
+/// the gradient norm of every step — for CPT and SFT, with accumulation and clipping, for
+/// the blocks of `trainable.json` (the backward stops at block 1), the last block only,
+/// and everything (the embedding's segment; a tied embedding gets its head and embedding
+/// gradients summed as the whole backward sums them).
+#[test]
+fn recomputing_blocks_trains_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    data_dir(root);
+    let mut tied = tiny_config();
+    tied.tie_word_embeddings = true;
+    for (config_name, config) in [("untied", tiny_config()), ("tied", tied)] {
+        let dir = root.join("model");
+        let _ = std::fs::remove_dir_all(&dir);
+        let model = Llama::<Cpu>::init_random(&config, 5, &Default::default()).unwrap();
+        save_pretrained(&model, &dir, SaveDtype::F32).unwrap();
+        std::fs::write(
+            dir.join("trainable.json"),
+            r#"{"trainable_blocks": [1, 3]}"#,
+        )
+        .unwrap();
+        for mode in [Mode::Cpt, Mode::Sft] {
+            for trainable in [Trainable::Expanded, Trainable::Final, Trainable::All] {
+                let mut p = params(mode, trainable.clone());
+                p.micro_batch = Some(2);
+                p.grad_clip = Some(0.05);
+                p.max_steps = Some(4);
+                let run = |recompute: Recompute| {
+                    let mut p = p.clone();
+                    p.recompute = recompute;
+                    let name = format!("{config_name}-{mode:?}-{trainable:?}-{recompute:?}");
+                    let j = job(root, &name, p);
+                    let s = run_training(&j, &mut |_| ControlFlow::Continue(())).unwrap();
+                    // step, loss, lr, grad_norm, tokens (not the speed and memory).
+                    let log: String = std::fs::read_to_string(j.out_dir.join("log.csv"))
+                        .unwrap()
+                        .lines()
+                        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(",") + "\n")
+                        .collect();
+                    (tensors(&j.out_dir.join("model/model.safetensors")), log, s)
+                };
+                let (kept, kept_log, kept_summary) = run(Recompute::None);
+                let (again, again_log, again_summary) = run(Recompute::Blocks);
+                let case = format!("{config_name} {mode:?} {trainable:?}");
+                assert!(
+                    kept_log == again_log,
+                    "{case}: logs differ\n{kept_log}\n{again_log}"
+                );
+                for (name, bytes) in &kept {
+                    assert!(again[name] == *bytes, "{case}: {name} differs");
+                }
+                let clipped = kept_log
+                    .lines()
+                    .skip(1)
+                    .any(|l| l.split(',').nth(3).unwrap().parse::<f64>().unwrap() > 0.05);
+                assert!(clipped, "{case}: clipping must be active\n{kept_log}");
+                let (a, b) = (kept_summary.memory, again_summary.memory);
+                // One block to recompute (`final`) saves nothing: its input is kept too.
+                assert!(
+                    b.activations_estimate < a.activations_estimate
+                        || trainable == Trainable::Final,
+                    "{case}: {b:?} vs {a:?}"
+                );
+                assert_eq!(
+                    a.total() - a.activations_estimate,
+                    b.total() - b.activations_estimate
+                );
+            }
+        }
     }
 }
 

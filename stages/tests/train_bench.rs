@@ -15,6 +15,8 @@
 //! `llama-0.5b`) or `TRAIN_BENCH_MODEL` (an HF checkpoint directory with its
 //! `trainable.json`, e.g. an expanded 7B model: `bench/gpu_check.sh`) and
 //! `TRAIN_BENCH_PEAK_TFLOPS` (for MFU; default 989, H100/H200 SXM dense bf16).
+//! `TRAIN_BENCH_RECOMPUTE` = `none` (default) | `blocks` sets the stage's `recompute`
+//! (`bench/train_recompute_cpu.sh`).
 //!
 //! Runs with the allocator of the `slayer` binary ([`slayer_stages::alloc`]).
 //!
@@ -31,7 +33,9 @@ mod train_support;
 use slayer_engine::stage::{Logger, Progress};
 use slayer_stages::model::{Cpu, DeviceSpec, Llama, LlamaConfig, SaveDtype, save_pretrained};
 use slayer_stages::train::data_loader::write_packed;
-use slayer_stages::train::{Mode, Precision, TrainJob, TrainParams, Trainable, run_training};
+use slayer_stages::train::{
+    Mode, Precision, Recompute, TrainJob, TrainParams, Trainable, run_training,
+};
 
 /// SmolLM2-135M's config.json shape.
 pub fn smollm2_135m_config() -> LlamaConfig {
@@ -157,8 +161,14 @@ fn train_throughput_smollm2_135m() {
     p.shuffle = false;
     p.precision = precision;
     p.ranks = env("TRAIN_BENCH_RANKS", 1);
-    let out = root.join(format!("out-{trainable}-{}", p.ranks));
-    let scratch = root.join(format!("scratch-{trainable}-{}", p.ranks));
+    p.recompute = match std::env::var("TRAIN_BENCH_RECOMPUTE").as_deref() {
+        Err(_) | Ok("none") => Recompute::None,
+        Ok("blocks") => Recompute::Blocks,
+        Ok(other) => panic!("TRAIN_BENCH_RECOMPUTE is none or blocks, got {other}"),
+    };
+    let run_name = format!("{trainable}-{}-{:?}", p.ranks, p.recompute).to_lowercase();
+    let out = root.join(format!("out-{run_name}"));
+    let scratch = root.join(format!("scratch-{run_name}"));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
@@ -209,10 +219,11 @@ fn train_throughput_smollm2_135m() {
     };
     println!(
         "RESULT slayer shape={shape} device={device} precision={precision:?} \
-         trainable={trainable} seq={seq} batch={batch} ranks={} threads={} \
+         trainable={trainable} recompute={:?} seq={seq} batch={batch} ranks={} threads={} \
          tokens_per_s={tok_s:.1} step_s={:.3} trainable_params={} total_params={} \
          optimizer_state_params={} peak_rss_mb={:.0} allreduce_s_per_step={:.3} \
          planned_memory_gb={:.1}{mfu}",
+        job.params.recompute,
         summary.ranks,
         threads,
         secs / timed.len() as f64,

@@ -227,11 +227,12 @@ fn killed_rank_fails_clearly_and_resumes_with_two_or_one_rank() {
     }
 }
 
-/// `ranks` is a placement parameter: changing it keeps the fingerprint, hence the
-/// scratch dir and its checkpoints, so a stage resumes with another world size.
+/// `ranks` (and `recompute`, also bit-identical) are placement parameters: changing them
+/// keeps the fingerprint, hence the scratch dir and its checkpoints, so a stage resumes
+/// with another world size.
 #[test]
 fn ranks_is_a_placement_parameter_of_the_stage() {
-    assert_eq!(Typed(TrainStage).placement_params(), ["ranks"]);
+    assert_eq!(Typed(TrainStage).placement_params(), ["ranks", "recompute"]);
 }
 
 /// A rank job file for the error tests.

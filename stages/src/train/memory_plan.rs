@@ -10,6 +10,7 @@
 //! | `gradients`         | trainable x compute width (frozen tensors get none)          |
 //! | `optimizer_state`   | trainable x 8 (AdamW's two f32 moments)                      |
 //! | `activations_estimate` | saved for backward: blocks from the first trainable one on, per token and block `8h + q + 2kv + 4i + 2·heads·seq` values (norm inputs and outputs, q/k/v, attention scores and probabilities — the naive attention of burn 0.21 keeps both —, attention and MLP outputs, gate, up, their product and activation), plus `2·vocab` per token for the logits and their gradient, x micro-batch x seq x compute width |
+//! | — with `recompute: blocks` | the input of each block from the first trainable one on (`h` per token and block), one block's activations (the figure above for one block) and the logits, x micro-batch x seq x compute width |
 //!
 //! The first five are exact for this implementation; the activation figure is an
 //! estimate (allocator slack and transient buffers are not in it), good to tell whether a
@@ -51,6 +52,8 @@ pub struct RunShape {
     pub micro_batch: u64,
     /// Tokens per sequence.
     pub seq_len: u64,
+    /// Per-block recomputation (`recompute: blocks`): only block inputs are kept.
+    pub recompute: bool,
 }
 
 impl MemoryPlan {
@@ -71,13 +74,18 @@ impl MemoryPlan {
             as u64;
         let tokens = shape.micro_batch * shape.seq_len;
         let head = 2 * config.vocab_size as u64;
+        let saved = if shape.recompute {
+            blocks * h + blocks.min(1) * per_token_block
+        } else {
+            blocks * per_token_block
+        };
         MemoryPlan {
             frozen_weights: frozen * shape.frozen_bytes,
             trainable_weights: trainable * w,
             master_weights: if w < 4 { trainable * 4 } else { 0 },
             gradients: trainable * w,
             optimizer_state: trainable * 8,
-            activations_estimate: (blocks * per_token_block + head) * tokens * w,
+            activations_estimate: (saved + head) * tokens * w,
         }
     }
 
@@ -131,7 +139,7 @@ mod tests {
         let total = 38 * block + 2 * 32000 * 4096 + 4096;
         let trainable = 9 * block;
         let gb = |b: u64| (b as f64 / 1e9 * 10.0).round() / 10.0;
-        let plan = |seq_len| {
+        let plan = |seq_len, recompute| {
             MemoryPlan::new(
                 &config,
                 RunShape {
@@ -142,10 +150,11 @@ mod tests {
                     frozen_bytes: 2,
                     micro_batch: 1,
                     seq_len,
+                    recompute,
                 },
             )
         };
-        let p = plan(4096);
+        let p = plan(4096, false);
         assert_eq!(
             [
                 p.frozen_weights,
@@ -159,9 +168,13 @@ mod tests {
         assert_eq!(gb(p.optimizer_state), 14.6);
         assert_eq!(gb(p.activations_estimate), 104.1);
         assert_eq!(gb(p.total()), 145.5);
-        let p = plan(2048);
+        let p = plan(2048, false);
         assert_eq!(gb(p.activations_estimate), 32.7);
         assert_eq!(gb(p.total()), 74.1);
+        // Recomputing blocks keeps the 36 block inputs and one block's activations.
+        let p = plan(4096, true);
+        assert_eq!(gb(p.activations_estimate), 4.6);
+        assert_eq!(gb(p.total()), 46.0);
         // In f32 (the CPU path) every weight and gradient is 4 bytes and there are no
         // separate masters.
         let f32_plan = MemoryPlan::new(
@@ -174,6 +187,7 @@ mod tests {
                 frozen_bytes: 4,
                 micro_batch: 1,
                 seq_len: 256,
+                recompute: false,
             },
         );
         assert_eq!(f32_plan.master_weights, 0);

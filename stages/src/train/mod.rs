@@ -11,6 +11,8 @@
 //! - [`data_loader`]: packed Parquet sequences, a seeded per-epoch shuffle and a cursor
 //!   that a checkpoint can store.
 //! - [`loss`]: next-token cross-entropy, weighted per target token (SFT masks).
+//! - [`recompute`]: one micro-batch's backward with per-block activation recomputation
+//!   (`recompute: blocks`).
 //! - [`optimizer`]: AdamW (torch semantics) over the trainable parameters only, global
 //!   gradient-norm clipping, no weight decay on norms and biases, f32 master weights
 //!   when the model computes in bf16.
@@ -37,13 +39,14 @@ pub mod metrics_log;
 pub mod optimizer;
 pub mod params;
 pub mod ranks;
+pub mod recompute;
 pub mod schedule;
 pub mod stage;
 pub mod trainable;
 pub mod trainer;
 
 pub use error::TrainError;
-pub use params::{Mode, Precision, Schedule, TrainParams, Trainable};
+pub use params::{Mode, Precision, Recompute, Schedule, TrainParams, Trainable};
 pub use schedule::LrSchedule;
 pub use stage::TrainStage;
 pub use trainable::{TrainableSet, read_trainable_json};

@@ -58,6 +58,19 @@ pub enum Precision {
     Bf16,
 }
 
+/// What the backward pass keeps from the forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Recompute {
+    /// Every activation the backward needs is kept from the forward.
+    #[default]
+    None,
+    /// Only each block's input is kept; each block's forward runs again under autodiff
+    /// when the backward reaches it (one more forward of the trained blocks, activation
+    /// memory of one block instead of all).
+    Blocks,
+}
+
 /// Parameters of the `train` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +147,11 @@ pub struct TrainParams {
     /// of tasks.
     #[serde(default = "default_ranks")]
     pub ranks: usize,
+    /// `none` keeps all activations for the backward; `blocks` keeps only each block's
+    /// input and recomputes the block during the backward (same gradients, bit for bit;
+    /// less memory, one more forward).
+    #[serde(default)]
+    pub recompute: Recompute,
 }
 
 // Not part of the fingerprint: a placement parameter of the stage (`TrainStage`).
@@ -198,6 +216,7 @@ impl TrainParams {
             eval_batches: None,
             checkpoint_every: default_checkpoint_every(),
             ranks: default_ranks(),
+            recompute: Recompute::default(),
         }
     }
 

@@ -60,10 +60,12 @@ impl TypedStage for TrainStage {
         0
     }
 
-    // How many processes share the work; with an explicit `micro_batch` the result is
-    // bit-identical for any number of ranks (docs/data-parallel.md), so a run resumes
-    // from its checkpoints after `ranks` changes.
-    const PLACEMENT_PARAMS: &'static [&'static str] = &["ranks"];
+    // How many processes share the work, and whether blocks are recomputed in the
+    // backward: with an explicit `micro_batch` the result is bit-identical for any number
+    // of ranks (docs/data-parallel.md), and with or without recomputation
+    // (`recomputing_blocks_trains_to_the_same_bytes`), so a run resumes from its
+    // checkpoints after either changes.
+    const PLACEMENT_PARAMS: &'static [&'static str] = &["ranks", "recompute"];
 
     fn run(&self, params: TrainParams, ctx: &StageContext) -> Result<Metrics, StageError> {
         let device: DeviceSpec = ctx.device.parse().map_err(StageError::other)?;

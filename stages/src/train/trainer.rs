@@ -38,8 +38,9 @@ use super::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
 use super::memory_plan::{MemoryPlan, RunShape};
 use super::metrics_log::{self, LogRow};
 use super::optimizer::{AdamW, AdamWConfig, GradBuffer, scalar};
-use super::params::{Precision, TrainParams};
+use super::params::{Precision, Recompute, TrainParams};
 use super::ranks::{self, RankEnv, RankProgram, RankReport, shard_range};
+use super::recompute::{self, BackwardReach};
 use super::schedule::LrSchedule;
 use super::trainable::{self, TrainableSet};
 use crate::model::safetensors_io::copy_tokenizer_files;
@@ -287,6 +288,10 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         Precision::Bf16 => 2,
         Precision::F32 => 4,
     };
+    let reach = BackwardReach {
+        lowest_block: set.blocks.first().copied(),
+        embedding: set.everything,
+    };
     let memory = MemoryPlan::new(
         &config,
         RunShape {
@@ -304,6 +309,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             },
             micro_batch: p.micro_batch() as u64,
             seq_len: data.seq_len as u64,
+            recompute: p.recompute == Recompute::Blocks,
         },
     );
     let trainable_paths: Vec<String> = table
@@ -385,14 +391,19 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         let mut loss_sum: Option<Tensor<AB::InnerBackend, 1>> = None;
         for mb in &micro {
             let (inputs, targets, weights) = mb.tensors::<AB>(norm, &device);
-            let logits = model.forward(inputs);
-            let loss = AB::fused_cross_entropy(logits, targets, weights);
-            let detached = loss.clone().inner();
+            let (detached, mut grads) = match p.recompute {
+                Recompute::None => {
+                    let loss = AB::fused_cross_entropy(model.forward(inputs), targets, weights);
+                    (loss.clone().inner(), loss.backward())
+                }
+                Recompute::Blocks => {
+                    recompute::backward_by_block(&model, inputs, targets, weights, reach)
+                }
+            };
             loss_sum = Some(match loss_sum {
                 Some(s) => s + detached,
                 None => detached,
             });
-            let mut grads = loss.backward();
             buffer.accumulate(&model, &mut grads);
         }
         // The loss and the shard check ride in the first bucket of the all-reduce.
