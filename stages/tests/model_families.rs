@@ -1024,6 +1024,85 @@ fn qwen2_tokenizer_rebuilt_from_gguf_gives_hf_ids() {
     }
 }
 
+/// SentencePiece vocabularies as llama.cpp stores them in a GGUF (`tokenizer.ggml.model =
+/// llama`: pieces, scores and types, no merges), one Llama-2 style (a "▁" prepended) and one
+/// Gemma style (none; `<start_of_turn>` special, runs of spaces user-defined), trained with
+/// `sentencepiece` and converted by transformers (`dev/make_spm_tokenizer_fixture.py`):
+/// the tokenizer slayer rebuilds is transformers' `tokenizer.json` itself, merges
+/// (derived from the scores) in the same order, and gives HF's ids — BOS, byte fallback for
+/// emoji and CJK outside the vocabulary, spaces, tabs and newlines — and its decoding.
+#[test]
+fn sentencepiece_tokenizers_rebuilt_from_gguf_are_transformers_own() {
+    use slayer_stages::model::gguf::GgufFile;
+    use slayer_stages::model::{Tokenizer, load_tokenizer};
+    for (name, texts) in [("tokenizer_llama_spm", 16), ("tokenizer_gemma_spm", 18)] {
+        let dir = fixture(name);
+        let gguf = dir.join("spm_tokenizer.gguf");
+        let (rebuilt, config) = GgufFile::open(&gguf).unwrap().tokenizer_json().unwrap();
+        let original: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
+                .unwrap();
+        for (key, want) in original.as_object().unwrap() {
+            assert!(rebuilt[key] == *want, "{name}: `{key}` differs");
+        }
+        assert_eq!(config["add_bos_token"], json!(true), "{name}");
+        let from_gguf = load_tokenizer(&gguf).unwrap();
+        let from_json = Tokenizer::from_dir(&dir).unwrap();
+        let cases: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
+        assert_eq!(cases.len(), texts, "{name}");
+        for case in cases {
+            let text = case["text"].as_str().unwrap();
+            let want: Vec<u32> = case["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(
+                from_gguf.encode(text, true).unwrap(),
+                want,
+                "{name}: {text:?}"
+            );
+            for skip in [true, false] {
+                assert_eq!(
+                    from_gguf.decode(&want, skip).unwrap(),
+                    from_json.decode(&want, skip).unwrap(),
+                    "{name}: decoding {text:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Llama 2's real vocabulary (32000 pieces) as llama.cpp ships it for its tokenizer tests
+/// (`fixtures/vocab_llama_spm`, from the `llama-cpp-python` source distribution): the
+/// rebuilt tokenizer gives, for each of the 46 test texts, the ids HF gives with Llama 2's
+/// own `tokenizer.json` (llama.cpp's `.out` file; no BOS), and decodes them back to the text.
+#[test]
+fn llama2_vocabulary_from_llama_cpp_gives_its_test_ids() {
+    use slayer_stages::model::load_tokenizer;
+    let dir = fixture("vocab_llama_spm");
+    let gguf = dir.join("ggml-vocab-llama-spm.gguf");
+    let tok = load_tokenizer(&gguf).unwrap();
+    assert_eq!(tok.vocab_size(), 32000);
+    let inp = std::fs::read_to_string(dir.join("ggml-vocab-llama-spm.gguf.inp")).unwrap();
+    let out = std::fs::read_to_string(dir.join("ggml-vocab-llama-spm.gguf.out")).unwrap();
+    let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
+    assert_eq!(texts.pop(), Some(""));
+    let lines: Vec<&str> = out.split('\n').collect();
+    assert_eq!(texts.len(), 46);
+    for (text, line) in texts.iter().zip(&lines) {
+        let want: Vec<u32> = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let got = tok.encode(text, false).unwrap();
+        assert_eq!(got, want, "{text:?}");
+        assert_eq!(tok.decode(&got, true).unwrap(), *text, "decoding {text:?}");
+    }
+}
+
 /// Every long stage drives its progress bar (the one `slayer run` shows with an ETA) to
 /// its end: a snapshot of the bar's length and position after each run, not of timing.
 /// The streamed surgery counts the checkpoint's tensor bytes, training its optimizer

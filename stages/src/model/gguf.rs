@@ -17,7 +17,8 @@
 //! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) and undoing the row permutation llama.cpp's converter applies to q/k of
 //! the `llama` architecture only (`convert_hf_to_gguf.py::LlamaModel.permute`; `qwen2`
 //! tensors are stored as in HF). [`GgufFile::tokenizer_json`] rebuilds
-//! an HF `tokenizer.json` from `tokenizer.ggml.*` for the byte-level BPE (`gpt2`) type.
+//! an HF `tokenizer.json` from `tokenizer.ggml.*` for the byte-level BPE (`gpt2`) and
+//! SentencePiece (`llama`) types ([`gguf_tokenizer`](super::gguf_tokenizer)).
 //!
 //! GGUF dims are listed fastest-varying first (`ne[0]`), so an HF `[out, in]` matrix
 //! appears as `[in, out]`; [`GgufTensorInfo::hf_shape`] reverses them.
@@ -589,11 +590,13 @@ impl GgufFile {
         &self.path
     }
 
-    fn meta(&self, key: &str) -> Option<&GgufValue> {
+    /// The metadata value under `key`.
+    pub fn meta(&self, key: &str) -> Option<&GgufValue> {
         self.metadata.get(key)
     }
 
-    fn meta_usize(&self, key: &str) -> Result<usize> {
+    /// The metadata integer under `key` (an error naming the key when it is not one).
+    pub fn meta_usize(&self, key: &str) -> Result<usize> {
         self.meta(key)
             .and_then(GgufValue::as_u64)
             .map(|v| v as usize)
@@ -631,7 +634,8 @@ impl GgufFile {
         Ok(Some((info.clone(), values)))
     }
 
-    fn architecture(&self) -> Result<&str> {
+    /// `general.architecture`.
+    pub fn architecture(&self) -> Result<&str> {
         let arch = self
             .meta("general.architecture")
             .and_then(GgufValue::as_str)
@@ -894,147 +898,11 @@ impl GgufFile {
         }
     }
 
-    /// An HF `tokenizer.json` rebuilt from `tokenizer.ggml.*` (byte-level BPE only), and
-    /// the matching `tokenizer_config.json` (special tokens, chat template).
+    /// An HF `tokenizer.json` rebuilt from `tokenizer.ggml.*` (byte-level BPE or
+    /// SentencePiece), and the matching `tokenizer_config.json` (special tokens, chat
+    /// template): [`gguf_tokenizer::rebuild`](super::gguf_tokenizer::rebuild).
     pub fn tokenizer_json(&self) -> Result<(Value, Value)> {
-        let model = self
-            .meta("tokenizer.ggml.model")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("");
-        if model != "gpt2" {
-            return Err(ModelError::Unsupported(format!(
-                "{}: tokenizer type `{model}`; only byte-level BPE (`gpt2`) is converted, supply tokenizer.json for others",
-                self.path.display()
-            )));
-        }
-        let strings = |key: &str| -> Result<&[String]> {
-            self.meta(key)
-                .ok_or_else(|| {
-                    ModelError::format(&self.path, format!("metadata `{key}` is missing"))
-                })?
-                .as_array()
-                .and_then(GgufArray::as_strings)
-                .ok_or_else(|| {
-                    ModelError::format(&self.path, format!("`{key}` is not an array of strings"))
-                })
-        };
-        let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
-        let types = self
-            .meta("tokenizer.ggml.token_type")
-            .and_then(GgufValue::as_array);
-        let pre = self
-            .meta("tokenizer.ggml.pre")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("default");
-        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
-        const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-        const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-        let (normalizer, pre_tokenizer) = match pre {
-            "default" | "gpt2" | "gpt-2" => (Value::Null, byte_level(true)),
-            "smollm" => (
-                Value::Null,
-                json!({"type": "Sequence", "pretokenizers": [
-                    {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-            ),
-            "llama-bpe" | "llama3" => (
-                Value::Null,
-                json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]}),
-            ),
-            "qwen2" => (
-                json!({"type": "NFC"}),
-                json!({"type": "Sequence", "pretokenizers": [split(QWEN2), byte_level(false)]}),
-            ),
-            other => {
-                return Err(ModelError::Unsupported(format!(
-                    "{}: BPE pre-tokenizer `{other}` is not known (smollm, gpt2, llama-bpe, qwen2 are)",
-                    self.path.display()
-                )));
-            }
-        };
-        let mut vocab = Map::new();
-        let mut added = Vec::new();
-        for (id, tok) in tokens.iter().enumerate() {
-            vocab.insert(tok.clone(), json!(id));
-            // 3 = control, 4 = user-defined: matched whole, before BPE.
-            let ty = types.and_then(|t| t.u64_at(id)).unwrap_or(1);
-            if ty == 3 || ty == 4 {
-                added.push(
-                    json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
-                    "rstrip": false, "normalized": ty == 4, "special": ty == 3}),
-                );
-            }
-        }
-        let token_at = |key: &str| {
-            self.meta(key)
-                .and_then(GgufValue::as_u64)
-                .and_then(|id| tokens.get(id as usize).cloned())
-        };
-        let bos = token_at("tokenizer.ggml.bos_token_id");
-        let eos = token_at("tokenizer.ggml.eos_token_id");
-        let add_bos = self
-            .meta("tokenizer.ggml.add_bos_token")
-            .and_then(GgufValue::as_bool)
-            .unwrap_or(false);
-        let byte_post = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
-        let post_processor = match (&bos, add_bos) {
-            (Some(bos), true) => {
-                let bos_id = self.meta_usize("tokenizer.ggml.bos_token_id")?;
-                json!({"type": "Sequence", "processors": [byte_post, {
-                    "type": "TemplateProcessing",
-                    "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-                    "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                             {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-                    "special_tokens": {bos.clone(): {"id": bos, "ids": [bos_id], "tokens": [bos]}}
-                }]})
-            }
-            _ => byte_post,
-        };
-        let tokenizer = json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added,
-            "normalizer": normalizer,
-            "pre_tokenizer": pre_tokenizer,
-            "post_processor": post_processor,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                      "ignore_merges": false, "vocab": vocab, "merges": merges}
-        });
-        let mut config = Map::new();
-        config.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
-        config.insert("add_bos_token".into(), json!(add_bos));
-        config.insert("clean_up_tokenization_spaces".into(), json!(false));
-        if let Some(b) = bos {
-            config.insert("bos_token".into(), json!(b));
-        }
-        if let Some(e) = eos {
-            config.insert("eos_token".into(), json!(e));
-        }
-        if let Some(p) = token_at("tokenizer.ggml.padding_token_id") {
-            config.insert("pad_token".into(), json!(p));
-        }
-        if let Some(u) = token_at("tokenizer.ggml.unknown_token_id") {
-            config.insert("unk_token".into(), json!(u));
-        }
-        if let Some(t) = self
-            .meta("tokenizer.chat_template")
-            .and_then(GgufValue::as_str)
-        {
-            config.insert("chat_template".into(), json!(t));
-        }
-        config.insert(
-            "model_max_length".into(),
-            json!(
-                self.architecture()
-                    .and_then(|a| self.meta_usize(&format!("{a}.context_length")))
-                    .unwrap_or(2048)
-            ),
-        );
-        Ok((tokenizer, Value::Object(config)))
+        super::gguf_tokenizer::rebuild(self)
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`tensor_names`]: the HF tensor-name table (block prefix, expected tensors, order).
 //! - [`weights`]: assembling a model from HF-named tensors, whatever the file format.
 //! - [`tokenizer`], [`chat`]: `tokenizer.json` via the `tokenizers` crate, chat templates.
-//! - [`gguf`]: GGUF import (dequantisation, q/k un-permutation, tokenizer rebuild).
+//! - [`gguf`]: GGUF import (dequantisation, q/k un-permutation); [`gguf_tokenizer`]: its
+//!   tokenizer rebuilt as `tokenizer.json` (byte-level BPE and SentencePiece).
 //! - [`import`]: one entry for "a model path" (HF dir or .gguf): load, tokenizer, import.
 //! - [`generate`]: KV-cached generation, perplexity, per-token log-probabilities.
 //! - [`precision`]: [`Residency`] (weights as f32 or as stored) and widening at use.
@@ -28,6 +29,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod import;
 pub mod llama;
 pub mod mlp;
