@@ -223,17 +223,69 @@ fn tokenizer(dir: &Path) -> PathBuf {
     dir.join("tok/tokenizer.json")
 }
 
+/// The trained (`want` = true) or untrained parts of a sample, decoded run by run.
+fn runs(tok: &tokenizers::Tokenizer, ids: &[u32], mask: &[bool], want: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    for (i, m) in ids.iter().zip(mask) {
+        if *m == want {
+            cur.push(*i);
+        } else if !cur.is_empty() {
+            out.push(tok.decode(&cur, false).unwrap());
+            cur.clear();
+        }
+    }
+    if !cur.is_empty() {
+        out.push(tok.decode(&cur, false).unwrap());
+    }
+    out
+}
+
+const TWO_TURNS: &str = r#"{"id": "c1", "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there!"}, {"role": "user", "content": "How are you?"}, {"role": "assistant", "content": "Fine, thanks."}]}"#;
+
+/// With Qwen3's template the last answer is trained with the empty `<think>` block the
+/// template gives it; the earlier one, rendered without a block, is trained as it is.
+#[test]
+fn sft_with_qwen3_trains_the_last_answer_with_its_think_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok_path = tokenizer(tmp.path());
+    let data = write(&tmp.path().join("chat.jsonl"), &format!("{TWO_TURNS}\n"));
+    run(
+        "sft.format",
+        json!({"template": "qwen3"}),
+        &[
+            ("data", &[data.as_path()]),
+            ("tokenizer", &[tok_path.as_path()]),
+        ],
+        &tmp.path().join("out"),
+        1,
+    )
+    .unwrap();
+    let tok = tokenizers::Tokenizer::from_file(&tok_path).unwrap();
+    let rows = rows(&tmp.path().join("out/samples"));
+    let (ids, mask) = &rows[0];
+    assert_eq!(
+        tok.decode(ids, false).unwrap(),
+        "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there!<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nFine, thanks.<|im_end|>\n"
+    );
+    assert_eq!(
+        runs(&tok, ids, mask, true),
+        [
+            "Hello there!<|im_end|>",
+            "<think>\n\n</think>\n\nFine, thanks.<|im_end|>"
+        ]
+    );
+}
+
 #[test]
 fn sft_loss_mask_covers_exactly_the_assistant_turns() {
     let tmp = tempfile::tempdir().unwrap();
     let tok_path = tokenizer(tmp.path());
     let data = write(
         &tmp.path().join("chat.jsonl"),
-        concat!(
-            r#"{"id": "c1", "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there!"}, {"role": "user", "content": "How are you?"}, {"role": "assistant", "content": "Fine, thanks."}]}"#,
-            "\n",
-            r#"{"instruction": "Greet", "input": "Bob", "output": "Hi Bob!"}"#,
-            "\n"
+        &format!(
+            "{TWO_TURNS}\n{}\n",
+            r#"{"instruction": "Greet", "input": "Bob", "output": "Hi Bob!"}"#
         ),
     );
     let m = run(
@@ -250,23 +302,7 @@ fn sft_loss_mask_covers_exactly_the_assistant_turns() {
     assert_eq!(metric(&m, "documents"), 2);
     let tok = tokenizers::Tokenizer::from_file(&tok_path).unwrap();
     let rows = rows(&tmp.path().join("out/samples"));
-    // Decode the trained and the untrained parts separately, run by run.
-    let runs = |ids: &[u32], mask: &[bool], want: bool| -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cur = Vec::new();
-        for (i, m) in ids.iter().zip(mask) {
-            if *m == want {
-                cur.push(*i);
-            } else if !cur.is_empty() {
-                out.push(tok.decode(&cur, false).unwrap());
-                cur.clear();
-            }
-        }
-        if !cur.is_empty() {
-            out.push(tok.decode(&cur, false).unwrap());
-        }
-        out
-    };
+    let runs = |ids: &[u32], mask: &[bool], want: bool| runs(&tok, ids, mask, want);
     let (ids, mask) = &rows[0];
     assert_eq!(
         tok.decode(ids, false).unwrap(),

@@ -951,17 +951,23 @@ fn padded_and_packed_match_alone(name: &str) {
 /// with the released templates (`fixtures/chat_templates.json`, from
 /// `dev/make_chat_fixture.py`): Qwen2.5's ChatML with its default system prompt, Gemma 3's
 /// turns (system folded into the first user turn, contents trimmed), Mistral v0.1/v0.2's
-/// `[INST]`, SmolLM2's ChatML; conversations the templates refuse are refused.
+/// `[INST]`, SmolLM2's ChatML, Qwen3's thinking markup (earlier answers' `<think>` blocks
+/// dropped, the last one's kept or empty, tool results folded into user turns,
+/// `enable_thinking`); conversations the templates refuse are refused.
 #[test]
 fn chat_templates_render_as_transformers() {
     use slayer_stages::model::{ChatMessage, ChatTemplate};
     let path = fixture("chat_templates.json");
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(cases.len(), 20);
+    assert_eq!(cases.len(), 31);
     for case in cases {
         let name = case["template"].as_str().unwrap();
-        let template = ChatTemplate::detect(case["jinja"].as_str().unwrap())
+        let mut template = ChatTemplate::detect(case["jinja"].as_str().unwrap())
             .unwrap_or_else(|| panic!("{name}: template not recognised"));
+        if let Some(thinking) = case.get("enable_thinking").and_then(Value::as_bool) {
+            assert_eq!(template, ChatTemplate::Qwen3 { thinking: true }, "{name}");
+            template = ChatTemplate::Qwen3 { thinking };
+        }
         let messages: Vec<ChatMessage> = case["messages"]
             .as_array()
             .unwrap()

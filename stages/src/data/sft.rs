@@ -3,10 +3,12 @@
 //!
 //! A record is a conversation (`messages: [{role, content}]`, ShareGPT's
 //! `{from, value}` accepted) or an Alpaca triple (`instruction`, optional `input`,
-//! `output`). It is rendered with the chat template; the span of assistant message `i`
-//! is the text `render(messages[..=i])` adds to `render(messages[..i]) + generation
-//! prompt`, minus trailing whitespace. A token is trained on when it starts inside such
-//! a span (offsets from the `tokenizers` crate, so ids are those of the whole text).
+//! `output`). It is rendered with the chat template; the span of an assistant message is
+//! its answer: what follows its role header (the generation prompt's text), up to and
+//! including its end-of-turn marker, minus trailing whitespace — for Qwen3 the `<think>`
+//! block the template gives the last answer included. A token is trained on when it starts
+//! inside such a span (offsets from the `tokenizers` crate, so ids are those of the whole
+//! text).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -60,6 +62,8 @@ pub enum TemplateName {
     Llama3,
     /// Gemma `<start_of_turn>` turns.
     Gemma,
+    /// Qwen3's ChatML with `<think>` blocks (the last answer's kept, empty when none).
+    Qwen3,
     /// Detected from `tokenizer_config.json` next to the tokenizer (its default system
     /// prompt included).
     Auto,
@@ -80,7 +84,7 @@ pub enum Overlong {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SftParams {
-    /// Chat template: `chatml`, `llama2`, `mistral`, `llama3`, `gemma` or `auto`.
+    /// Chat template: `chatml`, `qwen3`, `llama2`, `mistral`, `llama3`, `gemma` or `auto`.
     #[serde(default)]
     pub template: TemplateName,
     /// System prompt for samples that have none (none = no system turn).
@@ -174,6 +178,7 @@ pub fn resolve_template(p: &SftParams, tok_path: &std::path::Path) -> Result<Cha
         },
         TemplateName::Llama3 => ChatTemplate::Llama3,
         TemplateName::Gemma => ChatTemplate::Gemma,
+        TemplateName::Qwen3 => ChatTemplate::Qwen3 { thinking: true },
         TemplateName::Auto => {
             let cfg = if tok_path.is_dir() {
                 tok_path.join("tokenizer_config.json")
@@ -190,7 +195,7 @@ pub fn resolve_template(p: &SftParams, tok_path: &std::path::Path) -> Result<Cha
             ChatTemplate::detect(&jinja).ok_or_else(|| {
                 DataError::file(
                     &cfg,
-                    "no recognised chat_template (ChatML, Llama 2, Mistral, Llama 3, Gemma); set `template`",
+                    "no recognised chat_template (ChatML, Qwen3, Llama 2, Mistral, Llama 3, Gemma); set `template`",
                 )
             })?
         }
@@ -278,37 +283,17 @@ pub fn conversation(rec: &Record, p: &SftParams) -> Result<Vec<ChatMessage>> {
     Ok(msgs)
 }
 
-/// The rendered text and the byte spans of the assistant turns.
+/// The rendered text and the byte spans of the assistant turns
+/// ([`ChatTemplate::render_marked`]).
 pub fn render_with_spans(
     template: &ChatTemplate,
     msgs: &[ChatMessage],
     bos: &str,
 ) -> std::result::Result<(String, Vec<Range<usize>>), String> {
-    let full = template
-        .render(msgs, false, bos)
+    let rendered = template
+        .render_marked(msgs, false, bos)
         .map_err(|e| e.to_string())?;
-    let mut spans = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
-        if m.role != "assistant" {
-            continue;
-        }
-        let before = template
-            .render(&msgs[..i], true, bos)
-            .map_err(|e| e.to_string())?;
-        let upto = template
-            .render(&msgs[..=i], false, bos)
-            .map_err(|e| e.to_string())?;
-        if !upto.starts_with(&before) || !full.starts_with(&upto) {
-            return Err(format!(
-                "cannot locate assistant message {i}: the template does not render turns as prefixes"
-            ));
-        }
-        let end = upto.trim_end().len();
-        if end > before.len() {
-            spans.push(before.len()..end);
-        }
-    }
-    Ok((full, spans))
+    Ok((rendered.text, rendered.spans))
 }
 
 /// Ids and loss mask of a conversation.

@@ -6,7 +6,8 @@
 //!
 //! | family | marker | shape |
 //! |---|---|---|
-//! | ChatML (SmolLM2, Qwen) | `<\|im_start\|>` | `<\|im_start\|>role\ncontent<\|im_end\|>\n` |
+//! | ChatML (SmolLM2, Qwen2/2.5) | `<\|im_start\|>` | `<\|im_start\|>role\ncontent<\|im_end\|>\n` |
+//! | Qwen3 | `<\|im_start\|>`, `</think>`, `last_query_index` | ChatML; the last answer as `<think>\nreasoning\n</think>\n\nanswer` (earlier ones without) |
 //! | Llama 2 | `[INST]` and `<<SYS>>` | `<s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] answer </s>` |
 //! | Mistral (v0.1, v0.2) | `[INST]` | `<s>[INST] user [/INST]answer</s>` (no system role) |
 //! | Llama 3 | `<\|start_header_id\|>` | `<\|start_header_id\|>role<\|end_header_id\|>\n\ncontent<\|eot_id\|>` |
@@ -19,6 +20,7 @@
 //! The rendered text already contains the special tokens, so encode it with
 //! `add_special_tokens = false`, as transformers' `apply_chat_template` does.
 
+use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,14 @@ pub enum ChatTemplate {
         /// Default system prompt, if the template has one.
         default_system: Option<String>,
     },
+    /// Qwen3's ChatML with thinking markup: the last answer (and any later one with a
+    /// reasoning part) carries its `<think>` block, empty when it has none; earlier
+    /// answers lose theirs; tool results are folded into user turns.
+    Qwen3 {
+        /// The generation prompt leaves thinking to the model (Qwen3's default); `false`
+        /// closes an empty `<think>` block first (`enable_thinking=False`).
+        thinking: bool,
+    },
     /// Llama 2 `[INST]` format.
     Llama2,
     /// Mistral's `[INST]` format (Mistral-7B-Instruct v0.1/v0.2): no system prompt, the
@@ -81,8 +91,10 @@ impl FromStr for ChatTemplate {
             }),
             "llama3" | "llama-3" => Ok(ChatTemplate::Llama3),
             "gemma" => Ok(ChatTemplate::Gemma),
+            "qwen3" => Ok(ChatTemplate::Qwen3 { thinking: true }),
+            "qwen3-no-thinking" => Ok(ChatTemplate::Qwen3 { thinking: false }),
             other => Err(ModelError::Input(format!(
-                "unknown chat template `{other}`; expected chatml, llama2, mistral, llama3 or gemma"
+                "unknown chat template `{other}`; expected chatml, qwen3, qwen3-no-thinking, llama2, mistral, llama3 or gemma"
             ))),
         }
     }
@@ -91,7 +103,12 @@ impl FromStr for ChatTemplate {
 impl ChatTemplate {
     /// Recognise the family of a Jinja chat template by its markers.
     pub fn detect(jinja: &str) -> Option<Self> {
-        if jinja.contains("<|im_start|>") {
+        if jinja.contains("<|im_start|>") && jinja.contains("</think>") {
+            // Qwen3's own template; other thinking templates (Qwen3.5, QwQ, SmolLM3)
+            // differ in where the <think> blocks go and are not guessed at.
+            (jinja.contains("last_query_index") && jinja.contains("reasoning_content.strip("))
+                .then_some(ChatTemplate::Qwen3 { thinking: true })
+        } else if jinja.contains("<|im_start|>") {
             Some(ChatTemplate::ChatMl {
                 default_system: chatml_default_system(jinja),
             })
@@ -119,35 +136,56 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         bos: &str,
     ) -> Result<String> {
-        let mut out = String::new();
+        Ok(self
+            .render_marked(messages, add_generation_prompt, bos)?
+            .text)
+    }
+
+    /// [`ChatTemplate::render`] with the byte span of each assistant message's answer:
+    /// what follows its role header (the text the generation prompt ends with), up to and
+    /// including its end-of-turn marker, without trailing whitespace.
+    pub fn render_marked(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        bos: &str,
+    ) -> Result<Rendered> {
+        let mut out = Rendered::default();
         match self {
             ChatTemplate::ChatMl { default_system } => {
                 if let (Some(system), Some(first)) = (default_system, messages.first())
                     && first.role != "system"
                 {
-                    out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
+                    out.push(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
                 }
                 for m in messages {
-                    out.push_str(&format!(
-                        "<|im_start|>{}\n{}<|im_end|>\n",
-                        m.role, m.content
-                    ));
+                    out.push(&format!("<|im_start|>{}\n", m.role));
+                    out.turn(m, &format!("{}<|im_end|>\n", m.content));
                 }
                 if add_generation_prompt {
-                    out.push_str("<|im_start|>assistant\n");
+                    out.push("<|im_start|>assistant\n");
+                }
+            }
+            ChatTemplate::Qwen3 { thinking } => {
+                qwen3(&mut out, messages);
+                if add_generation_prompt {
+                    out.push("<|im_start|>assistant\n");
+                    if !thinking {
+                        out.push("<think>\n\n</think>\n\n");
+                    }
                 }
             }
             ChatTemplate::Llama3 => {
-                out.push_str(bos);
+                out.push(bos);
                 for m in messages {
-                    out.push_str(&format!(
-                        "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
-                        m.role,
-                        m.content.trim()
+                    out.push(&format!(
+                        "<|start_header_id|>{}<|end_header_id|>\n\n",
+                        m.role
                     ));
+                    out.turn(m, &format!("{}<|eot_id|>", m.content.trim()));
                 }
                 if add_generation_prompt {
-                    out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+                    out.push("<|start_header_id|>assistant<|end_header_id|>\n\n");
                 }
             }
             ChatTemplate::Llama2 => {
@@ -164,29 +202,28 @@ impl ChatTemplate {
                             (0, Some(s)) => format!("<<SYS>>\n{s}\n<</SYS>>\n\n{}", m.content),
                             _ => m.content.clone(),
                         };
-                        out.push_str(&format!("{bos}[INST] {} [/INST]", content.trim()));
+                        out.push(&format!("{bos}[INST] {} [/INST]", content.trim()));
                     } else {
-                        out.push_str(&format!(" {} </s>", m.content.trim()));
+                        out.turn(m, &format!(" {} </s>", m.content.trim()));
                     }
                 }
                 // Llama 2 has no assistant prefix: generation continues after [/INST].
-                let _ = add_generation_prompt;
             }
             ChatTemplate::Mistral { space_after_eos } => {
-                out.push_str(bos);
+                out.push(bos);
                 for (i, m) in messages.iter().enumerate() {
                     alternating("Mistral", i, m)?;
                     if m.role == "user" {
-                        out.push_str(&format!("[INST] {} [/INST]", m.content));
+                        out.push(&format!("[INST] {} [/INST]", m.content));
                     } else {
-                        out.push_str(&m.content);
-                        out.push_str(if *space_after_eos { "</s> " } else { "</s>" });
+                        let eos = if *space_after_eos { "</s> " } else { "</s>" };
+                        out.turn(m, &format!("{}{eos}", m.content));
                     }
                 }
                 // Generation continues after [/INST], as for Llama 2.
             }
             ChatTemplate::Gemma => {
-                out.push_str(bos);
+                out.push(bos);
                 let (system, rest) = match messages.first() {
                     Some(m) if m.role == "system" => (Some(m.content.as_str()), &messages[1..]),
                     _ => (None, messages),
@@ -202,13 +239,11 @@ impl ChatTemplate {
                         (0, Some(s)) => format!("{s}\n\n"),
                         _ => String::new(),
                     };
-                    out.push_str(&format!(
-                        "<start_of_turn>{role}\n{prefix}{}<end_of_turn>\n",
-                        m.content.trim()
-                    ));
+                    out.push(&format!("<start_of_turn>{role}\n"));
+                    out.turn(m, &format!("{prefix}{}<end_of_turn>\n", m.content.trim()));
                 }
                 if add_generation_prompt {
-                    out.push_str("<start_of_turn>model\n");
+                    out.push("<start_of_turn>model\n");
                 }
             }
         }
@@ -218,10 +253,108 @@ impl ChatTemplate {
     /// Token texts that end an assistant turn in this format (besides the model's EOS).
     pub fn stop_tokens(&self) -> &'static [&'static str] {
         match self {
-            ChatTemplate::ChatMl { .. } => &["<|im_end|>"],
+            ChatTemplate::ChatMl { .. } | ChatTemplate::Qwen3 { .. } => &["<|im_end|>"],
             ChatTemplate::Llama3 => &["<|eot_id|>"],
             ChatTemplate::Llama2 | ChatTemplate::Mistral { .. } => &["</s>"],
             ChatTemplate::Gemma => &["<end_of_turn>"],
+        }
+    }
+}
+
+/// A rendered conversation and where its answers are (see [`ChatTemplate::render_marked`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// The text.
+    pub text: String,
+    /// Byte ranges of the assistant messages' answers in `text`.
+    pub spans: Vec<Range<usize>>,
+}
+
+impl Rendered {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// Message `m`'s turn after its header: an answer when `m` is the assistant's.
+    fn turn(&mut self, m: &ChatMessage, body: &str) {
+        let start = self.text.len();
+        self.text.push_str(body);
+        let end = self.text.trim_end().len();
+        if m.role == "assistant" && end > start {
+            self.spans.push(start..end);
+        }
+    }
+}
+
+/// The messages as Qwen3's template renders them (llama.cpp's copy of Qwen3-0.6B's,
+/// `models/templates/Qwen-Qwen3-0.6B.jinja`, without tools): a system message first,
+/// then user turns, assistant turns and tool results.
+fn qwen3(out: &mut Rendered, messages: &[ChatMessage]) {
+    if let Some(first) = messages.first()
+        && first.role == "system"
+    {
+        out.push(&format!(
+            "<|im_start|>system\n{}<|im_end|>\n",
+            first.content
+        ));
+    }
+    // The last user message that is not a wrapped tool result.
+    let last_query = messages
+        .iter()
+        .rposition(|m| {
+            m.role == "user"
+                && !(m.content.starts_with("<tool_response>")
+                    && m.content.ends_with("</tool_response>"))
+        })
+        .unwrap_or(messages.len().saturating_sub(1));
+    for (i, m) in messages.iter().enumerate() {
+        match m.role.as_str() {
+            "user" => out.push(&format!("<|im_start|>user\n{}<|im_end|>\n", m.content)),
+            "system" if i > 0 => {
+                out.push(&format!("<|im_start|>system\n{}<|im_end|>\n", m.content))
+            }
+            "assistant" => {
+                let (reasoning, content) = match m.content.split_once("</think>") {
+                    Some((head, _)) => {
+                        let reasoning = head
+                            .trim_end_matches('\n')
+                            .rsplit("<think>")
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches('\n');
+                        let content = m.content.rsplit("</think>").next().unwrap_or("");
+                        (reasoning, content.trim_start_matches('\n'))
+                    }
+                    None => ("", m.content.as_str()),
+                };
+                out.push("<|im_start|>assistant\n");
+                let last = i + 1 == messages.len();
+                let body = if i > last_query && (last || !reasoning.is_empty()) {
+                    format!(
+                        "<think>\n{}\n</think>\n\n{}",
+                        reasoning.trim_matches('\n'),
+                        content.trim_start_matches('\n')
+                    )
+                } else {
+                    content.to_string()
+                };
+                out.turn(m, &format!("{body}<|im_end|>\n"));
+            }
+            "tool" => {
+                if i == 0 || messages[i - 1].role != "tool" {
+                    out.push("<|im_start|>user");
+                }
+                out.push(&format!(
+                    "\n<tool_response>\n{}\n</tool_response>",
+                    m.content
+                ));
+                if messages.get(i + 1).is_none_or(|next| next.role != "tool") {
+                    out.push("<|im_end|>\n");
+                }
+            }
+            // The template renders nothing for other roles (and the first system message
+            // was rendered above).
+            _ => {}
         }
     }
 }
@@ -300,6 +433,103 @@ mod tests {
         assert_eq!(
             text,
             "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Bye [/INST]"
+        );
+    }
+
+    /// The spans `render_marked` gives are those the prefix rule gives for templates that
+    /// render turns as prefixes: the text `render(messages[..=i])` adds to
+    /// `render(messages[..i])` with the generation prompt, minus trailing whitespace.
+    #[test]
+    fn answer_spans_are_what_each_answer_adds_to_its_prompt() {
+        let conversations = [
+            vec![
+                ChatMessage::new("system", "Be brief."),
+                ChatMessage::new("user", "Hi"),
+                ChatMessage::new("assistant", " Hello. \n"),
+                ChatMessage::new("user", "Bye"),
+                ChatMessage::new("assistant", "Bye!"),
+            ],
+            vec![
+                ChatMessage::new("user", "Hi"),
+                ChatMessage::new("assistant", ""),
+            ],
+        ];
+        let templates = [
+            ChatTemplate::ChatMl {
+                default_system: Some("You are helpful.".into()),
+            },
+            ChatTemplate::Llama2,
+            ChatTemplate::Llama3,
+            ChatTemplate::Gemma,
+            ChatTemplate::Mistral {
+                space_after_eos: true,
+            },
+        ];
+        for t in &templates {
+            for msgs in &conversations {
+                // Mistral has no system turn.
+                let msgs = match t {
+                    ChatTemplate::Mistral { .. } => &msgs[usize::from(msgs[0].role == "system")..],
+                    _ => &msgs[..],
+                };
+                let marked = t.render_marked(msgs, false, "<s>").unwrap();
+                let mut want = Vec::new();
+                for (i, m) in msgs.iter().enumerate() {
+                    if m.role == "assistant" {
+                        let before = t.render(&msgs[..i], true, "<s>").unwrap();
+                        let upto = t.render(&msgs[..=i], false, "<s>").unwrap();
+                        assert!(upto.starts_with(&before) && marked.text.starts_with(&upto));
+                        let end = upto.trim_end().len();
+                        if end > before.len() {
+                            want.push(before.len()..end);
+                        }
+                    }
+                }
+                assert_eq!(marked.spans, want, "{t:?} {msgs:?}");
+                assert!(!want.is_empty(), "{t:?}");
+            }
+        }
+    }
+
+    /// Qwen3's earlier answers lose their `<think>` blocks once a later question comes, so
+    /// its turns are not prefixes of the whole conversation; the spans are still each
+    /// answer as the whole conversation renders it, the last one with its (empty) block.
+    #[test]
+    fn qwen3_answer_spans_follow_the_whole_conversation() {
+        let msgs = [
+            ChatMessage::new("user", "q1"),
+            ChatMessage::new("assistant", "<think>r1</think>a1"),
+            ChatMessage::new("user", "q2"),
+            ChatMessage::new("assistant", "a2"),
+        ];
+        let r = ChatTemplate::Qwen3 { thinking: true }
+            .render_marked(&msgs, false, "")
+            .unwrap();
+        let answers: Vec<&str> = r.spans.iter().map(|s| &r.text[s.clone()]).collect();
+        assert_eq!(
+            answers,
+            ["a1<|im_end|>", "<think>\n\n</think>\n\na2<|im_end|>"]
+        );
+        assert!(
+            r.text
+                .starts_with("<|im_start|>user\nq1<|im_end|>\n<|im_start|>assistant\na1")
+        );
+    }
+
+    /// Thinking templates other than Qwen3's put their `<think>` blocks elsewhere; they are
+    /// not taken for plain ChatML (nor for Qwen3's).
+    #[test]
+    fn other_thinking_templates_are_not_guessed() {
+        let qwq_like = "{{ '<|im_start|>' + message.role }}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{ '<|im_start|>assistant\n<think>\n' }}";
+        assert_eq!(ChatTemplate::detect(qwq_like), None);
+        let qwen3_like = "<|im_start|>{% set ns = namespace(last_query_index=0) %}{% set reasoning_content = '' %}</think>{{ reasoning_content.strip('\n') }}";
+        assert_eq!(
+            ChatTemplate::detect(qwen3_like),
+            Some(ChatTemplate::Qwen3 { thinking: true })
+        );
+        assert_eq!(
+            "qwen3-no-thinking".parse::<ChatTemplate>().unwrap(),
+            ChatTemplate::Qwen3 { thinking: false }
         );
     }
 
