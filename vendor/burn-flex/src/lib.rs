@@ -30,7 +30,10 @@ compile_error!(
 );
 
 mod backend;
+/// (slayer) A vectorisable f32 exp; public so that host-side reductions can share it.
+pub mod fast_exp;
 mod layout;
+mod par;
 mod qtensor;
 mod strided_index;
 mod tensor;

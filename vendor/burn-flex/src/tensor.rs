@@ -24,6 +24,42 @@ pub struct FlexTensor {
     dtype: DType,
 }
 
+/// (slayer) `len` bytes of `elem_size`-byte elements, zeroed (`src` = `None`) or copied
+/// from `src`, allocated as a vector of an integer type of that size so that the storage
+/// is aligned for its elements from the start. `Bytes::from_bytes_vec` on a `Vec<u8>`
+/// raises the alignment to 16 by allocating again and copying every byte, which doubled
+/// the cost of every zeroed tensor and output buffer.
+pub(crate) fn element_bytes(len: usize, elem_size: usize, src: Option<&[u8]>) -> Bytes {
+    fn typed<E: bytemuck::Pod + Send + Sync>(len: usize, src: Option<&[u8]>) -> Bytes {
+        let n = len / core::mem::size_of::<E>();
+        let elems: Vec<E> = match src {
+            None => alloc::vec![E::zeroed(); n],
+            Some(src) => {
+                assert_eq!(src.len(), len, "element_bytes: source length");
+                let mut elems = Vec::<E>::with_capacity(n);
+                // SAFETY: the vector's buffer holds `n * size_of::<E>() == len` bytes, all
+                // written here before `set_len`; any bit pattern is a valid `E` (Pod).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        elems.as_mut_ptr().cast::<u8>(),
+                        len,
+                    );
+                    elems.set_len(n);
+                }
+                elems
+            }
+        };
+        Bytes::from_elems(elems)
+    }
+    match elem_size {
+        8 if len % 8 == 0 => typed::<u64>(len, src),
+        4 if len % 4 == 0 => typed::<u32>(len, src),
+        2 if len % 2 == 0 => typed::<u16>(len, src),
+        _ => Bytes::from_bytes_vec(src.map_or_else(|| alloc::vec![0u8; len], <[u8]>::to_vec)),
+    }
+}
+
 impl fmt::Debug for FlexTensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlexTensor")
@@ -79,7 +115,12 @@ impl FlexTensor {
                         dtype: self.dtype,
                     },
                     Err(arc) => {
-                        let bytes = Bytes::from_bytes_vec((*arc)[..expected_bytes].to_vec());
+                        // (slayer) allocated aligned: no second copy.
+                        let bytes = element_bytes(
+                            expected_bytes,
+                            dtype_size(self.dtype),
+                            Some(&(*arc)[..expected_bytes]),
+                        );
                         TensorData {
                             bytes,
                             shape: self.layout.shape().clone(),
@@ -90,7 +131,12 @@ impl FlexTensor {
             } else {
                 // Contiguous at offset 0 but buffer is oversized (e.g., narrowed view).
                 // Truncate to exact logical size.
-                let bytes = Bytes::from_bytes_vec(self.data[..expected_bytes].to_vec());
+                // (slayer) allocated aligned: no second copy.
+                let bytes = element_bytes(
+                    expected_bytes,
+                    dtype_size(self.dtype),
+                    Some(&self.data[..expected_bytes]),
+                );
                 TensorData {
                     bytes,
                     shape: self.layout.shape().clone(),
@@ -252,7 +298,8 @@ impl FlexTensor {
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
         let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        // (slayer) zeroed at the element type's alignment: no second copy.
+        let bytes = element_bytes(num_elements * elem_size, elem_size, None);
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),
@@ -377,6 +424,13 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
+        } else if all_positive && strides.last() == Some(&1) && n > 0 {
+            // ND with a contiguous innermost run (e.g. `[b, t, h, d]` viewed as
+            // `[b, h, t, d]`): copy whole runs, split over the rayon pool.
+            // (slayer; upstream walks every element with `StridedIter`.)
+            // SAFETY: capacity is n; `copy_rows_nd` writes every row exactly once.
+            unsafe { dst.set_len(n) };
+            copy_rows_nd(&mut dst, src, offset, shape, strides);
         } else {
             // General fallback: covers negative strides (flipped
             // tensors) and ND layouts that can't collapse to ≤2D.
@@ -544,6 +598,49 @@ fn collapse_for_copy(shape: &[usize], strides: &[isize]) -> CollapsedLayout {
     }
 
     out
+}
+
+/// Copy an ND strided view whose innermost dimension is contiguous into `dst`
+/// (row-major), one innermost run at a time; runs are split over the rayon pool.
+/// (slayer)
+fn copy_rows_nd<E: Copy + Send + Sync>(
+    dst: &mut [E],
+    src: &[E],
+    offset: isize,
+    shape: &[usize],
+    strides: &[isize],
+) {
+    let rank = shape.len();
+    let inner = shape[rank - 1];
+    if inner == 0 {
+        return;
+    }
+    crate::par::for_each_chunk_mut(dst, inner, |chunk, at| {
+        // Odometer over the outer dims, started at this chunk's first row.
+        let mut index = alloc::vec![0usize; rank - 1];
+        let mut row = at / inner;
+        for d in (0..rank - 1).rev() {
+            index[d] = row % shape[d];
+            row /= shape[d];
+        }
+        for out in chunk.chunks_mut(inner) {
+            let start = offset
+                + index
+                    .iter()
+                    .zip(strides)
+                    .map(|(&i, &s)| i as isize * s)
+                    .sum::<isize>();
+            let start = start as usize;
+            out.copy_from_slice(&src[start..start + out.len()]);
+            for d in (0..rank - 1).rev() {
+                index[d] += 1;
+                if index[d] < shape[d] {
+                    break;
+                }
+                index[d] = 0;
+            }
+        }
+    });
 }
 
 /// Tiled 2D copy from a strided source into a contiguous destination.

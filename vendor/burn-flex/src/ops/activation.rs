@@ -159,14 +159,10 @@ impl ActivationOps<Flex> for Flex {
     }
 }
 
+/// (slayer) The vectorisable exp of `crate::fast_exp` instead of libm's.
 #[inline]
 fn sigmoid_f32(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    crate::fast_exp::sigmoid_f32(x)
 }
 
 #[inline]
@@ -366,14 +362,24 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
         }
     }
 
-    // Pass 2: compute exp(x - max), store in output, accumulate sum.
-    // Scalar exp (no SIMD exp in macerator). This pass is the one that
-    // actually does memory reads + writes on the whole row, so scalar
-    // here still lands us at memory bandwidth.
-    let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
+    // Pass 2: exp(x - max) into output, then its sum. (slayer) The exp is
+    // `crate::fast_exp`'s, which this loop vectorises (libm's expf is a call per
+    // element), and the sum is a SIMD reduction.
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = crate::fast_exp::exp_f32(x - max_val);
+    }
+    let mut sum = if simd_len >= lanes {
+        let mut acc = unsafe { vload_unaligned::<S, _>(output.as_ptr()) };
+        let mut j = lanes;
+        while j < simd_len {
+            acc = acc + unsafe { vload_unaligned::<S, _>(output.as_ptr().add(j)) };
+            j += lanes;
+        }
+        acc.reduce_add()
+    } else {
+        0.0
+    };
+    for &e in &output[simd_len.min(len)..] {
         sum += e;
     }
 

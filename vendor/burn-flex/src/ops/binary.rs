@@ -35,8 +35,8 @@ pub fn binary_op<F32Op, F64Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Send + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
@@ -67,7 +67,7 @@ fn binary_op_f32<Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Send + Sync,
 {
     // Permuted lhs + broadcast rhs (e.g. `x.permute(...) - mean`):
     // the generic path would walk the permuted lhs with a scalar
@@ -96,12 +96,15 @@ where
         let lhs_storage: &mut [f32] = lhs.storage_mut();
         let l_slice = &mut lhs_storage[..l_end];
 
-        match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
-            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
-            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
-        }
+        crate::par::for_each_chunk_mut(l_slice, 1, |l, at| {
+            let r = &r_slice[at..at + l.len()];
+            match simd_op {
+                BinaryOp::Add => simd::add_inplace_f32(l, r),
+                BinaryOp::Sub => simd::sub_inplace_f32(l, r),
+                BinaryOp::Mul => simd::mul_inplace_f32(l, r),
+                BinaryOp::Div => simd::div_inplace_f32(l, r),
+            }
+        });
         return lhs;
     }
 
@@ -280,17 +283,15 @@ fn run_broadcast_pattern_f32(
         } => {
             let rhs_row: &[f32] = &rhs_storage[rhs_row_offset..rhs_row_offset + row_len];
             let total = outer_count * row_len;
-            // One SIMD dispatch covers the whole outer walk. The kernel
+            // One SIMD dispatch covers each chunk of whole rows. The kernel
             // keeps `rhs_row` in registers across rows for small row
-            // lengths, and pays the macerator feature-detection cost
-            // exactly once.
-            let dst_full = &mut dst[..total];
-            match simd_op {
-                BinaryOp::Add => simd::add_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Sub => simd::sub_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Mul => simd::mul_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Div => simd::div_shared_row_inplace_f32(dst_full, rhs_row),
-            }
+            // lengths.
+            crate::par::for_each_chunk_mut(&mut dst[..total], row_len, |rows, _| match simd_op {
+                BinaryOp::Add => simd::add_shared_row_inplace_f32(rows, rhs_row),
+                BinaryOp::Sub => simd::sub_shared_row_inplace_f32(rows, rhs_row),
+                BinaryOp::Mul => simd::mul_shared_row_inplace_f32(rows, rhs_row),
+                BinaryOp::Div => simd::div_shared_row_inplace_f32(rows, rhs_row),
+            });
         }
         BroadcastView::PerRowScalar {
             outer_count,
@@ -298,15 +299,20 @@ fn run_broadcast_pattern_f32(
             rhs_scalar_base,
         } => {
             let scalars = &rhs_storage[rhs_scalar_base..rhs_scalar_base + outer_count];
+            let total = outer_count * row_len;
             // One monomorphized helper per op. The closure is statically
             // known at each call site so LLVM still autovectorizes the
-            // inner scalar loop, and the outer op dispatch happens once.
-            match simd_op {
-                BinaryOp::Add => per_row_scalar_apply(dst, scalars, row_len, |a, b| a + b),
-                BinaryOp::Sub => per_row_scalar_apply(dst, scalars, row_len, |a, b| a - b),
-                BinaryOp::Mul => per_row_scalar_apply(dst, scalars, row_len, |a, b| a * b),
-                BinaryOp::Div => per_row_scalar_apply(dst, scalars, row_len, |a, b| a / b),
-            }
+            // inner scalar loop; chunks hold whole rows.
+            crate::par::for_each_chunk_mut(&mut dst[..total], row_len, |rows, at| {
+                let first = at / row_len.max(1);
+                let s = &scalars[first..first + rows.len() / row_len.max(1)];
+                match simd_op {
+                    BinaryOp::Add => per_row_scalar_apply(rows, s, row_len, |a, b| a + b),
+                    BinaryOp::Sub => per_row_scalar_apply(rows, s, row_len, |a, b| a - b),
+                    BinaryOp::Mul => per_row_scalar_apply(rows, s, row_len, |a, b| a * b),
+                    BinaryOp::Div => per_row_scalar_apply(rows, s, row_len, |a, b| a / b),
+                }
+            });
         }
     }
 }
@@ -346,7 +352,7 @@ where
 pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, rhs: &FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Send + Sync,
 {
     let rhs_storage: &[E] = rhs.storage();
 
@@ -359,9 +365,11 @@ where
     {
         let lhs_storage: &mut [E] = lhs.storage_mut();
         let r_slice = &rhs_storage[r_start..r_end];
-        for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
-            *l = op(*l, r);
-        }
+        crate::par::for_each_chunk_mut(&mut lhs_storage[..l_end], 1, |l, at| {
+            for (x, &r) in l.iter_mut().zip(&r_slice[at..]) {
+                *x = op(*x, r);
+            }
+        });
         return lhs;
     }
 
@@ -378,11 +386,7 @@ where
         (Some((l_start, l_end)), Some((r_start, r_end))) => {
             let l_slice = &lhs_storage[l_start..l_end];
             let r_slice = &rhs_storage[r_start..r_end];
-            l_slice
-                .iter()
-                .zip(r_slice)
-                .map(|(&a, &b)| op(a, b))
-                .collect()
+            crate::par::zip_collect(l_slice, r_slice, &op)
         }
         // Fast path for 2D non-contiguous (common for transpose)
         _ if lhs.layout().num_dims() == 2 => {
@@ -445,8 +449,8 @@ pub fn scalar_op<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -474,16 +478,18 @@ where
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Send + Sync,
 {
     // In-place fast path: unique, contiguous at offset 0
     if tensor.is_unique()
         && let Some((0, end)) = tensor.layout().contiguous_offsets()
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..end].iter_mut() {
-            *x = op(*x, scalar);
-        }
+        crate::par::for_each_chunk_mut(&mut storage[..end], 1, |chunk, _| {
+            for x in chunk.iter_mut() {
+                *x = op(*x, scalar);
+            }
+        });
         return tensor;
     }
 
@@ -493,7 +499,7 @@ where
     let storage: &[E] = tensor.storage();
 
     let result: Vec<E> = match tensor.layout().contiguous_offsets() {
-        Some((start, end)) => storage[start..end].iter().map(|&x| op(x, scalar)).collect(),
+        Some((start, end)) => crate::par::map_collect(&storage[start..end], |x| op(x, scalar)),
         None => StridedIter::new(tensor.layout())
             .map(|i| op(storage[i], scalar))
             .collect(),
@@ -518,7 +524,7 @@ fn make_tensor<E: bytemuck::Pod + Send + Sync>(
 /// Supports all integer dtypes: I64, I32, I16, I8, U64, U32, U16, U8.
 pub fn int_binary_op<Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Send + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "int_binary_op: dtype mismatch");
 
@@ -546,7 +552,7 @@ where
 /// Note: scalar is truncated to target dtype (matches PyTorch).
 pub fn int_scalar_op<Op>(tensor: FlexTensor, scalar: i64, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 

@@ -749,6 +749,18 @@ impl FloatTensorOps<Flex> for Flex {
         let tensor = tensor.to_contiguous();
         let shape = tensor.layout().shape().clone();
 
+        // (slayer) Half-precision weights widened to f32, in parallel, without the f64
+        // intermediate (slayer keeps bf16/f16 checkpoints resident and widens one tensor
+        // at a time when it is used). Same values: the f64 detour is exact for halves.
+        if target_dtype == DType::F32 && matches!(src_dtype, DType::F16 | DType::BF16) {
+            let result: Vec<f32> = if src_dtype == DType::BF16 {
+                crate::par::map_collect(tensor.storage::<bf16>(), |v| v.to_f32())
+            } else {
+                crate::par::map_collect(tensor.storage::<f16>(), |v| v.to_f32())
+            };
+            return FlexTensor::new(Bytes::from_elems(result), Layout::contiguous(shape), DType::F32);
+        }
+
         // Convert to f64 intermediate, then to target
         let f64_values: Vec<f64> = match src_dtype {
             DType::F32 => {

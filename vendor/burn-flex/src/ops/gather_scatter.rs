@@ -368,7 +368,7 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
     indices: FlexTensor,
     value: FlexTensor,
 ) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
+    let mut tensor = tensor.to_contiguous();
     let indices = indices.to_contiguous();
     let value = value.to_contiguous();
 
@@ -401,11 +401,23 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
         }
     }
 
-    let tensor_data: &[E] = tensor.storage();
     let indices_data = read_indices(&indices);
     let value_data: &[E] = value.storage();
 
-    let mut result: Vec<E> = tensor_data.to_vec();
+    // (slayer) A unique buffer at offset 0 is updated in place instead of copied first
+    // (autodiff's gather backward scatters into a fresh zeros tensor the size of the
+    // gathered-from tensor, e.g. `[tokens, vocab]` logits).
+    let in_place = tensor.is_unique() && tensor.layout().start_offset() == 0;
+    let mut copied: Vec<E> = if in_place {
+        Vec::new()
+    } else {
+        tensor.storage::<E>().to_vec()
+    };
+    let result: &mut [E] = if in_place {
+        tensor.storage_mut()
+    } else {
+        &mut copied
+    };
 
     let tensor_strides: Vec<usize> = compute_strides(&tensor_shape);
     let indices_strides: Vec<usize> = compute_strides(indices_shape);
@@ -415,7 +427,7 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
     // Use specialized 2D implementation
     if ndims == 2 {
         scatter_add_2d(
-            &mut result,
+            result,
             &indices_data,
             value_data,
             tensor_shape[0],
@@ -443,7 +455,10 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
         }
     }
 
-    let bytes = Bytes::from_elems(result);
+    if in_place {
+        return tensor;
+    }
+    let bytes = Bytes::from_elems(copied);
     FlexTensor::new(bytes, Layout::contiguous(tensor_shape), E::dtype())
 }
 

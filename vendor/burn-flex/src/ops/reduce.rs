@@ -1019,7 +1019,12 @@ fn reduce_last_dim_f32(
     #[cfg(feature = "simd")]
     if matches!(op, ReduceOp::Sum) && outer_stride == dim_size as isize {
         let mut result = vec![0.0f32; rows];
-        kernels::sum_rows_f32(&data[start_offset..], &mut result, rows, dim_size);
+        let data = &data[start_offset..];
+        // Rows split over the rayon pool, each summed by the same kernel. (slayer)
+        crate::par::for_each_weighted_chunk_mut(&mut result, dim_size, |out, first| {
+            let rows_here = out.len();
+            kernels::sum_rows_f32(&data[first * dim_size..], out, rows_here, dim_size);
+        });
         return result;
     }
 
