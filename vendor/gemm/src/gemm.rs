@@ -174,6 +174,31 @@ pub unsafe fn gemm<T: 'static>(
     conj_rhs: bool,
     parallelism: Parallelism,
 ) {
+    // slayer: f32 products go to OpenBLAS when it was found at build time (src/openblas.rs).
+    #[cfg(all(gemm_openblas, feature = "rayon"))]
+    if TypeId::of::<T>() == TypeId::of::<f32>()
+        && crate::openblas::sgemm(
+            m,
+            n,
+            k,
+            dst as *mut f32,
+            dst_cs,
+            dst_rs,
+            read_dst,
+            lhs as *const f32,
+            lhs_cs,
+            lhs_rs,
+            rhs as *const f32,
+            rhs_cs,
+            rhs_rs,
+            *(&alpha as *const T as *const f32),
+            *(&beta as *const T as *const f32),
+            parallelism,
+        )
+    {
+        return;
+    }
+
     // we want to transpose if the destination is column-oriented, since the microkernel prefers
     // column major matrices.
     let do_transpose = dst_cs.abs() < dst_rs.abs();

@@ -2,6 +2,8 @@
 #![warn(rust_2018_idioms)]
 
 mod gemm;
+#[cfg(all(gemm_openblas, feature = "rayon"))]
+mod openblas;
 
 #[cfg(feature = "f16")]
 pub use crate::gemm::f16;
