@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate stages/tests/fixtures/tiny_{mistral,qwen2,qwen2_tied,qwen3,gemma3}: tiny
+"""Regenerate stages/tests/fixtures/tiny_{mistral,qwen2,qwen2_tied,qwen2_swa,qwen3,gemma3}: tiny
 random models of the Mistral, Qwen2, Qwen3 and Gemma 3 families in HF format,
 transformers' reference logits, and the same weights as GGUF, the independent
 implementations stages/tests/model_families.rs checks slayer's one decoder against.
@@ -17,6 +17,10 @@ Usage: python3 dev/make_family_fixtures.py [FIXTURES_DIR [NAME ...]]
   `use_sliding_window: false`, as released Qwen2.5 configs do (window present, unused),
   so a reader that ignores `use_sliding_window` fails the parity test. GGUF arch `qwen2`,
   no q/k permutation (llama.cpp's Qwen2Model has none), biases as blk.N.attn_q.bias etc.
+- tiny_qwen2_swa: Qwen2ForCausalLM with `use_sliding_window: true`, `sliding_window: 4`
+  and `max_window_layers: 1` of 3 layers: block 0 attends to everything, blocks 1 and 2
+  slide (transformers' `layer_types`), the per-layer windows a Qwen config can ask for.
+  No GGUF (llama.cpp's Qwen2Model stores no window).
 - tiny_qwen3: Qwen3ForCausalLM with head_dim 24 (not hidden / heads = 16), random
   q_norm/k_norm, no biases, tied head. GGUF arch `qwen3` (as llama.cpp's Qwen3Model:
   no permutation, `qwen3.attention.key_length`, blk.N.attn_{q,k}_norm.weight).
@@ -58,8 +62,10 @@ IDS = [1, 17, 42, 99, 3, 250, 128, 7, 64, 200, 33, 5, 271, 88, 150, 9, 299, 61, 
 PREFILL = 5
 MISTRAL_WINDOW = 8
 THETA = {"tiny_mistral": 10000.0, "tiny_qwen2": 1000000.0, "tiny_qwen2_tied": 1000000.0,
+         "tiny_qwen2_swa": 1000000.0,
          "tiny_qwen3": 1000000.0, "tiny_gemma3": 1000000.0}
-ALL = ["tiny_mistral", "tiny_qwen2", "tiny_qwen2_tied", "tiny_qwen3", "tiny_gemma3"]
+ALL = ["tiny_mistral", "tiny_qwen2", "tiny_qwen2_tied", "tiny_qwen3", "tiny_gemma3",
+       "tiny_qwen2_swa"]
 GEMMA_WINDOW = 6
 GEMMA_ROPE_FACTOR = 2.0
 GEMMA_CAPS = {"final_logit_softcapping": 15.0}
@@ -92,6 +98,11 @@ def build(name):
                 "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
             **GEMMA_CAPS, **c)
         cls = Gemma3ForCausalLM
+    elif name == "tiny_qwen2_swa":
+        cfg = Qwen2Config(num_hidden_layers=3, rope_theta=THETA[name],
+                          use_sliding_window=True, sliding_window=4, max_window_layers=1,
+                          tie_word_embeddings=False, **common())
+        cls = Qwen2ForCausalLM
     elif name == "tiny_mistral":
         cfg = MistralConfig(num_hidden_layers=3, rope_theta=THETA[name],
                             sliding_window=MISTRAL_WINDOW, tie_word_embeddings=False,
@@ -236,7 +247,8 @@ def main():
                 json.dump(c, f, indent=2, sort_keys=True)
                 f.write("\n")
         ref = reference(model)
-        write_gguf(model, cfg, name, os.path.join(out, f"{name}.f16.gguf"))
+        if name != "tiny_qwen2_swa":
+            write_gguf(model, cfg, name, os.path.join(out, f"{name}.f16.gguf"))
         # The GGUF's logits: transformers on the same weights with every matrix rounded
         # to F16 as the GGUF stores it (1-D norms and biases stay F32). A GGUF has no
         # query_pre_attn_scalar: llama.cpp scales Gemma 3's scores by head_dim^-1/2

@@ -595,16 +595,7 @@ impl LlamaConfig {
                         (0..n).map(|i| i >= from).collect()
                     }
                 };
-                if sliding.iter().all(|&s| s) || sliding.iter().all(|&s| !s) {
-                    Ok((Some(w), sliding))
-                } else {
-                    Err(format!(
-                        "`use_sliding_window` with a window in some layers only (`max_window_layers` = {}, or mixed `layer_types`) is not supported",
-                        self.extra
-                            .get("max_window_layers")
-                            .map_or("unset".to_string(), Value::to_string)
-                    ))
-                }
+                Ok((Some(w), sliding))
             }
         }
     }

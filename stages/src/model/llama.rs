@@ -244,16 +244,19 @@ impl<B: Backend> Llama<B> {
     }
 
     /// The config, with `num_hidden_layers` equal to the current number of blocks (and,
-    /// for Gemma 3, `layer_types` read from the blocks, which carry their own kind).
+    /// for Gemma 3 and for blocks that differ in their window, e.g. Qwen2's
+    /// `max_window_layers`, `layer_types` read from the blocks, which carry their own
+    /// kind).
     pub fn config(&self) -> LlamaConfig {
         let mut c = self.config.clone();
         c.set_num_hidden_layers(self.blocks.len());
-        if c.family() == Ok(Family::Gemma3) {
-            let sliding: Vec<bool> = self
-                .blocks
-                .iter()
-                .map(|b| b.self_attn.sliding_window.is_some())
-                .collect();
+        let sliding: Vec<bool> = self
+            .blocks
+            .iter()
+            .map(|b| b.self_attn.sliding_window.is_some())
+            .collect();
+        let mixed = sliding.iter().any(|&s| s) && sliding.iter().any(|&s| !s);
+        if c.family() == Ok(Family::Gemma3) || mixed {
             c.set_layer_types(&sliding);
         }
         c
