@@ -13,7 +13,7 @@
 # depending on the exact versions is fetched (`cargo fetch`), nothing else.
 set -euo pipefail
 cd "$(dirname "$0")"
-CRATES="burn-flex=0.21.0 burn-autodiff=0.21.0 gemm=0.19.0"
+CRATES="burn-flex=0.21.0 gemm=0.19.0"
 mode=${1:-check}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -27,7 +27,6 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use super::error::{ModelError, Result};
 use super::rms_norm::RmsNorm;
@@ -335,7 +334,9 @@ fn attend<B: Backend>(
             (scores.reshape([b, h, t * s]) + bias).reshape([b, kvh, rep * t, s])
         }
     };
-    softmax(scores, 3).matmul(v).reshape([b, h, t, d])
+    super::fused_softmax::softmax(scores, 3)
+        .matmul(v)
+        .reshape([b, h, t, d])
 }
 
 /// Additive causal bias `[1, t * s]` for `t` queries that end a sequence of `s` keys

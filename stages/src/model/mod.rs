@@ -4,6 +4,7 @@
 //!   [`Family`] (Llama, Mistral, Qwen2): per-family differences as config data.
 //! - [`llama`]: [`Llama`] (embedding, `blocks`, norm, `lm_head`), [`KvCache`], seeded init.
 //! - [`block`], [`attention`], [`mlp`], [`rms_norm`], [`rope`]: the pieces of a block;
+//!   [`fused_softmax`]: the attention's softmax as one autodiff op;
 //!   [`token_linear`]: their linear layers as one 2-D product over all tokens.
 //! - [`device`]: [`DeviceSpec`] (`cpu`, `cuda:N`) and the CPU backend alias [`Cpu`].
 //! - [`safetensors_io`]: HF directories in and out ([`load_pretrained`], [`save_pretrained`]).
@@ -27,6 +28,7 @@ pub mod checkpoint_layout;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fused_softmax;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_tokenizer;
