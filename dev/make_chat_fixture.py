@@ -3,7 +3,7 @@
 transformers' `apply_chat_template` (its Jinja sandbox) with the chat templates the
 families ship (Qwen2.5's ChatML with a default system prompt, Qwen3's ChatML with
 thinking markup, Gemma 3's turns, Mistral v0.1's and v0.2's [INST], SmolLM2's ChatML), the reference stages/tests/model_families.rs
-checks slayer's Rust renderer (stages/src/model/chat.rs) against. A conversation a
+checks slayer's Rust renderer (model/src/chat.rs) against. A conversation a
 template refuses (roles that do not alternate, a system turn for Mistral) is recorded
 with `"error": true`; slayer must refuse it too.
 

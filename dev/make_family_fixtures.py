@@ -11,7 +11,7 @@ Usage: python3 dev/make_family_fixtures.py [FIXTURES_DIR [NAME ...]]
   test sequence, so the window's off-by-one shows in both the full forward and the
   KV-cached decode. Its GGUF is written as llama.cpp's converter writes Mistral (arch
   `llama`, q/k rows permuted) plus `llama.attention.sliding_window`, the key that makes
-  slayer import it as Mistral (llama.cpp's converter omits it; see stages/src/model/gguf.rs).
+  slayer import it as Mistral (llama.cpp's converter omits it; see model/src/gguf.rs).
 - tiny_qwen2 / tiny_qwen2_tied: Qwen2ForCausalLM with random q/k/v biases, rope_theta 1e6,
   an untied and a tied head. config.json keeps `sliding_window: 4` with
   `use_sliding_window: false`, as released Qwen2.5 configs do (window present, unused),

@@ -1,4 +1,7 @@
-//! The model core: a Llama-family decoder in burn and its file formats.
+//! slayer's model core: a Llama-family decoder in burn (Llama, Mistral, Qwen2/2.5, Qwen3,
+//! Gemma 3 as config data) and its file formats. It knows nothing of the engine, the
+//! stages or their data formats (the compiler keeps it that way: this crate does not
+//! depend on them); `slayer-stages` re-exports it as `slayer_stages::model`.
 //!
 //! - [`config`]: [`LlamaConfig`], HF `config.json` with HF field names, and its
 //!   [`Family`] (Llama, Mistral, Qwen2): per-family differences as config data.
@@ -20,6 +23,7 @@
 //! - [`generate`]: KV-cached generation, perplexity, per-token log-probabilities.
 //! - [`precision`]: [`Residency`] (weights as f32 or as stored) and widening at use.
 //! - [`error`]: [`ModelError`], naming files, tensors and keys.
+//! - [`rng`]: the seeded generator every random choice in slayer draws from.
 
 pub mod attention;
 pub mod block;
@@ -37,6 +41,7 @@ pub mod llama;
 pub mod mlp;
 pub mod precision;
 pub mod rms_norm;
+pub mod rng;
 pub mod rope;
 pub mod safetensors_io;
 pub mod safetensors_stream;

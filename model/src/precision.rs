@@ -133,7 +133,7 @@ pub fn widened<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Cpu;
+    use crate::Cpu;
     use burn::tensor::{DType, Distribution};
 
     fn host(t: Tensor<Cpu, 2>) -> Vec<f32> {

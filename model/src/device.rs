@@ -81,14 +81,13 @@ impl DeviceSpec {
         }
     }
 
-    /// The environment facts this device gives a stage's results, as fingerprints hold
-    /// them (`device`: `cpu` | `cuda`, `backend`; the CUDA index changes no result).
-    pub fn fingerprint_facts(&self) -> std::collections::BTreeMap<String, String> {
-        let kind = match self {
+    /// The kind of device, `cpu` or `cuda` (what a stage's results can depend on: the
+    /// CUDA index changes none).
+    pub fn kind(&self) -> &'static str {
+        match self {
             DeviceSpec::Cpu => "cpu",
             DeviceSpec::Cuda(_) => "cuda",
-        };
-        slayer_engine::fingerprint::device_env(kind)
+        }
     }
 
     /// Check that this device can be used, without panicking.
@@ -171,35 +170,9 @@ fn check_cuda(index: usize) -> Result<()> {
     }
 }
 
-/// The device owner for the engine ([`slayer_engine::Registry::set_device_facts`]): a
-/// manifest's `device:` means what [`DeviceSpec`] parses, so the engine, `slayer exec`
-/// and the stages accept the same spellings and name a device the same way in
-/// fingerprints.
-pub fn device_facts(
-    device: &str,
-) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
-    device
-        .parse::<DeviceSpec>()
-        .map(|d| d.fingerprint_facts())
-        .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_engine_reads_devices_as_device_spec_does() {
-        let facts = |d: &str| device_facts(d).map(|f| (f["device"].clone(), f["backend"].clone()));
-        assert_eq!(facts("cpu"), Ok(("cpu".into(), "burn-flex".into())));
-        // Spellings DeviceSpec accepts are accepted in manifests, with the same facts.
-        for d in ["cuda", "cuda:1", "gpu", "CUDA"] {
-            assert_eq!(facts(d), Ok(("cuda".into(), "burn-cuda".into())), "{d}");
-        }
-        // And what it rejects is rejected there, with its message.
-        let err = device_facts("cuda0").unwrap_err();
-        assert!(err.contains("expected `cpu`, `cuda` or `cuda:N`"), "{err}");
-    }
 
     #[test]
     fn parses_devices() {

@@ -365,9 +365,9 @@ mod tests {
     use burn::nn::LinearConfig;
 
     use super::*;
-    use crate::model::Cpu;
-    use crate::model::config::{RopeScaling, RopeSettings};
-    use crate::model::rope::Rope;
+    use crate::Cpu;
+    use crate::config::{RopeScaling, RopeSettings};
+    use crate::rope::Rope;
 
     /// Causal attention over more than one block of queries (blocked, each block against
     /// the keys it can see) equals the same attention through an explicit all-visible
