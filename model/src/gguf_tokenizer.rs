@@ -172,6 +172,23 @@ fn base_config(
     config
 }
 
+/// A `tokenizer.json` document: its added tokens, `[normalizer, pre_tokenizer,
+/// post_processor]`, decoder and model.
+fn document(added: Vec<Value>, pipeline: [Value; 3], decoder: Value, model: Value) -> Value {
+    let [normalizer, pre_tokenizer, post_processor] = pipeline;
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": post_processor,
+        "decoder": decoder,
+        "model": model
+    })
+}
+
 /// A byte-level BPE vocabulary (`tokenizer.ggml.model = gpt2`).
 fn byte_level_bpe(file: &GgufFile) -> Result<(Value, Value)> {
     let v = Vocabulary::read(file)?;
@@ -241,19 +258,14 @@ fn byte_level_bpe(file: &GgufFile) -> Result<(Value, Value)> {
         }
         _ => byte_post,
     };
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": post_processor,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": false, "vocab": vocab, "merges": merges}
-    });
+    let tokenizer = document(
+        added,
+        [normalizer, pre_tokenizer, post_processor],
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+        json!({"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+               "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+               "ignore_merges": false, "vocab": vocab, "merges": merges}),
+    );
     let config = base_config(file, "PreTrainedTokenizerFast", add_bos, &specials);
     Ok((tokenizer, Value::Object(config)))
 }
@@ -402,20 +414,15 @@ fn sentencepiece(file: &GgufFile) -> Result<(Value, Value)> {
         .into_iter()
         .map(|(l, r)| json!([l, r]))
         .collect();
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": post_processor,
-        "decoder": {"type": "Sequence", "decoders": decoders},
-        "model": {"type": "BPE", "dropout": null, "unk_token": specials.unk,
-                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                  "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-                  "vocab": vocab, "merges": merges}
-    });
+    let tokenizer = document(
+        added,
+        [normalizer, pre_tokenizer, post_processor],
+        json!({"type": "Sequence", "decoders": decoders}),
+        json!({"type": "BPE", "dropout": null, "unk_token": specials.unk,
+               "continuing_subword_prefix": null, "end_of_word_suffix": null,
+               "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+               "vocab": vocab, "merges": merges}),
+    );
 
     let gemma = file.architecture().is_ok_and(|a| a.starts_with("gemma"));
     let class = if gemma {

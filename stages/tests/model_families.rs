@@ -1060,6 +1060,20 @@ fn chat_templates_render_as_transformers() {
     }
 }
 
+/// A tokenizer fixture's `ids.json`: each text and the ids HF `tokenizers` gives it.
+fn id_cases(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let cases: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
+    cases
+        .iter()
+        .map(|case| {
+            let ids = case["ids"].as_array().unwrap();
+            let ids = ids.iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            (case["text"].as_str().unwrap().to_string(), ids)
+        })
+        .collect()
+}
+
 /// A Qwen2-style byte-level BPE vocabulary stored as llama.cpp stores it in a GGUF
 /// (`tokenizer.ggml.*`, pre-tokenizer `qwen2`) is rebuilt into a tokenizer that gives
 /// the ids HF `tokenizers` gives with the original `tokenizer.json`
@@ -1072,17 +1086,10 @@ fn qwen2_tokenizer_rebuilt_from_gguf_gives_hf_ids() {
     let dir = fixture("tokenizer_qwen2");
     let from_gguf = load_tokenizer(&dir.join("qwen2_tokenizer.gguf")).unwrap();
     let from_json = Tokenizer::from_dir(&dir).unwrap();
-    let cases: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
+    let cases = id_cases(&dir);
     assert_eq!(cases.len(), 7);
-    for case in cases {
-        let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+    for (text, want) in cases {
+        let text = text.as_str();
         assert_eq!(
             from_gguf.encode(text, false).unwrap(),
             want,
@@ -1120,17 +1127,10 @@ fn sentencepiece_tokenizers_rebuilt_from_gguf_are_transformers_own() {
         assert_eq!(config["add_bos_token"], json!(true), "{name}");
         let from_gguf = load_tokenizer(&gguf).unwrap();
         let from_json = Tokenizer::from_dir(&dir).unwrap();
-        let cases: Vec<Value> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
+        let cases = id_cases(&dir);
         assert_eq!(cases.len(), texts, "{name}");
-        for case in cases {
-            let text = case["text"].as_str().unwrap();
-            let want: Vec<u32> = case["ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect();
+        for (text, want) in cases {
+            let text = text.as_str();
             assert_eq!(
                 from_gguf.encode(text, true).unwrap(),
                 want,
