@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use slayer_engine::stage::{Logger, Progress};
 use slayer_engine::{StageContext, StageInput};
 
+#[path = "eval/support/mod.rs"]
 mod eval_support;
 use eval_support::{fixtures, tiny_model_dir};
 

@@ -4,6 +4,7 @@
 //! newlines), `chunked` ([`encode_docs`] with exact chunks) or `stage` (the `tokenize`
 //! stage on a one-line JSONL file, 2 threads).
 
+#[path = "data/support/mod.rs"]
 mod data_support;
 
 use std::path::Path;

@@ -2,12 +2,10 @@
 //! within 1%, the SFT loss mask on exactly the assistant spans (hand-checked), and
 //! corpus filtering, dedup and error reporting.
 
-mod data_support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use data_support::{
+use crate::support::{
     bool_lists, metric, parquet_files, read_parquet, run, tree_hashes, u32_lists, write,
 };
 use serde_json::json;

@@ -1,12 +1,10 @@
 //! `corpus.synthetic`: same seed -> same bytes, and every question is answerable from
 //! its own population's corpus.
 
-mod data_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use data_support::{metric, run, tree_hashes};
+use crate::support::{metric, run, tree_hashes};
 use serde_json::{Value, json};
 use slayer_stages::data::synthetic::{Question, SyntheticDoc};
 

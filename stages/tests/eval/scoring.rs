@@ -8,8 +8,7 @@ use slayer_stages::eval::lm::{Encoder, Group, score_groups};
 use slayer_stages::eval::perplexity::{Document, rolling_windows, score_documents};
 use slayer_stages::model::{Cpu, Llama, Tokenizer, load_pretrained, token_logprobs};
 
-mod eval_support;
-use eval_support::{fixtures, tiny_model_dir};
+use crate::support::{fixtures, tiny_model_dir};
 
 fn naive(model: &Llama<Cpu>, g: &Group) -> Vec<(f64, bool)> {
     g.continuations

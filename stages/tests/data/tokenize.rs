@@ -2,14 +2,12 @@
 //! documented schema whose ids equal direct tokenization, same bytes for any thread
 //! count, and bad input reported with file and line.
 
-mod data_support;
-
 use std::path::{Path, PathBuf};
 
-use arrow_schema::DataType;
-use data_support::{
+use crate::support::{
     metric, parquet_files, read_parquet, run, strings, tree_hashes, u32_lists, write,
 };
+use arrow_schema::DataType;
 use serde_json::json;
 
 /// A synthetic corpus and a tokenizer trained on it.

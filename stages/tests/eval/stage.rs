@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use slayer_engine::Registry;
 use slayer_engine::stage::{Logger, Progress, StageContext, StageInput};
 
-mod eval_support;
-use eval_support::{fixtures, tiny_model_dir};
+use crate::support::{fixtures, tiny_model_dir};
 
 fn run(
     params: Value,

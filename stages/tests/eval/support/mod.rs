@@ -1,4 +1,4 @@
-//! Shared by the eval test crates: the committed fixtures and the tiny Llama as an HF
+//! Shared by the eval tests (`tests/eval/`, and `importance_eval`): the committed fixtures and the tiny Llama as an HF
 //! directory with the byte-level tokenizer.
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! yet: runs the stage from the JSON in `SLAYER_EVAL_EXEC` (`{"model": DIR, "data": PATH
 //! or null, "out": DIR, "params": {..}}`) and prints the metrics JSON. Used by
 //! `dev/eval_lm_eval_parity.py --slayer test` and `bench/eval_arc_easy_vs_lm_eval.py`.
-//! Ignored unless asked for: `cargo test -p slayer-stages --test eval_exec -- --ignored`.
+//! Ignored unless asked for: `cargo test -p slayer-stages --test eval exec:: -- --ignored`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
