@@ -1,5 +1,6 @@
-//! Helpers shared by the data tests (`tests/data/`, and `tokenize_memory`): run a data stage kind ad hoc (as `slayer exec`
-//! does, without the cache) and read Parquet shards back.
+//! Helpers shared by the data tests (`tests/data/`, and `tokenize_memory`): run a data
+//! stage kind ad hoc (as `slayer exec` does, without the cache) and read Parquet shards
+//! back.
 
 #![allow(dead_code)]
 

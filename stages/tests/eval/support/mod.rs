@@ -1,5 +1,5 @@
-//! Shared by the eval tests (`tests/eval/`, and `importance_eval`): the committed fixtures and the tiny Llama as an HF
-//! directory with the byte-level tokenizer.
+//! Shared by the eval tests (`tests/eval/`, and `importance_eval`): the committed
+//! fixtures and the tiny Llama as an HF directory with the byte-level tokenizer.
 
 use std::path::{Path, PathBuf};
 
