@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of the prefill/decode benchmark (issue 9, acceptance 5): f32, same
 threads as slayer, prefill 512 random tokens then greedy-decode 128 with the KV cache.
-The slayer side is `cargo test -p slayer-stages --test model_smollm2 bench -- --ignored
+The slayer side is `cargo test -p slayer-model --test model_smollm2 bench -- --ignored
 --nocapture` with SLAYER_BENCH_MODEL=<dir>.
 
 Usage: python3 dev/bench_torch.py HF_DIR [THREADS]

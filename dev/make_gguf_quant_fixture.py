@@ -2,7 +2,7 @@
 """Regenerate stages/tests/fixtures/gguf_quant.safetensors: random quantised blocks of
 every ggml type slayer dequantises, with the values llama.cpp's own Python reference
 (`gguf.quants.dequantize`, package `gguf`) decodes them to. The Rust test
-stages/tests/model_gguf.rs checks slayer's dequantiser against it bit for bit.
+model/tests/model_gguf.rs checks slayer's dequantiser against it bit for bit.
 
 Usage: python3 dev/make_gguf_quant_fixture.py   (needs: pip install gguf numpy safetensors)
 """

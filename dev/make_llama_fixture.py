@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Regenerate stages/tests/fixtures/tiny_llama: a tiny random Llama in HF format plus
 transformers' reference logits, the independent implementation the Rust parity test
-(stages/tests/model_parity.rs) checks against.
+(model/tests/model_parity.rs) checks against.
 
 Usage: python3 dev/make_llama_fixture.py [OUT_DIR]
 Also writes tiny_llama.f16.gguf: the same weights in llama.cpp's GGUF layout (F16,
-q/k rows permuted as convert_hf_to_gguf.py does), so stages/tests/model_gguf.rs can
+q/k rows permuted as convert_hf_to_gguf.py does), so model/tests/model_gguf.rs can
 check the GGUF importer end to end against the safetensors weights.
 
 Needs: pip install torch transformers safetensors gguf

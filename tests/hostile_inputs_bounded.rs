@@ -2,7 +2,7 @@
 //! process of its own: each must end with a clear error naming the file (exit 1 or 2),
 //! within 5 s and under 200 MB of peak RSS, measured per case with `wait4`'s rusage.
 //! (The in-process tests of each parser check the exact messages: engine's
-//! `hostile_manifests.rs`, stages' `model_gguf.rs`.)
+//! `hostile_manifests.rs`, the model crate's `model_gguf.rs`.)
 
 mod common;
 

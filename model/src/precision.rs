@@ -9,7 +9,7 @@
 //! so the residual stream is bit-identical to loading the same checkpoint as f32; the
 //! output head is widened in blocks of vocabulary columns ([`head_widened`]), whose
 //! logits can differ in the last bits (bit-identical for heads of at most [`HEAD_CHUNK`]
-//! elements; `stages/tests/model_parity.rs` asserts both). What bf16 storage itself costs
+//! elements; `model/tests/model_parity.rs` asserts both). What bf16 storage itself costs
 //! against an f32 checkpoint is measured in docs/benchmarks.md ("Models larger than
 //! memory").
 //! Activations start in the device's compute dtype ([`to_compute`] on the embedding).

@@ -1,7 +1,7 @@
 //! CUDA parity (issue 23, `bench/gpu_check.sh`): the committed tiny fixtures of every
 //! family (`tests/fixtures/tiny_{llama,mistral,qwen2,qwen2_tied,qwen3,gemma3}`), loaded
 //! on `cuda:0` in f32, give transformers' logits within 1e-4 for the full sequence and
-//! for KV-cached decoding, as they do on the CPU (`model_parity.rs`,
+//! for KV-cached decoding, as they do on the CPU (`model/tests/model_parity.rs`,
 //! `model_families.rs`). Built only with the `cuda` feature; it needs a CUDA device
 //! and fails (does not skip) without one.
 //!

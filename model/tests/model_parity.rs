@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use safetensors::SafeTensors;
-use slayer_stages::model::safetensors_io::SafetensorsCheckpoint;
-use slayer_stages::model::weights::{WeightSource, hf_tensors};
-use slayer_stages::model::{
+use slayer_model::safetensors_io::SafetensorsCheckpoint;
+use slayer_model::weights::{WeightSource, hf_tensors};
+use slayer_model::{
     AttentionMask, Cpu, Llama, Residency, SaveDtype, load_pretrained, load_pretrained_as,
     save_pretrained,
 };
@@ -17,7 +17,7 @@ use slayer_stages::model::{
 const TOL: f32 = 1e-4;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages/tests/fixtures/tiny_llama")
 }
 
 struct Reference {
@@ -286,7 +286,7 @@ fn import_streams_the_checkpoint_unchanged_and_refuses_a_broken_tokenizer() {
     }
     // Without a tokenizer: every tensor arrives byte for byte.
     let out = dir.path().join("out");
-    slayer_stages::model::import_to_dir(&src, &out).unwrap();
+    slayer_model::import_to_dir(&src, &out).unwrap();
     let (a, b) = (
         SafetensorsCheckpoint::open(&src).unwrap(),
         SafetensorsCheckpoint::open(&out).unwrap(),
@@ -298,7 +298,7 @@ fn import_streams_the_checkpoint_unchanged_and_refuses_a_broken_tokenizer() {
     }
     // A tokenizer.json that is not one fails the import and names the file.
     std::fs::write(src.join("tokenizer.json"), "{\"not\": \"a tokenizer\"}").unwrap();
-    let err = slayer_stages::model::import_to_dir(&src, &dir.path().join("bad"))
+    let err = slayer_model::import_to_dir(&src, &dir.path().join("bad"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");

@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
-use slayer_stages::model::gguf::{GgmlType, GgufArray, GgufFile, dequantize};
-use slayer_stages::model::import::load_gguf;
-use slayer_stages::model::safetensors_io::SafetensorsCheckpoint;
-use slayer_stages::model::weights::{WeightSource, hf_tensors};
-use slayer_stages::model::{Cpu, LlamaConfig};
+use slayer_model::gguf::{GgmlType, GgufArray, GgufFile, dequantize};
+use slayer_model::import::load_gguf;
+use slayer_model::safetensors_io::SafetensorsCheckpoint;
+use slayer_model::weights::{WeightSource, hf_tensors};
+use slayer_model::{Cpu, LlamaConfig};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages/tests/fixtures")
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn tiny_gguf_imports_to_the_same_model() {
 fn gguf_import_streams_the_same_tensors_as_the_in_memory_model() {
     let gguf = fixtures().join("tiny_llama/tiny_llama.f16.gguf");
     let out = tempfile::tempdir().unwrap();
-    let report = slayer_stages::model::import::import_to_dir(&gguf, out.path()).unwrap();
+    let report = slayer_model::import::import_to_dir(&gguf, out.path()).unwrap();
     assert!(
         report.files.contains(&"model.safetensors".to_string()),
         "{report:?}"
@@ -108,10 +108,10 @@ fn gguf_import_streams_the_same_tensors_as_the_in_memory_model() {
     // The model as loading the GGUF builds it, written by save_pretrained.
     let reference_dir = tempfile::tempdir().unwrap();
     let model = load_gguf::<Cpu>(&gguf, &Default::default()).unwrap();
-    slayer_stages::model::safetensors_io::save_pretrained(
+    slayer_model::safetensors_io::save_pretrained(
         &model,
         reference_dir.path(),
-        slayer_stages::model::safetensors_io::SaveDtype::F32,
+        slayer_model::safetensors_io::SaveDtype::F32,
     )
     .unwrap();
     let (streamed, reference) = (

@@ -6,10 +6,10 @@
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use slayer_stages::model::fused_softmax::softmax;
-use slayer_stages::model::weights::hf_tensors;
-use slayer_stages::model::{Cpu, Llama, LlamaConfig};
-use slayer_stages::rng::SplitMix64;
+use slayer_model::fused_softmax::softmax;
+use slayer_model::rng::SplitMix64;
+use slayer_model::weights::hf_tensors;
+use slayer_model::{Cpu, Llama, LlamaConfig};
 
 type Ad = Autodiff<Cpu>;
 

