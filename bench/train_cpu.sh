@@ -13,9 +13,7 @@ THREADS=${4:-$(nproc)}
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 export TRAIN_BENCH_SEQ=$SEQ TRAIN_BENCH_BATCH=$BATCH TRAIN_BENCH_STEPS=$STEPS
 export TRAIN_BENCH_DIR=${TRAIN_BENCH_DIR:-$(mktemp -d)}
-# The test binary is run directly so that a concurrent cargo build cannot hold it up.
-BIN=$(cargo test -p slayer-stages --test train_bench --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys; print([j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable")][-1])')
+BIN=$(bench/train_bench_bin.sh)
 for which in expanded all; do
   (cd stages && TRAIN_BENCH_TRAINABLE=$which "$BIN" --ignored --nocapture 2>&1) \
     | grep -E "^(RESULT|step )"

@@ -15,9 +15,7 @@ ROUNDS=${4:-2}
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 export TRAIN_BENCH_SEQ=$SEQ TRAIN_BENCH_BATCH=$BATCH TRAIN_BENCH_STEPS=$STEPS
 export TRAIN_BENCH_DIR=${TRAIN_BENCH_DIR:-$(mktemp -d)}
-# The test binary is run directly so that a concurrent cargo build cannot hold it up.
-BIN=$(cargo test -p slayer-stages --test train_bench --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys; print([j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable")][-1])')
+BIN=$(bench/train_bench_bin.sh)
 for round in $(seq "$ROUNDS"); do
   # Alternate the order so that neither side always runs on a warmer machine.
   if [ $((round % 2)) = 1 ]; then order="2 1"; else order="1 2"; fi

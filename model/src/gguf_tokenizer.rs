@@ -414,6 +414,16 @@ fn sentencepiece(file: &GgufFile) -> Result<(Value, Value)> {
         .into_iter()
         .map(|(l, r)| json!([l, r]))
         .collect();
+    // tokenizer_config.json's `added_tokens_decoder`: the added tokens by id.
+    let decoder: Map<String, Value> = added
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|a| {
+            let mut entry = a.clone();
+            let id = entry.remove("id").unwrap_or(Value::Null);
+            (id.to_string(), Value::Object(entry))
+        })
+        .collect();
     let tokenizer = document(
         added,
         [normalizer, pre_tokenizer, post_processor],
@@ -435,16 +445,6 @@ fn sentencepiece(file: &GgufFile) -> Result<(Value, Value)> {
     if space_prefix {
         config.insert("legacy".into(), json!(true));
     }
-    let decoder: Map<String, Value> = tokenizer["added_tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            let mut entry = a.as_object().cloned().unwrap_or_default();
-            let id = entry.remove("id").unwrap_or(Value::Null);
-            (id.to_string(), Value::Object(entry))
-        })
-        .collect();
     config.insert("added_tokens_decoder".into(), Value::Object(decoder));
     Ok((tokenizer, Value::Object(config)))
 }

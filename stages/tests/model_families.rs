@@ -918,24 +918,30 @@ fn importance_stage_runs_on_every_family() {
     }
 }
 
+/// The `eval` kind, and the eval fixtures' directory, for the model copy `src`, which gets
+/// the fixtures' byte-level tokenizer (256 byte tokens: ids fit every fixture's
+/// vocabulary of 300).
+fn eval_stage_for(src: &Path) -> (std::sync::Arc<dyn Stage>, PathBuf) {
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
+    std::fs::copy(
+        tasks.join("byte_tokenizer.json"),
+        src.join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut registry = slayer_engine::Registry::default();
+    slayer_stages::eval::register(&mut registry);
+    (registry.get("eval").unwrap().clone(), tasks)
+}
+
 /// The `eval` stage on every family: a multiple-choice task scores the same whether
 /// continuations are scored one group at a time or packed into batches (whose masks
 /// carry each family's window, per kind of block for Gemma 3).
 #[test]
 fn eval_stage_runs_on_every_family() {
     let tmp = tempfile::tempdir().unwrap();
-    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
     for (name, _) in FIXTURES {
         let src = copy_fixture(name, tmp.path());
-        // Byte-level BPE over 256 byte tokens: ids fit every fixture's vocabulary (300).
-        std::fs::copy(
-            tasks.join("byte_tokenizer.json"),
-            src.join("tokenizer.json"),
-        )
-        .unwrap();
-        let mut registry = slayer_engine::Registry::default();
-        slayer_stages::eval::register(&mut registry);
-        let stage = registry.get("eval").unwrap().clone();
+        let (stage, tasks) = eval_stage_for(&src);
         let mut results = Vec::new();
         for batch in [1, 16] {
             let out = tmp.path().join(format!("{name}-eval-{batch}"));
@@ -1225,16 +1231,9 @@ fn long_stages_fill_their_progress_bars() {
         "importance {len:?} {pos}"
     );
 
-    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
-    std::fs::copy(
-        tasks.join("byte_tokenizer.json"),
-        src.join("tokenizer.json"),
-    )
-    .unwrap();
-    let mut registry = slayer_engine::Registry::default();
-    slayer_stages::eval::register(&mut registry);
+    let (stage, tasks) = eval_stage_for(&src);
     let (len, pos) = filled(
-        registry.get("eval").unwrap().as_ref(),
+        stage.as_ref(),
         json!({"tasks": ["arc_easy"], "limit": 4, "num_fewshot": 0}),
         &[("model", &src), ("data", &tasks.join("mc_mini.jsonl"))],
         "eval",

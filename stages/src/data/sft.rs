@@ -11,7 +11,6 @@
 //! text).
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -283,19 +282,6 @@ pub fn conversation(rec: &Record, p: &SftParams) -> Result<Vec<ChatMessage>> {
     Ok(msgs)
 }
 
-/// The rendered text and the byte spans of the assistant turns
-/// ([`ChatTemplate::render_marked`]).
-pub fn render_with_spans(
-    template: &ChatTemplate,
-    msgs: &[ChatMessage],
-    bos: &str,
-) -> std::result::Result<(String, Vec<Range<usize>>), String> {
-    let rendered = template
-        .render_marked(msgs, false, bos)
-        .map_err(|e| e.to_string())?;
-    Ok((rendered.text, rendered.spans))
-}
-
 /// Ids and loss mask of a conversation.
 pub fn encode_conversation(
     tok: &tokenizers::Tokenizer,
@@ -303,14 +289,16 @@ pub fn encode_conversation(
     msgs: &[ChatMessage],
     bos: &str,
 ) -> std::result::Result<(Vec<u32>, Vec<bool>), String> {
-    let (text, spans) = render_with_spans(template, msgs, bos)?;
+    let rendered = template
+        .render_marked(msgs, false, bos)
+        .map_err(|e| e.to_string())?;
     let enc = tok
-        .encode(text.as_str(), false)
+        .encode(rendered.text.as_str(), false)
         .map_err(|e| e.to_string())?;
     let mask = enc
         .get_offsets()
         .iter()
-        .map(|(start, _)| spans.iter().any(|s| s.contains(start)))
+        .map(|(start, _)| rendered.spans.iter().any(|s| s.contains(start)))
         .collect();
     Ok((enc.get_ids().to_vec(), mask))
 }

@@ -65,7 +65,7 @@ pub fn backward_by_block<AB: AutodiffBackend + FusedLoss>(
     // 1. The residual stream entering each block from `kept_from` on, without a graph.
     let plain = model.valid();
     let plain_rope = plain.rope_tables(0, len);
-    let mut stream = Vec::with_capacity(depth - kept_from.min(depth));
+    let mut stream = Vec::with_capacity((kept_from..depth).len());
     let mut x = plain.embed(inputs.clone().inner());
     for (index, block) in plain.blocks.iter().enumerate() {
         let next = block.forward(x.clone(), &plain_rope, &AttentionMask::Causal, None);
