@@ -365,3 +365,81 @@ fn safetensors_truncated_or_garbage_is_refused() {
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(SafetensorsCheckpoint::open(&path).unwrap().names(), ["w"]);
 }
+
+/// A GGUF array value of `n` elements of GGUF type `ty`, their bytes `elems`.
+fn gguf_array(ty: u32, n: usize, elems: &[u8]) -> Vec<u8> {
+    let mut b = ty.to_le_bytes().to_vec();
+    b.extend((n as u64).to_le_bytes());
+    b.extend(elems);
+    b
+}
+
+/// A SentencePiece vocabulary whose metadata does not hold together is refused with an
+/// error naming the file and the key, not rebuilt into a wrong tokenizer.
+#[test]
+fn sentencepiece_vocabulary_metadata_is_checked() {
+    let pieces = ["<unk>", "<s>", "</s>", "\u{2581}a"];
+    let mut strings = Vec::new();
+    for p in pieces {
+        gguf_string(&mut strings, p);
+    }
+    let base = || {
+        tiny_llama(1).str("tokenizer.ggml.model", "llama").kv(
+            "tokenizer.ggml.tokens",
+            9,
+            &gguf_array(8, 4, &strings),
+        )
+    };
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let i32s = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let dir = tempfile::tempdir().unwrap();
+    let rebuild = |b: GgufBuilder| {
+        let path = dir.path().join("spm.gguf");
+        std::fs::write(&path, b.bytes()).unwrap();
+        GgufFile::open(&path).unwrap().tokenizer_json().map(|_| ())
+    };
+    let fails = |b: GgufBuilder, what: &str| {
+        let err = rebuild(b).unwrap_err().to_string();
+        assert!(
+            err.contains("spm.gguf") && err.contains(what),
+            "{what}: {err}"
+        );
+    };
+    // Consistent: rebuilt (BOS id 1 names a token).
+    rebuild(
+        base()
+            .kv(
+                "tokenizer.ggml.scores",
+                9,
+                &gguf_array(6, 4, &f32s(&[0.0, 0.0, 0.0, -1.0])),
+            )
+            .kv(
+                "tokenizer.ggml.token_type",
+                9,
+                &gguf_array(5, 4, &i32s(&[2, 3, 3, 1])),
+            )
+            .u64("tokenizer.ggml.bos_token_id", 1),
+    )
+    .unwrap();
+    fails(
+        base().kv(
+            "tokenizer.ggml.scores",
+            9,
+            &gguf_array(6, 3, &f32s(&[0.0; 3])),
+        ),
+        "tokenizer.ggml.scores",
+    );
+    fails(
+        base().kv(
+            "tokenizer.ggml.token_type",
+            9,
+            &gguf_array(5, 2, &i32s(&[1, 1])),
+        ),
+        "tokenizer.ggml.token_type",
+    );
+    // add_bos_token defaults to true for SentencePiece: a BOS id naming no token is refused.
+    fails(
+        base().u64("tokenizer.ggml.bos_token_id", 99),
+        "tokenizer.ggml.bos_token_id",
+    );
+}
