@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::{Family, LlamaConfig, TokenIds};
 use super::error::{ModelError, Result};
+use super::tensor_names::{gguf_block_name, parse_layer_tensor};
 use super::weights::{HostData, HostTensor, WeightSource};
 
 /// A metadata value.
@@ -924,39 +925,18 @@ pub struct GgufWeights<'a> {
 pub const SUPPORTED_ARCHITECTURES: [&str; 4] = ["llama", "qwen2", "qwen3", "gemma3"];
 
 /// The GGUF name of an HF tensor name of `family` (llama.cpp's `tensor_mapping.py` for
-/// the llama, qwen2, qwen3 and gemma3 architectures: the same names, biases as
-/// `blk.N.attn_q.bias`, q/k norms as `blk.N.attn_q_norm`; Gemma 3's norm before the
-/// MLP is `ffn_norm` and its norms on the sub-layer outputs `post_attention_norm` and
-/// `post_ffw_norm`, where Llama's `ffn_norm` is `post_attention_layernorm`).
+/// the llama, qwen2, qwen3 and gemma3 architectures; the block tensors' names come from
+/// the one table, [`gguf_block_name`]).
 pub fn gguf_name(hf: &str, family: Family) -> Option<String> {
     match hf {
-        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
-        "model.norm.weight" => return Some("output_norm.weight".into()),
-        "lm_head.weight" => return Some("output.weight".into()),
-        _ => {}
+        "model.embed_tokens.weight" => Some("token_embd.weight".into()),
+        "model.norm.weight" => Some("output_norm.weight".into()),
+        "lm_head.weight" => Some("output.weight".into()),
+        _ => {
+            let (index, suffix) = parse_layer_tensor(hf)?;
+            gguf_block_name(index, suffix, family)
+        }
     }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (module, suffix) = rest.rsplit_once('.')?;
-    let sandwich = family == Family::Gemma3;
-    let g = match module {
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" if sandwich => "post_attention_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "pre_feedforward_layernorm" if sandwich => "ffn_norm",
-        "post_feedforward_layernorm" if sandwich => "post_ffw_norm",
-        "self_attn.q_norm" => "attn_q_norm",
-        "self_attn.k_norm" => "attn_k_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{g}.{suffix}"))
 }
 
 /// Undo llama.cpp's q/k permutation: within each head, GGUF row `2 * i + s` is HF row

@@ -14,7 +14,8 @@
 //! - [`safetensors_stream`]: streamed checkpoint writing (copy / mean / zeros per
 //!   tensor, sharded like `save_pretrained`) for surgery and import.
 //! - [`checkpoint_layout`]: a checkpoint's headers checked against its config.
-//! - [`tensor_names`]: the HF tensor-name table (block prefix, expected tensors, order).
+//! - [`tensor_names`]: the one table of block tensor names (HF, GGUF), expected tensors,
+//!   order; [`block_weights`]: a block's tensors by name ([`BlockWeights`]).
 //! - [`weights`]: assembling a model from HF-named tensors, whatever the file format.
 //! - [`tokenizer`], [`chat`]: `tokenizer.json` via the `tokenizers` crate, chat templates.
 //! - [`gguf`]: GGUF import (dequantisation, q/k un-permutation); [`gguf_tokenizer`]: its
@@ -27,6 +28,7 @@
 
 pub mod attention;
 pub mod block;
+pub mod block_weights;
 pub mod chat;
 pub mod checkpoint_layout;
 pub mod config;
@@ -52,6 +54,7 @@ pub mod weights;
 
 pub use attention::{AttentionMask, LayerCache};
 pub use block::Block;
+pub use block_weights::{BlockWeights, LinearWeights};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Family, LlamaConfig, RopeScaling, RopeSettings, TokenIds};
 #[cfg(feature = "cuda")]

@@ -12,11 +12,11 @@ use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use super::attention::{Attention, AttentionMask, LayerCache};
+use super::attention::{AttentionMask, LayerCache};
 use super::block::Block;
-use super::config::{Activation, Family, LayerAttention, LlamaConfig};
+use super::block_weights::{BlockWeights, LinearWeights};
+use super::config::{Family, LlamaConfig};
 use super::error::{ModelError, Result};
-use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
 use super::rope::{Rope, RopeTables};
 use super::token_linear::token_linear;
@@ -63,24 +63,6 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// Weights of one block as burn tensors: linear weights `[in, out]`.
-pub struct BlockWeights<B: Backend> {
-    /// `input_layernorm.weight`.
-    pub input_layernorm: Tensor<B, 1>,
-    /// `post_attention_layernorm.weight`.
-    pub post_attention_layernorm: Tensor<B, 1>,
-    /// `self_attn.q_norm.weight`, `self_attn.k_norm.weight` (Qwen3, Gemma 3).
-    pub qk_norms: Option<[Tensor<B, 1>; 2]>,
-    /// `pre_feedforward_layernorm.weight`, `post_feedforward_layernorm.weight` (Gemma 3).
-    pub ffn_norms: Option<[Tensor<B, 1>; 2]>,
-    /// q, k, v, o projections (weight, optional bias).
-    pub attn: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 4],
-    /// gate, up, down projections (weight, optional bias).
-    pub mlp: [(Tensor<B, 2>, Option<Tensor<B, 1>>); 3],
-    /// The block's window and rotary table.
-    pub layer: LayerAttention,
-}
-
 /// The weight of a norm of width `n` that scales by one: ones, or zeros where norms
 /// scale by `1 + w` (Gemma).
 fn unit_norm_weight<B: Backend>(
@@ -95,59 +77,7 @@ fn unit_norm_weight<B: Backend>(
     }
 }
 
-/// A linear layer from a burn-layout weight `[in, out]`.
-pub fn linear_from<B: Backend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Linear<B> {
-    Linear {
-        weight: Param::from_tensor(weight),
-        bias: bias.map(Param::from_tensor),
-    }
-}
-
 impl<B: Backend> Block<B> {
-    /// Assemble a block from its weights.
-    pub fn from_weights(config: &LlamaConfig, w: BlockWeights<B>) -> Self {
-        let [q, k, v, o] = w.attn;
-        let [gate, up, down] = w.mlp;
-        let eps = config.rms_norm_eps;
-        let offset = config.norm_unit_offset();
-        let norm = |t: Tensor<B, 1>| RmsNorm::from_weight(t, eps, offset);
-        let [q_norm, k_norm] = match w.qk_norms {
-            Some([qn, kn]) => [Some(norm(qn)), Some(norm(kn))],
-            None => [None, None],
-        };
-        let [pre_ffn, post_ffn] = match w.ffn_norms {
-            Some([pre, post]) => [Some(norm(pre)), Some(norm(post))],
-            None => [None, None],
-        };
-        Block {
-            input_layernorm: norm(w.input_layernorm),
-            self_attn: Attention {
-                q_proj: linear_from(q.0, q.1),
-                k_proj: linear_from(k.0, k.1),
-                v_proj: linear_from(v.0, v.1),
-                o_proj: linear_from(o.0, o.1),
-                num_heads: config.num_attention_heads,
-                num_kv_heads: config.num_key_value_heads(),
-                head_dim: config.head_dim(),
-                q_norm,
-                k_norm,
-                scale: config.attention_scale(),
-                sliding_window: w.layer.sliding_window,
-                local_rope: w.layer.local_rope,
-            },
-            post_attention_layernorm: norm(w.post_attention_layernorm),
-            pre_feedforward_layernorm: pre_ffn,
-            post_feedforward_layernorm: post_ffn,
-            mlp: Mlp {
-                gate_proj: linear_from(gate.0, gate.1),
-                up_proj: linear_from(up.0, up.1),
-                down_proj: linear_from(down.0, down.1),
-                // validate() accepted the config, so its activation is known.
-                activation: config.activation().unwrap_or(Activation::Silu),
-            },
-        }
-    }
-
     /// Block `index` of `config` with HF's default initialisation (normal(0, `std`)
     /// weights, zero biases, norms that scale by one), drawn from `rng`.
     pub fn init_random(
@@ -157,36 +87,22 @@ impl<B: Backend> Block<B> {
         rng: &mut SplitMix64,
         device: &B::Device,
     ) -> Self {
-        let (h, i) = (config.hidden_size, config.intermediate_size);
-        let d = config.head_dim();
-        let qd = config.num_attention_heads * d;
-        let kvd = config.num_key_value_heads() * d;
-        let mut lin = |din: usize, dout: usize, bias: bool| {
-            let w = rng.normal_tensor::<B>([din, dout], std, device);
-            (w, bias.then(|| Tensor::zeros([dout], device)))
-        };
-        let [qb, kb, vb, ob] = config.attention_biases();
-        let mb = config.mlp_bias;
-        let attn = [
-            lin(h, qd, qb),
-            lin(h, kvd, kb),
-            lin(h, kvd, vb),
-            lin(qd, h, ob),
-        ];
-        let mlp = [lin(h, i, mb), lin(h, i, mb), lin(i, h, mb)];
-        let unit = |n: usize| unit_norm_weight(config, n, device);
-        Block::from_weights(
+        let weights = BlockWeights::build(
             config,
-            BlockWeights {
-                input_layernorm: unit(h),
-                post_attention_layernorm: unit(h),
-                qk_norms: config.qk_norm().then(|| [unit(d), unit(d)]),
-                ffn_norms: config.sandwich_norms().then(|| [unit(h), unit(h)]),
-                attn,
-                mlp,
-                layer: config.layer_attention(index),
+            config.layer_attention(index),
+            |_, len| Ok::<_, std::convert::Infallible>(unit_norm_weight(config, len, device)),
+            |l| {
+                let (din, dout) = l.dims(config);
+                Ok(LinearWeights {
+                    weight: rng.normal_tensor::<B>([din, dout], std, device),
+                    bias: l.has_bias(config).then(|| Tensor::zeros([dout], device)),
+                })
             },
-        )
+        );
+        match weights {
+            Ok(w) => Block::from_weights(config, w),
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -207,7 +123,7 @@ impl<B: Backend> Llama<B> {
             },
             blocks,
             norm: RmsNorm::from_weight(norm, config.rms_norm_eps, config.norm_unit_offset()),
-            lm_head: lm_head.map(|w| linear_from(w, None)),
+            lm_head: lm_head.map(|weight| LinearWeights { weight, bias: None }.into_linear()),
             config,
             rope,
             local_rope,
@@ -445,11 +361,7 @@ impl<B: Backend> Llama<B> {
         rope: &RopeTables<B>,
         mask: &AttentionMask<B>,
     ) -> Tensor<B, 3> {
-        let mut x = self.embed(tokens);
-        for block in &self.blocks {
-            x = block.forward(x, rope, mask, None);
-        }
-        x
+        self.forward_blocks(self.embed(tokens), rope, mask, None, |_| {})
     }
 
     /// Logits for `tokens` continuing the sequence held in `cache` (empty cache: a
@@ -460,18 +372,9 @@ impl<B: Backend> Llama<B> {
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
         let t = tokens.dims()[1];
-        let start = cache.len();
-        let rope = self.rope_tables(start, t);
-        if cache.layers.len() != self.blocks.len() {
-            cache
-                .layers
-                .resize(self.blocks.len(), LayerCache::default());
-        }
-        let mut x = self.embed(tokens);
-        for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, &rope, &AttentionMask::Causal, Some(layer_cache));
-        }
-        self.head(x)
+        let rope = self.rope_tables(cache.len(), t);
+        let x = self.embed(tokens);
+        self.head(self.forward_blocks(x, &rope, &AttentionMask::Causal, Some(cache), |_| {}))
     }
 
     /// The residual stream before the final norm: `x_0` (embeddings) and the output of
@@ -482,14 +385,37 @@ impl<B: Backend> Llama<B> {
         mask: &AttentionMask<B>,
     ) -> Vec<Tensor<B, 3>> {
         let t = tokens.dims()[1];
-        let rope = self.rope_tables(0, t);
-        let mut x = self.embed(tokens);
+        let x = self.embed(tokens);
         let mut states = Vec::with_capacity(self.blocks.len() + 1);
         states.push(x.clone());
-        for block in &self.blocks {
-            x = block.forward(x, &rope, mask, None);
-            states.push(x.clone());
-        }
+        self.forward_blocks(x, &self.rope_tables(0, t), mask, None, |out| {
+            states.push(out.clone())
+        });
         states
+    }
+
+    /// The one loop over the blocks, every forward above is built on: the residual
+    /// stream `x` through each block in order at `rope` under `mask`, appending keys and
+    /// values to `cache` where given, each block's output shown to `observe`.
+    pub fn forward_blocks(
+        &self,
+        mut x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+        mut observe: impl FnMut(&Tensor<B, 3>),
+    ) -> Tensor<B, 3> {
+        let mut layers = cache.map(|cache| {
+            cache
+                .layers
+                .resize(self.blocks.len(), LayerCache::default());
+            cache.layers.iter_mut()
+        });
+        for block in &self.blocks {
+            let layer_cache = layers.as_mut().and_then(Iterator::next);
+            x = block.forward(x, rope, mask, layer_cache);
+            observe(&x);
+        }
+        x
     }
 }

@@ -14,10 +14,12 @@ use burn::prelude::*;
 use burn::tensor::TensorCreationOptions;
 use rayon::prelude::*;
 
+use super::block_weights::{BlockWeights, LinearWeights};
 use super::config::LlamaConfig;
 use super::error::{ModelError, Result};
-use super::llama::{BlockWeights, Llama};
+use super::llama::Llama;
 use super::precision::Residency;
+use super::tensor_names::{BLOCK_MODULES, BlockLinear, BlockModule, layer_tensor};
 
 /// Row-major values of a host tensor: f32, or a half type as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,20 +200,22 @@ impl<B: Backend> Loader<'_, B> {
         Ok(t.data.into_tensor([d_in, d_out], self.device))
     }
 
+    /// Projection `l` of the block named by `prefix` (`model.layers.{i}`).
     fn linear(
         &self,
         prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-    ) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>)> {
-        let w = self.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
-        let b = if bias {
-            Some(self.vector(&format!("{prefix}.bias"), d_out)?)
+        l: BlockLinear,
+        config: &LlamaConfig,
+    ) -> Result<LinearWeights<B>> {
+        let names = l.names();
+        let (d_in, d_out) = l.dims(config);
+        let weight = self.linear_weight(&format!("{prefix}.{}", names.weight), d_in, d_out)?;
+        let bias = if l.has_bias(config) {
+            Some(self.vector(&format!("{prefix}.{}", names.bias), d_out)?)
         } else {
             None
         };
-        Ok((w, b))
+        Ok(LinearWeights { weight, bias })
     }
 }
 
@@ -248,13 +252,7 @@ pub fn build_llama_except<B: Backend>(
         path: src.origin().join("config.json"),
         message,
     })?;
-    let (h, inter, vocab) = (
-        config.hidden_size,
-        config.intermediate_size,
-        config.vocab_size,
-    );
-    let qd = config.num_attention_heads * config.head_dim();
-    let kvd = config.num_key_value_heads() * config.head_dim();
+    let (h, vocab) = (config.hidden_size, config.vocab_size);
     let embed = l.matrix("model.embed_tokens.weight", vocab, h)?;
     // Not sized by the config: a block count the file cannot hold fails at the first
     // missing tensor, before any large allocation.
@@ -266,44 +264,12 @@ pub fn build_llama_except<B: Backend>(
         } else {
             &l
         };
-        let [qb, kb, vb, ob] = config.attention_biases();
-        let mb = config.mlp_bias;
-        let d = config.head_dim();
-        let pair = |a: &str, b: &str, len: usize| -> Result<[Tensor<B, 1>; 2]> {
-            Ok([
-                l.vector(&format!("{p}.{a}.weight"), len)?,
-                l.vector(&format!("{p}.{b}.weight"), len)?,
-            ])
-        };
-        let w = BlockWeights {
-            input_layernorm: l.vector(&format!("{p}.input_layernorm.weight"), h)?,
-            post_attention_layernorm: l
-                .vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
-            qk_norms: match config.qk_norm() {
-                true => Some(pair("self_attn.q_norm", "self_attn.k_norm", d)?),
-                false => None,
-            },
-            ffn_norms: match config.sandwich_norms() {
-                true => Some(pair(
-                    "pre_feedforward_layernorm",
-                    "post_feedforward_layernorm",
-                    h,
-                )?),
-                false => None,
-            },
-            attn: [
-                l.linear(&format!("{p}.self_attn.q_proj"), h, qd, qb)?,
-                l.linear(&format!("{p}.self_attn.k_proj"), h, kvd, kb)?,
-                l.linear(&format!("{p}.self_attn.v_proj"), h, kvd, vb)?,
-                l.linear(&format!("{p}.self_attn.o_proj"), qd, h, ob)?,
-            ],
-            mlp: [
-                l.linear(&format!("{p}.mlp.gate_proj"), h, inter, mb)?,
-                l.linear(&format!("{p}.mlp.up_proj"), h, inter, mb)?,
-                l.linear(&format!("{p}.mlp.down_proj"), inter, h, mb)?,
-            ],
-            layer: config.layer_attention(i),
-        };
+        let w = BlockWeights::build(
+            &config,
+            config.layer_attention(i),
+            |n, len| l.vector(&format!("{p}.{}", n.names().weight), len),
+            |lin| l.linear(&p, lin, &config),
+        )?;
         blocks.push(super::block::Block::from_weights(&config, w));
     }
     let norm = l.vector("model.norm.weight", h)?;
@@ -355,72 +321,31 @@ impl<B: Backend> NamedTensor<B> {
     }
 }
 
-/// Every tensor of `model` under its HF name, in HF's order (embedding, layers, norm,
-/// head). A tied head is omitted, as transformers does.
+/// Every tensor of `model` under its HF name, in HF's order (embedding, layers in the
+/// table's module order, norm, head). A tied head is omitted, as transformers does.
 pub fn hf_tensors<B: Backend>(model: &Llama<B>) -> Vec<(String, NamedTensor<B>)> {
     let mut out = Vec::new();
     out.push((
         "model.embed_tokens.weight".to_string(),
         NamedTensor::Matrix(model.embed_tokens.weight.val()),
     ));
-    for (i, b) in model.blocks.iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        out.push((
-            format!("{p}.input_layernorm.weight"),
-            NamedTensor::Vector(b.input_layernorm.weight.val()),
-        ));
-        let a = &b.self_attn;
-        let m = &b.mlp;
-        let norms = [
-            ("self_attn.q_norm", &a.q_norm),
-            ("self_attn.k_norm", &a.k_norm),
-        ];
-        for (name, norm) in norms {
-            if let Some(n) = norm {
-                out.push((
-                    format!("{p}.{name}.weight"),
-                    NamedTensor::Vector(n.weight.val()),
-                ));
-            }
-        }
-        let linears = [
-            ("self_attn.q_proj", &a.q_proj),
-            ("self_attn.k_proj", &a.k_proj),
-            ("self_attn.v_proj", &a.v_proj),
-            ("self_attn.o_proj", &a.o_proj),
-            ("mlp.gate_proj", &m.gate_proj),
-            ("mlp.up_proj", &m.up_proj),
-            ("mlp.down_proj", &m.down_proj),
-        ];
-        for (name, lin) in linears {
-            out.push((
-                format!("{p}.{name}.weight"),
-                NamedTensor::Linear(lin.weight.val()),
-            ));
-            if let Some(bias) = &lin.bias {
-                out.push((format!("{p}.{name}.bias"), NamedTensor::Vector(bias.val())));
-            }
-        }
-        let norms = [
-            (
-                "post_attention_layernorm",
-                Some(&b.post_attention_layernorm),
-            ),
-            (
-                "pre_feedforward_layernorm",
-                b.pre_feedforward_layernorm.as_ref(),
-            ),
-            (
-                "post_feedforward_layernorm",
-                b.post_feedforward_layernorm.as_ref(),
-            ),
-        ];
-        for (name, norm) in norms {
-            if let Some(n) = norm {
-                out.push((
-                    format!("{p}.{name}.weight"),
-                    NamedTensor::Vector(n.weight.val()),
-                ));
+    for (i, block) in model.blocks.iter().enumerate() {
+        let w = block.weights();
+        for row in &BLOCK_MODULES {
+            let name = |suffix: &str| layer_tensor(i, suffix);
+            match row.module {
+                BlockModule::Linear(l) => {
+                    let lin = w.linear(l);
+                    out.push((name(row.weight), NamedTensor::Linear(lin.weight.clone())));
+                    if let Some(bias) = &lin.bias {
+                        out.push((name(row.bias), NamedTensor::Vector(bias.clone())));
+                    }
+                }
+                BlockModule::Norm(n) => {
+                    if let Some(weight) = w.norm(n) {
+                        out.push((name(row.weight), NamedTensor::Vector(weight.clone())));
+                    }
+                }
             }
         }
     }

@@ -307,3 +307,61 @@ fn import_streams_the_checkpoint_unchanged_and_refuses_a_broken_tokenizer() {
         "nothing written"
     );
 }
+
+/// The one tensor-name table against transformers' own files: for every family fixture
+/// (written by `save_pretrained`), the block tensors in the file are exactly those the
+/// table expects of its config (names and HF shapes), a model loaded from it hands back
+/// exactly the file's tensors with their shapes in the table's order, and every block
+/// tensor has a GGUF name of its family, no two alike.
+#[test]
+fn the_tensor_name_table_matches_every_family_fixture() {
+    use slayer_model::tensor_names::{
+        expected_block_tensors, expected_top_tensors, hf_order_key, layer_tensor,
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages/tests/fixtures");
+    for name in [
+        "tiny_llama",
+        "tiny_mistral",
+        "tiny_qwen2",
+        "tiny_qwen2_tied",
+        "tiny_qwen3",
+        "tiny_gemma3",
+    ] {
+        let dir = fixtures.join(name);
+        let bytes = std::fs::read(dir.join("model.safetensors")).expect(name);
+        let st = SafeTensors::deserialize(&bytes).expect(name);
+        let mut in_file: Vec<(String, Vec<usize>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.shape().to_vec()))
+            .collect();
+        in_file.sort_by_key(|(n, _)| hf_order_key(n));
+        let model: Llama<Cpu> = load_pretrained(&dir, &Default::default()).expect(name);
+        let config = model.config();
+        let mut expected: Vec<(String, Vec<usize>)> = expected_top_tensors(&config)
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect();
+        for i in 0..config.num_hidden_layers {
+            for (suffix, shape) in expected_block_tensors(&config) {
+                expected.push((layer_tensor(i, suffix), shape));
+            }
+        }
+        expected.sort_by_key(|(n, _)| hf_order_key(n));
+        assert_eq!(in_file, expected, "{name}: the file against the table");
+        let saved: Vec<(String, Vec<usize>)> = hf_tensors(&model)
+            .into_iter()
+            .map(|(n, t)| (n, t.hf_shape()))
+            .collect();
+        assert_eq!(saved, expected, "{name}: the saver's tensors, in order");
+        let family = config.family().expect("a known family");
+        let gguf: std::collections::BTreeSet<String> = expected
+            .iter()
+            .map(|(n, _)| {
+                slayer_model::gguf::gguf_name(n, family)
+                    .unwrap_or_else(|| panic!("{name}: no GGUF name for {n}"))
+            })
+            .collect();
+        assert_eq!(gguf.len(), expected.len(), "{name}: GGUF names collide");
+    }
+}

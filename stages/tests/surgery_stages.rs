@@ -316,7 +316,7 @@ fn stage_errors_are_clear() {
 fn zeroed_block_adds_nothing() {
     let model = Llama::<Cpu>::init_random(&tiny_config(2), 3, &Default::default()).unwrap();
     let mut model = model;
-    let z = zero_outputs(model.blocks[1].clone());
+    let z = zero_outputs(&model.config(), model.blocks[1].clone());
     let o = z.self_attn.o_proj.weight.val().abs().max().into_scalar();
     let d = z.mlp.down_proj.weight.val().abs().max().into_scalar();
     assert_eq!((o, d), (0.0, 0.0));
