@@ -270,7 +270,8 @@ stages:
         let state = slurm_tool("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"]);
         assert_eq!(state.trim(), "CANCELLED", "job {id}");
     }
-    assert!(records(&ws).is_empty());
+    let left = records(&ws);
+    assert!(left.is_empty(), "records after the interrupt: {left:#?}");
 }
 
 unsafe extern "C" {
