@@ -137,6 +137,57 @@ stages:
       outputs: {o: o}
 "#;
 
+/// The executor keeps why an attempt failed, typed, across the process boundary: a
+/// stage that fails is a stage failure, one that panics inside its process a panic (both
+/// read back from the child's `result.json`), a process that dies without a result a
+/// process failure.
+#[test]
+fn a_child_process_failure_keeps_its_kind() {
+    use slayer_engine::executor::Isolation;
+    use slayer_engine::{Failure, Outcome, Pipeline, Registry, RunOptions, execute};
+    let ws = Workspace::new();
+    let manifest = ws.write(
+        "slayer.yaml",
+        r#"
+stages:
+  fails:
+    kind: command
+    with: {run: "exit 3", outputs: {o: o}}
+  dies:
+    kind: command
+    with: {run: "kill -ABRT $PPID; sleep 5", outputs: {o: o}}
+"#,
+    );
+    let registry = Registry::with_builtins();
+    let pipeline = Pipeline::load(&manifest, &registry).expect("load");
+    let store = slayer_cache::Store::open(ws.path()).expect("store");
+    let opts = RunOptions {
+        jobs: 2,
+        keep_going: true,
+        quiet: true,
+        isolation: Isolation::ChildProcess {
+            program: env!("CARGO_BIN_EXE_slayer").into(),
+        },
+        ..RunOptions::default()
+    };
+    let results = execute(&pipeline, &store, &opts).expect("execute");
+    let failure = |name: &str| match results.iter().find(|r| r.stage == name) {
+        Some(r) => match &r.outcome {
+            Outcome::Failed(f) => f.clone(),
+            other => panic!("{name}: {other:?}"),
+        },
+        None => panic!("no result for {name}"),
+    };
+    match failure("fails") {
+        Failure::Stage(m) => assert!(m.contains("status 3"), "{m}"),
+        other => panic!("fails: {other:?}"),
+    }
+    match failure("dies") {
+        Failure::Process(m) => assert!(m.contains("SIGABRT"), "{m}"),
+        other => panic!("dies: {other:?}"),
+    }
+}
+
 fn start_slow(ws: &Workspace) -> (std::process::Child, Vec<u32>) {
     let work = ws.path().join("work");
     std::fs::create_dir_all(&work).unwrap();

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use slayer_cache::RunRecord;
 
+use crate::failure::Failure;
 use crate::job::{self, JobResult, JobSpec};
 use crate::stage::Progress;
 
@@ -27,13 +28,13 @@ pub fn run(
     job_dir: &Path,
     spec: &JobSpec,
     progress: &Progress,
-) -> Result<RunRecord, String> {
-    let spec_path = job::write_spec(job_dir, spec)?;
+) -> Result<RunRecord, Failure> {
+    let spec_path = job::write_spec(job_dir, spec).map_err(Failure::Store)?;
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&spec.log)
-        .map_err(|e| format!("{}: {e}", spec.log.display()))?;
+        .map_err(|e| Failure::Store(format!("{}: {e}", spec.log.display())))?;
     let engine_pid = std::process::id();
     let mut command = Command::new(program);
     command
@@ -55,10 +56,10 @@ pub fn run(
         });
     }
     let mut child = command.spawn().map_err(|e| {
-        format!(
+        Failure::Process(format!(
             "cannot start the stage process `{}`: {e}",
             program.display()
-        )
+        ))
     })?;
     let pgid = child.id() as libc::pid_t;
     let reader = child.stdout.take().map(|out| {
@@ -74,14 +75,18 @@ pub fn run(
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) => {}
-            Err(e) => break Err(format!("cannot wait for the stage process: {e}")),
+            Err(e) => {
+                break Err(Failure::Process(format!(
+                    "cannot wait for the stage process: {e}"
+                )));
+            }
         }
         if crate::interrupt::requested() {
             kill_group(pgid);
             let _ = child.wait();
             kill_group(pgid);
             let _ = std::fs::remove_dir_all(&spec.staging);
-            return Err("interrupted".into());
+            return Err(Failure::Interrupted("interrupted".into()));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -93,10 +98,10 @@ pub fn run(
     let status = status?;
     match job::read_result(job_dir) {
         Some(JobResult::Published(record)) => Ok(*record),
-        Some(JobResult::Failed(msg)) => Err(msg),
+        Some(JobResult::Failed(failure)) => Err(failure),
         None => {
             let _ = std::fs::remove_dir_all(&spec.staging);
-            Err(describe_death(status, &spec.log))
+            Err(Failure::Process(describe_death(status, &spec.log)))
         }
     }
 }

@@ -18,6 +18,7 @@ use std::time::Instant;
 use slayer_cache::{InputRecord, Lease, RunRecord, Store};
 
 use crate::error::EngineError;
+use crate::failure::Failure;
 use crate::job::{self, JobSpec};
 use crate::pipeline::{InputRef, Pipeline};
 use crate::plan::{self, InputHashes};
@@ -75,7 +76,7 @@ pub enum Outcome {
     Ran {
         seconds: f64,
     },
-    Failed(String),
+    Failed(Failure),
     Skipped(String),
 }
 
@@ -350,21 +351,21 @@ fn run_instance(
         fingerprint: None,
     };
     let (bar_progress, bar) = ui.start(&inst.name);
-    let attempt = || -> Result<(Outcome, RunRecord, String), String> {
+    let attempt = || -> Result<(Outcome, RunRecord, String), Failure> {
         let hashes = plan::input_hashes(pipeline, inst, store, &|u| upstream.get(&u).cloned())
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::store)?;
         let InputHashes::Known(inputs) = hashes else {
-            return Err("internal: upstream results missing".into());
+            return Err(Failure::Store("internal: upstream results missing".into()));
         };
         let fp = plan::fingerprint_of(inst, &inputs);
         // Before the record is looked at: from here on no gc deletes this result.
-        lease.add(&fp).map_err(|e| e.to_string())?;
-        let reusable = |store: &Store| -> Result<Option<RunRecord>, String> {
+        lease.add(&fp).map_err(Failure::store)?;
+        let reusable = |store: &Store| -> Result<Option<RunRecord>, Failure> {
             // A corrupt record counts as none: the run's publish replaces it.
-            match plan::read_record(store, &fp).map_err(|e| e.to_string())? {
+            match plan::read_record(store, &fp).map_err(Failure::store)? {
                 Ok(Some(r))
                     if plan::check_record(store, &r)
-                        .map_err(|e| e.to_string())?
+                        .map_err(Failure::store)?
                         .is_none() =>
                 {
                     Ok(Some(r))
@@ -384,7 +385,7 @@ fn run_instance(
                     &fp[..fp.len().min(12)]
                 ));
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::store)?;
         if (waited || !forced)
             && let Some(r) = reusable(store)?
         {
@@ -402,8 +403,8 @@ fn run_instance(
                 )),
             }
         }
-        let staging = store.staging_dir(&fp).map_err(|e| e.to_string())?;
-        let scratch = store.scratch_dir(&fp).map_err(|e| e.to_string())?;
+        let staging = store.staging_dir(&fp).map_err(Failure::store)?;
+        let scratch = store.scratch_dir(&fp).map_err(Failure::store)?;
         let log_path = store.log_path(&fp);
         if let Some(parent) = log_path.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -465,13 +466,13 @@ fn run_instance(
                 false,
             ),
             Isolation::ChildProcess { program } => {
-                let job_dir = store.staging_dir(&fp).map_err(|e| e.to_string())?;
+                let job_dir = store.staging_dir(&fp).map_err(Failure::store)?;
                 let result = crate::child::run(program, &job_dir, &spec, &bar_progress);
                 let _ = std::fs::remove_dir_all(&job_dir);
                 result
             }
             Isolation::Slurm { program, config } => {
-                let job_dir = store.staging_dir(&fp).map_err(|e| e.to_string())?;
+                let job_dir = store.staging_dir(&fp).map_err(Failure::store)?;
                 let fresh = || store.staging_dir(&fp).map_err(|e| e.to_string());
                 let result = crate::slurm::run(
                     config,
@@ -504,7 +505,7 @@ fn run_instance(
             result.fingerprint = Some(fp);
             (outcome, Some(record))
         }
-        Err(msg) => (Outcome::Failed(msg), None),
+        Err(failure) => (Outcome::Failed(failure), None),
     };
     result.outcome = outcome;
     ui.finish(bar, &result.line());

@@ -17,6 +17,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use slayer_cache::{RunRecord, Store};
 
+use crate::failure::Failure;
 use crate::stage::{Logger, Metrics, Progress, Registry, Stage, StageContext, StageInput};
 
 /// File names inside a job dir.
@@ -54,7 +55,7 @@ pub struct JobSpec {
 #[serde(rename_all = "snake_case")]
 pub enum JobResult {
     Published(Box<RunRecord>),
-    Failed(String),
+    Failed(Failure),
 }
 
 /// Runs the stage `kind` of `spec` in a pool of `spec.threads` threads (panics become
@@ -67,7 +68,7 @@ pub fn run_job(
     store: &Store,
     progress: Progress,
     own_process: bool,
-) -> Result<RunRecord, String> {
+) -> Result<RunRecord, Failure> {
     let log = Logger::to_file(&spec.log).unwrap_or_else(|_| Logger::discard());
     let ctx = StageContext {
         stage: spec.record.stage.clone(),
@@ -97,10 +98,10 @@ pub fn run_job(
     let seconds = t0.elapsed().as_secs_f64();
     let metrics = match metrics {
         Ok(m) => m,
-        Err(msg) => {
-            log.line(format!("# failed: {msg}"));
+        Err(failure) => {
+            log.line(format!("# failed: {failure}"));
             let _ = std::fs::remove_dir_all(&spec.staging);
-            return Err(msg);
+            return Err(failure);
         }
     };
     let mut record = spec.record.clone();
@@ -115,7 +116,7 @@ pub fn run_job(
     }
     store
         .publish(&spec.staging, &spec.outputs, record)
-        .map_err(|e| e.to_string())
+        .map_err(Failure::store)
 }
 
 /// The Slurm job this process runs in, from the variables Slurm sets (empty outside one).
@@ -165,7 +166,7 @@ fn process_usage() -> BTreeMap<String, f64> {
 fn run_in_pool(
     threads: usize,
     f: impl FnOnce() -> Result<Metrics, crate::stage::StageError> + Send,
-) -> Result<Metrics, String> {
+) -> Result<Metrics, Failure> {
     let guarded = move || {
         std::panic::catch_unwind(AssertUnwindSafe(f))
             .map_err(|p| {
@@ -174,9 +175,9 @@ fn run_in_pool(
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                format!("panicked: {msg}")
+                Failure::Panic(msg)
             })?
-            .map_err(|e| e.to_string())
+            .map_err(|e| Failure::Stage(e.to_string()))
     };
     match rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
@@ -210,8 +211,8 @@ pub fn run_job_file(registry: &Registry, spec_path: &Path, progress: Progress) -
     let finish = |result: JobResult| {
         let code = match &result {
             JobResult::Published(_) => 0,
-            JobResult::Failed(msg) => {
-                eprintln!("{msg}");
+            JobResult::Failed(failure) => {
+                eprintln!("{failure}");
                 1
             }
         };
@@ -238,21 +239,21 @@ pub fn run_job_file(registry: &Registry, spec_path: &Path, progress: Progress) -
         }
     };
     let Some(kind) = registry.get(&spec.record.kind) else {
-        return finish(JobResult::Failed(format!(
+        return finish(JobResult::Failed(Failure::Process(format!(
             "stage kind `{}` is unknown to this slayer binary ({})",
             spec.record.kind,
             env!("CARGO_PKG_VERSION")
-        )));
+        ))));
     };
     let store = match Store::open(&spec.workspace) {
         Ok(s) => s,
-        Err(e) => return finish(JobResult::Failed(e.to_string())),
+        Err(e) => return finish(JobResult::Failed(Failure::store(e))),
     };
     if spec.verify_inputs {
         store.distrust_stat_cache();
     }
     match run_job(kind.as_ref(), &spec, &store, progress, true) {
         Ok(record) => finish(JobResult::Published(Box::new(record))),
-        Err(msg) => finish(JobResult::Failed(msg)),
+        Err(failure) => finish(JobResult::Failed(failure)),
     }
 }

@@ -13,6 +13,7 @@ pub mod dag;
 pub mod diff;
 pub mod error;
 pub mod executor;
+pub mod failure;
 pub mod fingerprint;
 pub mod interpolate;
 pub mod interrupt;
@@ -31,6 +32,7 @@ pub mod yaml;
 
 pub use error::{Diagnostic, EngineError, ManifestErrors};
 pub use executor::{Outcome, RunOptions, StageResult, execute};
+pub use failure::Failure;
 pub use manifest::Manifest;
 pub use pipeline::{Instance, Pipeline};
 pub use plan::{StageStatus, StaleReason, State};

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use slayer_cache::RunRecord;
 
+use crate::failure::Failure;
 use crate::job::{self, JobResult, JobSpec};
 use crate::stage::{Progress, Resources};
 
@@ -425,7 +426,7 @@ pub fn run(
     resources: &Resources,
     progress: &Progress,
     fresh_staging: &dyn Fn() -> Result<PathBuf, String>,
-) -> Result<RunRecord, String> {
+) -> Result<RunRecord, Failure> {
     let mut spec = spec.clone();
     let poll = Duration::from_millis(config.poll_ms.unwrap_or(500).max(50));
     let mut attempt = 0;
@@ -441,12 +442,12 @@ pub fn run(
                     resources.retries
                 ));
                 let _ = std::fs::remove_dir_all(&spec.staging);
-                spec.staging = fresh_staging()?;
+                spec.staging = fresh_staging().map_err(Failure::Store)?;
                 let _ = std::fs::remove_file(job_dir.join(job::RESULT_FILE));
             }
-            Err(JobEnd::Retryable(msg) | JobEnd::Final(msg)) => {
+            Err(JobEnd::Retryable(failure) | JobEnd::Final(failure)) => {
                 let _ = std::fs::remove_dir_all(&spec.staging);
-                return Err(msg);
+                return Err(failure);
             }
             Ok(record) => return Ok(record),
         }
@@ -454,8 +455,8 @@ pub fn run(
 }
 
 enum JobEnd {
-    Retryable(String),
-    Final(String),
+    Retryable(Failure),
+    Final(Failure),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -469,7 +470,8 @@ fn run_once(
     progress: &Progress,
     poll: Duration,
 ) -> Result<RunRecord, JobEnd> {
-    let spec_path = job::write_spec(job_dir, spec).map_err(JobEnd::Final)?;
+    let scheduler = |m: String| JobEnd::Final(Failure::Scheduler(m));
+    let spec_path = job::write_spec(job_dir, spec).map_err(|m| JobEnd::Final(Failure::Store(m)))?;
     let slurm_out = job_dir.join("slurm.out");
     let script = JobScript {
         config,
@@ -482,18 +484,18 @@ fn run_once(
         work_dir: &spec.work_dir,
     }
     .render()
-    .map_err(JobEnd::Final)?;
+    .map_err(scheduler)?;
     let script_path = job_dir.join("job.sh");
     std::fs::write(&script_path, script)
-        .map_err(|e| JobEnd::Final(format!("{}: {e}", script_path.display())))?;
-    let id = submit(&script_path).map_err(JobEnd::Final)?;
+        .map_err(|e| JobEnd::Final(Failure::Store(format!("{}: {e}", script_path.display()))))?;
+    let id = submit(&script_path).map_err(scheduler)?;
     spec.log_line(&format!("# submitted as Slurm job {id}"));
     tracker.watch(&id);
     let result = wait(tracker, &id, progress, poll);
     tracker.forget(&id);
     let state = match result {
         Ok(state) => state,
-        Err(interrupted) => return Err(JobEnd::Final(interrupted)),
+        Err(failure) => return Err(JobEnd::Final(failure)),
     };
     // Slurm's own messages (time limit, OOM) belong in the stage log.
     if let Ok(text) = std::fs::read_to_string(&slurm_out)
@@ -508,18 +510,20 @@ fn run_once(
     };
     match (state.state.as_str(), job::read_result(job_dir)) {
         (_, Some(JobResult::Published(record))) => Ok(*record),
-        (_, Some(JobResult::Failed(msg))) => {
-            Err(JobEnd::Final(format!("Slurm job {id} FAILED{on}: {msg}")))
+        (_, Some(JobResult::Failed(failure))) => Err(JobEnd::Final(
+            failure.context(&format!("Slurm job {id} FAILED{on}")),
+        )),
+        (s @ ("TIMEOUT" | "PREEMPTED"), None) => {
+            Err(JobEnd::Retryable(Failure::Scheduler(format!(
+                "Slurm job {id} {s}{on}{}",
+                if s == "TIMEOUT" {
+                    " (it ran past its time limit)"
+                } else {
+                    ""
+                }
+            ))))
         }
-        (s @ ("TIMEOUT" | "PREEMPTED"), None) => Err(JobEnd::Retryable(format!(
-            "Slurm job {id} {s}{on}{}",
-            if s == "TIMEOUT" {
-                " (it ran past its time limit)"
-            } else {
-                ""
-            }
-        ))),
-        (s, None) => Err(JobEnd::Final(format!(
+        (s, None) => Err(scheduler(format!(
             "Slurm job {id} {s}{on}{}{}",
             if state.exit_code.is_empty() || state.exit_code == "0:0" {
                 String::new()
@@ -541,7 +545,7 @@ fn wait(
     id: &str,
     progress: &Progress,
     poll: Duration,
-) -> Result<JobState, String> {
+) -> Result<JobState, Failure> {
     let mut shown = String::new();
     loop {
         if crate::interrupt::requested() {
@@ -554,9 +558,11 @@ fn wait(
                 }
                 std::thread::sleep(poll);
             }
-            return Err(format!("interrupted; Slurm job {id} cancelled"));
+            return Err(Failure::Interrupted(format!(
+                "interrupted; Slurm job {id} cancelled"
+            )));
         }
-        let state = tracker.state(id)?;
+        let state = tracker.state(id).map_err(Failure::Scheduler)?;
         if state.is_terminal() {
             return Ok(final_state(id, state));
         }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use common::Workspace;
 use slayer_engine::stage::{InputSpecs, Metrics, OutputSpec, StageContext, StageError, TypedStage};
-use slayer_engine::{Outcome, Pipeline, Registry, RunOptions, execute};
+use slayer_engine::{Failure, Outcome, Pipeline, Registry, RunOptions, execute};
 
 /// A stage kind that panics while running.
 struct Explode;
@@ -71,7 +71,7 @@ stages:
     };
     assert_eq!(
         outcome("boom"),
-        Outcome::Failed("panicked: index 3 out of range".into())
+        Outcome::Failed(Failure::Panic("index 3 out of range".into()))
     );
     assert!(
         matches!(outcome("after"), Outcome::Skipped(_)),
