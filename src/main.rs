@@ -58,6 +58,10 @@ enum Cmd {
         /// CUDA_VISIBLE_DEVICES, else the /dev/nvidiaN devices)
         #[arg(long)]
         gpus: Option<usize>,
+        /// Memory the local scheduler hands out to stages with `resources.memory`, e.g.
+        /// `64GiB` (default: the machine's, or its cgroup's limit)
+        #[arg(long, value_parser = parse_memory)]
+        memory: Option<u64>,
         /// Read and hash every input file and every reused output again instead of
         /// trusting size + mtime (finds bit rot and edits that kept the mtime)
         #[arg(long)]
@@ -202,6 +206,11 @@ fn manifest_and_stage(args: &[String]) -> (PathBuf, String) {
     }
 }
 
+/// `--memory SIZE` in bytes.
+fn parse_memory(s: &str) -> Result<u64, String> {
+    slayer_engine::stage::memory_bytes(s)
+}
+
 fn default_manifest(m: Option<PathBuf>) -> PathBuf {
     m.unwrap_or_else(|| PathBuf::from("slayer.yaml"))
 }
@@ -251,6 +260,7 @@ fn main() -> ExitCode {
             executor,
             remote,
             gpus,
+            memory,
             verify_inputs,
         } => {
             slayer_engine::interrupt::install();
@@ -274,6 +284,7 @@ fn main() -> ExitCode {
                         program,
                         remote,
                         gpus,
+                        memory,
                         verify_inputs,
                     };
                     commands::run(&manifest, &registry, &args).map(|()| args)

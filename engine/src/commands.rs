@@ -89,8 +89,27 @@ pub struct RunArgs {
     pub remote: Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>,
     /// GPUs the scheduler may hand out; `None`: [`detected_gpus`].
     pub gpus: Option<usize>,
+    /// Memory the scheduler may hand out, in bytes; `None`: [`detected_memory`].
+    pub memory: Option<u64>,
     /// Hash every input and reused output again instead of trusting the stat cache.
     pub verify_inputs: bool,
+}
+
+/// Memory this process may use: the machine's (`MemTotal` of /proc/meminfo), or its
+/// cgroup's limit (`memory.max`) where that is lower; `None` when neither is readable.
+pub fn detected_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let kib = m.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+        let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|m| m.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
 }
 
 /// GPUs this process may use: the entries of `CUDA_VISIBLE_DEVICES` when it is set
@@ -181,6 +200,7 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         force,
         only,
         gpus: args.gpus.unwrap_or_else(detected_gpus),
+        memory: args.memory.or_else(detected_memory),
         quiet: args.quiet,
         isolation: isolation(manifest, args)?,
         remote: args.remote.clone(),

@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub only: Option<Vec<usize>>,
     /// GPUs available to the scheduler.
     pub gpus: usize,
+    /// Memory available to the scheduler in bytes (`None`: not limited): instances
+    /// declaring `resources.memory` start only when it is free.
+    pub memory: Option<u64>,
     pub quiet: bool,
     pub isolation: Isolation,
     /// A shared cache: results missing locally are pulled from it instead of run, and
@@ -190,6 +193,8 @@ pub fn execute(
         let mut running = 0usize;
         let mut threads_used = 0usize;
         let mut gpus_used = 0usize;
+        let mut memory_used = 0u64;
+        let memory_budget = opts.memory.unwrap_or(u64::MAX);
         loop {
             if crate::interrupt::requested() {
                 stop = true;
@@ -212,7 +217,8 @@ pub fn execute(
                     let fits = running == 0
                         || batch
                         || (threads_used + want <= facts.cores
-                            && gpus_used + inst.gpus <= opts.gpus);
+                            && gpus_used + inst.gpus <= opts.gpus
+                            && memory_used.saturating_add(inst.memory) <= memory_budget);
                     if !fits {
                         continue;
                     }
@@ -228,6 +234,7 @@ pub fn execute(
                     running += 1;
                     threads_used += want;
                     gpus_used += inst.gpus;
+                    memory_used += inst.memory;
                     let tx = tx.clone();
                     let ctx = &ctx;
                     let forced = opts.force.contains(&i);
@@ -247,6 +254,7 @@ pub fn execute(
             running -= 1;
             threads_used -= threads_for(inst.threads, facts.cores);
             gpus_used -= inst.gpus;
+            memory_used -= inst.memory;
             match (&result.outcome, record) {
                 (Outcome::Failed(_), _) | (_, None) => {
                     slots[i] = Slot::Failed;

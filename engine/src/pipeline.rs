@@ -46,6 +46,8 @@ pub struct Instance {
     /// Threads wanted (0 = all cores).
     pub threads: usize,
     pub gpus: usize,
+    /// Memory wanted in bytes (0 = undeclared).
+    pub memory: u64,
     /// As declared (Slurm maps them to sbatch flags).
     pub resources: Resources,
     /// Indices of upstream instances.
@@ -793,6 +795,7 @@ fn build_instance(
         env: device_env,
         threads,
         gpus,
+        memory: resources.memory_bytes(),
         resources,
         deps: deps.into_iter().collect(),
     })

@@ -71,23 +71,8 @@ fn sh_quote(s: &str) -> String {
 
 /// `--mem` from a resources memory string (`4GiB`, `512MB`, `2G`): whole MiB, rounded up.
 pub fn slurm_mem(memory: &str) -> Result<String, String> {
-    let s = memory.trim();
-    let digits = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("memory `{memory}`: expected a size such as `16GiB`"))?;
-    let mib = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "m" | "mb" | "mib" => 1.0,
-        "b" => 1.0 / (1024.0 * 1024.0),
-        "k" | "kb" | "kib" => 1.0 / 1024.0,
-        "g" | "gb" | "gib" => 1024.0,
-        "t" | "tb" | "tib" => 1024.0 * 1024.0,
-        other => return Err(format!("memory `{memory}`: unknown unit `{other}`")),
-    };
-    Ok(format!("{}M", (value * mib).ceil().max(1.0) as u64))
+    let bytes = crate::stage::memory_bytes(memory)?;
+    Ok(format!("{}M", bytes.div_ceil(1024 * 1024).max(1)))
 }
 
 /// The batch script of one attempt.

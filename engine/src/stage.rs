@@ -144,7 +144,9 @@ pub struct Resources {
     /// GPU devices.
     #[serde(default)]
     pub gpus: usize,
-    /// Memory, e.g. "4GiB" (informational locally; `--mem` on Slurm).
+    /// Memory, e.g. "4GiB": the local scheduler starts the stage only when that much of
+    /// its memory budget is free (`slayer run --memory`, default the machine's); `--mem`
+    /// on Slurm.
     pub memory: Option<String>,
     /// Slurm: resubmissions after a job hits TIMEOUT or is PREEMPTED (a train stage
     /// resumes from its checkpoint).
@@ -152,6 +154,39 @@ pub struct Resources {
     pub retries: u32,
     /// Slurm settings for this stage, over the workspace's `[executor.slurm]`.
     pub slurm: Option<crate::slurm::SlurmSettings>,
+}
+
+impl Resources {
+    /// The declared memory in bytes (0 when none is declared or it does not parse;
+    /// the manifest loader has refused the latter).
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory
+            .as_deref()
+            .and_then(|m| memory_bytes(m).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Bytes of a memory size (`16GiB`, `512MB`, `2G`, `1.5T`; units are powers of 1024,
+/// none means MiB as Slurm reads it).
+pub fn memory_bytes(memory: &str) -> Result<u64, String> {
+    let s = memory.trim();
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("memory `{memory}`: expected a size such as `16GiB`"))?;
+    let unit_bytes: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "" | "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("memory `{memory}`: unknown unit `{other}`")),
+    };
+    Ok((value * unit_bytes).ceil() as u64)
 }
 
 /// An object-safe stage kind.
