@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use slayer_engine::commands;
 
+mod model_cmd;
+
 #[global_allocator]
 static ALLOCATOR: slayer_stages::alloc::Allocator = slayer_stages::alloc::Allocator;
 
@@ -185,7 +187,7 @@ enum Cmd {
     #[command(hide = true)]
     TrainRank,
     #[command(flatten)]
-    Model(slayer_stages::cli::ModelCmd),
+    Model(model_cmd::ModelCmd),
 }
 
 fn parse_in(s: &str) -> Result<(String, PathBuf), String> {
@@ -398,8 +400,9 @@ fn main() -> ExitCode {
         }),
         Cmd::TrainRank => slayer_stages::train::ranks::run_rank_from_env()
             .map_err(|e| slayer_engine::EngineError::Failed(e.to_string())),
-        Cmd::Model(cmd) => slayer_stages::cli::run(cmd)
-            .map_err(|e| slayer_engine::EngineError::Failed(e.to_string())),
+        Cmd::Model(cmd) => {
+            model_cmd::run(cmd).map_err(|e| slayer_engine::EngineError::Failed(e.to_string()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

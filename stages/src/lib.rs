@@ -4,12 +4,12 @@
 //! the `slayer` binary runs with.
 
 pub mod alloc;
-pub mod cli;
 pub mod data;
 pub mod device_facts;
 pub mod eval;
 pub mod importance;
 pub mod model_card;
+pub mod model_commands;
 pub mod model_kinds;
 pub mod report;
 pub mod surgery;

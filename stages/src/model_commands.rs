@@ -1,11 +1,10 @@
-//! Model subcommands of the `slayer` binary: `perplexity`, `inspect`, `generate` (a
-//! MODEL is an HF directory or a `.gguf` file; `--device` picks the backend they run on).
-//! The binary flattens [`ModelCmd`] into its own commands.
+//! What the `slayer` binary's model subcommands do: [`perplexity`], [`inspect`],
+//! [`generate`] (a model is an HF directory or a `.gguf` file; `device` picks the backend
+//! they run on). The binary owns their command line (clap); the work stays here, where
+//! the model's generic code is compiled optimised even in the dev profile.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use clap::Subcommand;
+use std::path::Path;
 
 use crate::model::config::Activation;
 use burn::prelude::Backend;
@@ -13,86 +12,41 @@ use burn::prelude::Backend;
 use crate::model::device::BackendTask;
 use crate::model::{self, ChatMessage, DeviceSpec, GenerateOptions, Llama, ModelError, Residency};
 
-#[derive(Subcommand, Debug)]
-pub enum ModelCmd {
-    /// Perplexity of a text file's first N tokens, scored in one window
-    Perplexity {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        file: PathBuf,
-        #[arg(long, default_value_t = 1024)]
-        max_tokens: usize,
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-    },
-    /// A model's config, parameter count per block, dtype and size
-    Inspect { model: PathBuf },
-    /// Continue a prompt (greedy unless --temperature > 0), streaming tokens
-    Generate {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        prompt: String,
-        /// Wrap the prompt as a user turn with the model's chat template
-        #[arg(long)]
-        chat: bool,
-        #[arg(long, default_value_t = 128)]
-        max_new_tokens: usize,
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-    },
+/// `slayer perplexity`: the perplexity of `file`'s first `max_tokens` tokens under
+/// `model`, scored in one window on `device` (`cpu`, `cuda:N`), printed (as JSON with
+/// `json`).
+pub fn perplexity(
+    model: &Path,
+    file: &Path,
+    max_tokens: usize,
+    json: bool,
+    device: &str,
+) -> Result<(), ModelError> {
+    let device: DeviceSpec = device.parse()?;
+    device.dispatch(Perplexity {
+        model,
+        file,
+        max_tokens,
+        json,
+    })?
 }
 
-/// Runs one model subcommand, printing to stdout.
-pub fn run(cmd: ModelCmd) -> Result<(), ModelError> {
-    match cmd {
-        ModelCmd::Perplexity {
-            model,
-            file,
-            max_tokens,
-            json,
-            device,
-        } => {
-            let device: DeviceSpec = device.parse()?;
-            device.dispatch(Perplexity {
-                model: &model,
-                file: &file,
-                max_tokens,
-                json,
-            })?
-        }
-        ModelCmd::Inspect { model } => inspect(&model),
-        ModelCmd::Generate {
-            model,
-            prompt,
-            chat,
-            max_new_tokens,
-            temperature,
-            seed,
-            device,
-        } => {
-            let device: DeviceSpec = device.parse()?;
-            let opts = GenerateOptions {
-                max_new_tokens,
-                temperature,
-                seed,
-                ..Default::default()
-            };
-            device.dispatch(Generate {
-                model: &model,
-                prompt: &prompt,
-                chat,
-                opts,
-            })?
-        }
-    }
+/// `slayer generate`: continue `prompt` (a user turn of the model's chat template with
+/// `chat`) on `device`, streaming the tokens to stdout.
+pub fn generate(
+    model: &Path,
+    prompt: &str,
+    chat: bool,
+    opts: GenerateOptions,
+    device: &str,
+) -> Result<(), ModelError> {
+    let device: DeviceSpec = device.parse()?;
+    device.dispatch(Generate {
+        model,
+        prompt,
+        chat,
+        opts,
+    })?
 }
 
 fn load<B: Backend>(
@@ -116,7 +70,7 @@ struct Perplexity<'a> {
 impl BackendTask for Perplexity<'_> {
     type Output = Result<(), ModelError>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        perplexity::<B>(self.model, self.file, self.max_tokens, self.json, &device)
+        perplexity_on::<B>(self.model, self.file, self.max_tokens, self.json, &device)
     }
 }
 
@@ -131,11 +85,11 @@ struct Generate<'a> {
 impl BackendTask for Generate<'_> {
     type Output = Result<(), ModelError>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        generate::<B>(self.model, self.prompt, self.chat, self.opts, &device)
+        generate_on::<B>(self.model, self.prompt, self.chat, self.opts, &device)
     }
 }
 
-fn perplexity<B: Backend>(
+fn perplexity_on<B: Backend>(
     model_path: &Path,
     file: &Path,
     max_tokens: usize,
@@ -162,7 +116,8 @@ fn perplexity<B: Backend>(
     Ok(())
 }
 
-fn inspect(path: &Path) -> Result<(), ModelError> {
+/// `slayer inspect`: a model's config, parameter count per block, dtype and size.
+pub fn inspect(path: &Path) -> Result<(), ModelError> {
     // Opening checks that every tensor's data lies inside its file.
     let (config, tensors) = if model::import::is_gguf(path) {
         let gguf = model::gguf::GgufFile::open(path)?;
@@ -298,7 +253,7 @@ fn human(n: u64) -> String {
     }
 }
 
-fn generate<B: Backend>(
+fn generate_on<B: Backend>(
     path: &Path,
     prompt: &str,
     chat: bool,
