@@ -1,4 +1,4 @@
-//! Shared by the eval tests (`tests/eval/`, and `importance_eval`): the committed
+//! Shared by the eval tests (`tests/eval/`, and `tests/importance/eval.rs`): the committed
 //! fixtures and the tiny Llama as an HF directory with the byte-level tokenizer.
 
 use std::path::{Path, PathBuf};

@@ -10,9 +10,7 @@ use serde_json::{Map, Value, json};
 use slayer_engine::stage::{Logger, Progress};
 use slayer_engine::{StageContext, StageInput};
 
-#[path = "eval/support/mod.rs"]
-mod eval_support;
-use eval_support::{fixtures, tiny_model_dir};
+use crate::eval_support::{fixtures, tiny_model_dir};
 
 /// Runs stage `kind` with `params` on `inputs` (name -> path), writing to `out`.
 fn run(kind: &str, params: Value, inputs: &[(&str, &Path)], out: &Path) -> Result<Value, String> {

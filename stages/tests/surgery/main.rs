@@ -1,0 +1,5 @@
+//! The surgery tests, one test binary: the layout notation and the plans built from it
+//! (`layout`), the `expand` and `prune` stage kinds on a tiny random model (`stages`).
+
+mod layout;
+mod stages;
