@@ -227,10 +227,17 @@ impl Step {
         }
     }
 
-    /// The step of a `train` run with `params`, ending with `results`.
+    /// The step of a `train` run with `params` (its placement parameters left out: they
+    /// do not change the model), ending with `results`.
     pub fn training(prov: &Provenance, params: &TrainParams, results: &[(&str, f64)]) -> Step {
+        let mut recipe = serde_json::to_value(params).ok();
+        if let Some(Value::Object(map)) = &mut recipe {
+            for key in crate::train::params::PLACEMENT_PARAMS {
+                map.remove(key);
+            }
+        }
         Step {
-            training: serde_json::to_value(params).ok(),
+            training: recipe,
             results: results
                 .iter()
                 .filter(|(_, v)| v.is_finite())

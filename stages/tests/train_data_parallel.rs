@@ -99,6 +99,13 @@ fn two_ranks_match_one_rank_for_cpt_and_sft() {
         // The issue asks for 1e-6; f64 gradient sums make it exact (with f32 sums the
         // grouping (g1 + g2) + (g3 + g4) moved parameters by ~1.5e-7 here).
         assert_eq!(diff, 0.0, "{mode:?}: 2 ranks differ from 1 by {diff}");
+        // The model card's recipe leaves the placement parameters out, so the two
+        // model directories do not differ by them.
+        let card = std::fs::read_to_string(model_file(&two).with_file_name("README.md")).unwrap();
+        assert!(card.contains("batch_size"), "{card}");
+        for key in ["ranks", "recompute", "hang_timeout_s"] {
+            assert!(!card.contains(key), "the card names `{key}`:\n{card}");
+        }
         // The trainable tensors moved; the frozen ones are the input's bytes.
         let (before, after) = (
             tensors(&input.join("model.safetensors")),
@@ -227,12 +234,76 @@ fn killed_rank_fails_clearly_and_resumes_with_two_or_one_rank() {
     }
 }
 
-/// `ranks` (and `recompute`, also bit-identical) are placement parameters: changing them
-/// keeps the fingerprint, hence the scratch dir and its checkpoints, so a stage resumes
-/// with another world size.
+/// A rank that stops (SIGSTOP: alive, but never reaching the next all-reduce) leaves
+/// the others waiting forever; the watchdog stops every rank once none has finished a
+/// step for `hang_timeout_s`, naming each rank's last step, and the next run resumes.
+#[test]
+fn a_hung_rank_is_stopped_by_the_watchdog_and_the_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    model_dir(root);
+    data_dir(root);
+    let mut p = dp_params(Mode::Cpt, 2);
+    p.max_steps = Some(LONG);
+    p.checkpoint_every = 5;
+    p.hang_timeout_s = 3.0;
+    let run = dp_job(root, "hung", p);
+    let scratch = run.scratch_dir.clone();
+    let stopper = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ckpt = scratch.join("checkpoints/step-00000010");
+        let pid = scratch.join("ranks/rank-1.pid");
+        while !(ckpt.is_dir() && pid.is_file()) {
+            assert!(Instant::now() < deadline, "no checkpoint at step 10");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pid: i32 = std::fs::read_to_string(&pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        pid
+    });
+    let t0 = Instant::now();
+    let err = train(&run, 2).unwrap_err();
+    let stopped = stopper.join().unwrap();
+    let msg = err.to_string();
+    eprintln!("{msg} ({:.1} s)", t0.elapsed().as_secs_f64());
+    assert!(matches!(err, TrainError::Ranks(_)), "{msg}");
+    assert!(
+        msg.contains("the ranks hung") && msg.contains("hang_timeout_s: 3"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("rank 0: ") && msg.contains("rank 1: "),
+        "{msg}"
+    );
+    assert!(!model_file(&run).exists(), "a failed run writes no model");
+    let gone = !Path::new(&format!("/proc/{stopped}")).exists()
+        || std::fs::read_to_string(format!("/proc/{stopped}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        });
+    assert!(gone, "the stopped rank {stopped} was not killed");
+    let resumed = train(&run, 2).unwrap();
+    let from = resumed.resumed_from.expect("resumed");
+    assert!((10..LONG).contains(&from), "resumed from {from}");
+    assert_eq!(resumed.steps, LONG);
+}
+
+/// `ranks`, `recompute` (also bit-identical) and `hang_timeout_s` are placement parameters:
+/// changing them keeps the fingerprint, hence the scratch dir and its checkpoints, so a
+/// stage resumes with another world size.
 #[test]
 fn ranks_is_a_placement_parameter_of_the_stage() {
-    assert_eq!(Typed(TrainStage).placement_params(), ["ranks", "recompute"]);
+    assert_eq!(
+        Typed(TrainStage).placement_params(),
+        ["ranks", "recompute", "hang_timeout_s"]
+    );
 }
 
 /// A rank job file for the error tests.

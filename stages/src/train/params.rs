@@ -141,8 +141,8 @@ pub struct TrainParams {
     /// Write a resumable checkpoint every this many steps; 0 = never.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
-    /// Data-parallel processes (one per device; on the CPU they split the stage's
-    /// threads). Each reads `batch_size / ranks` sequences of every step; gradients are
+    /// Data-parallel processes (on the CPU they split the stage's threads; on CUDA each
+    /// trains on its own GPU, `cuda:(i + local rank)`). Each reads `batch_size / ranks` sequences of every step; gradients are
     /// summed across ranks once per step. Under `srun`/`mpirun` it must equal the number
     /// of tasks.
     #[serde(default = "default_ranks")]
@@ -152,6 +152,20 @@ pub struct TrainParams {
     /// less memory, one more forward).
     #[serde(default)]
     pub recompute: Recompute,
+    /// Data parallel: seconds without any rank finishing an optimizer step (or, before
+    /// the first, since the ranks started) after which they count as hung and are
+    /// stopped, failing the stage (it resumes from its last checkpoint).
+    #[serde(default = "default_hang_timeout_s")]
+    pub hang_timeout_s: f64,
+}
+
+/// The parameters that say where and how the run computes, not what it computes: kept
+/// out of the fingerprint and of the model card's recipe (`TrainStage`).
+pub const PLACEMENT_PARAMS: [&str; 3] = ["ranks", "recompute", "hang_timeout_s"];
+
+// Not part of the fingerprint: a placement parameter of the stage (`TrainStage`).
+fn default_hang_timeout_s() -> f64 {
+    1800.0
 }
 
 // Not part of the fingerprint: a placement parameter of the stage (`TrainStage`).
@@ -217,6 +231,7 @@ impl TrainParams {
             checkpoint_every: default_checkpoint_every(),
             ranks: default_ranks(),
             recompute: Recompute::default(),
+            hang_timeout_s: default_hang_timeout_s(),
         }
     }
 
@@ -260,6 +275,7 @@ impl TrainParams {
             }
         };
         positive("lr", self.lr)?;
+        positive("hang_timeout_s", self.hang_timeout_s)?;
         positive("eps", self.eps)?;
         if !(0.0..1.0).contains(&self.warmup) {
             return Err(ParamError::new(

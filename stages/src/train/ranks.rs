@@ -29,7 +29,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -40,7 +40,7 @@ use slayer_engine::stage::{Logger, Progress};
 use super::error::TrainError;
 use super::params::TrainParams;
 use super::trainer::{TrainJob, TrainSummary, run_training};
-use crate::model::Llama;
+use crate::model::{DeviceSpec, Llama};
 use crate::model_card::Provenance;
 
 /// Names the rank job file for a rank program.
@@ -112,6 +112,30 @@ impl RankEnv {
         }
         Ok(None)
     }
+}
+
+/// The device rank `env` trains on when the stage's device is `stage`: one GPU per rank
+/// of a machine, `cuda:(i + local rank)` for a stage on `cuda:i` (so `cuda` with four
+/// ranks per node uses GPUs 0-3 on each), checked against the driver's GPU count (not
+/// initialised: bf16 training must set the device's dtypes first); the CPU for CPU ranks.
+pub fn rank_device(stage: DeviceSpec, env: &RankEnv) -> Result<DeviceSpec, TrainError> {
+    let DeviceSpec::Cuda(first) = stage else {
+        return Ok(stage);
+    };
+    let index = first + env.local_rank;
+    #[cfg(feature = "cuda")]
+    {
+        let count = crate::model::device::cuda_device_count()?;
+        if index >= count {
+            return Err(TrainError::Ranks(format!(
+                "rank {} (local rank {} under {}) trains on cuda:{index}, one GPU per rank \
+                 counted from the stage's {stage}, but the driver reports {count} GPU(s) \
+                 on this machine",
+                env.rank, env.local_rank, env.launcher
+            )));
+        }
+    }
+    Ok(DeviceSpec::Cuda(index))
 }
 
 /// The positions of a global batch of `batch` sequences that `rank` of `world` reads:
@@ -271,13 +295,58 @@ pub fn write_pid(scratch: &Path, rank: usize) -> Result<(), TrainError> {
     std::fs::write(&path, std::process::id().to_string()).map_err(|e| TrainError::io(&path, e))
 }
 
+/// Record that `rank` finished optimizer step `step` (`rank-R.step`): the heartbeat
+/// [`launch_local`]'s watchdog reads.
+pub fn beat(scratch: &Path, rank: usize, step: u64) -> Result<(), TrainError> {
+    let path = ranks_dir(scratch).join(format!("rank-{rank}.step"));
+    std::fs::write(&path, step.to_string()).map_err(|e| TrainError::io(&path, e))
+}
+
+/// When a rank last showed life in `dir`: the newest of its pid files (written on start)
+/// and step files ([`beat`]), `started` if none is there yet.
+fn last_activity(dir: &Path, ranks: usize, started: SystemTime) -> SystemTime {
+    (0..ranks)
+        .flat_map(|r| [format!("rank-{r}.pid"), format!("rank-{r}.step")])
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok()?.modified().ok())
+        .fold(started, SystemTime::max)
+}
+
+/// Each rank's last finished step, e.g. `rank 0: 12, rank 1: none`.
+fn last_steps(dir: &Path, ranks: usize) -> String {
+    (0..ranks)
+        .map(|r| {
+            let step = std::fs::read_to_string(dir.join(format!("rank-{r}.step")));
+            format!("rank {r}: {}", step.as_deref().map_or("none", str::trim))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SIGKILL every rank that wrote a pid file (a stopped or deadlocked one too), then
+/// `mpirun` itself.
+fn stop_ranks(dir: &Path, ranks: usize, mpirun: &mut std::process::Child) {
+    for r in 0..ranks {
+        let pid = std::fs::read_to_string(dir.join(format!("rank-{r}.pid")));
+        if let Some(pid) = pid.ok().and_then(|p| p.trim().parse::<libc::pid_t>().ok()) {
+            // SAFETY: plain syscall; a rank already gone is ESRCH, ignored.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _ = mpirun.kill();
+    let _ = mpirun.wait();
+}
+
 /// Rank 0's summary of a finished run, read back by [`launch_local`].
 pub fn save_summary(scratch: &Path, summary: &TrainSummary) -> Result<(), TrainError> {
     write_json(&ranks_dir(scratch).join("summary.json"), summary)
 }
 
 /// Run `job` as `ranks` local processes under `mpirun` and wait for them; the summary is
-/// rank 0's. The stage's threads (this rayon pool) are split evenly over the ranks.
+/// rank 0's. The stage's threads (this rayon pool) are split evenly over the ranks. A
+/// watchdog stops them all when none finishes a step for `hang_timeout_s` (a rank
+/// stopped or deadlocked while the others wait for it in the all-reduce).
 pub fn launch_local(job: &TrainJob, ranks: usize) -> Result<TrainSummary, TrainError> {
     let dir = ranks_dir(&job.scratch_dir);
     if dir.exists() {
@@ -314,11 +383,37 @@ pub fn launch_local(job: &TrainJob, ranks: usize) -> Result<TrainSummary, TrainE
         mpirun_log.display()
     ));
     let started = Instant::now();
-    let status = cmd.status().map_err(|e| {
+    let started_at = SystemTime::now();
+    let hang = Duration::from_secs_f64(job.params.hang_timeout_s);
+    let mut mpirun = cmd.spawn().map_err(|e| {
         TrainError::Ranks(format!(
             "cannot start `mpirun` ({e}); install OpenMPI (openmpi-bin)"
         ))
     })?;
+    let status = loop {
+        if let Some(status) = mpirun
+            .try_wait()
+            .map_err(|e| TrainError::io(&mpirun_log, e))?
+        {
+            break status;
+        }
+        let quiet = last_activity(&dir, ranks, started_at)
+            .elapsed()
+            .unwrap_or_default();
+        if quiet > hang {
+            let steps = last_steps(&dir, ranks);
+            stop_ranks(&dir, ranks, &mut mpirun);
+            return Err(TrainError::Ranks(format!(
+                "the ranks hung: none finished an optimizer step for {:.0} s \
+                 (`hang_timeout_s: {}`); last finished steps: {steps}; every rank was \
+                 stopped; the next run resumes from the last checkpoint; mpirun's log: {}",
+                quiet.as_secs_f64(),
+                job.params.hang_timeout_s,
+                mpirun_log.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     if !status.success() {
         return Err(TrainError::RanksFailed {
             status: status.to_string(),
@@ -423,6 +518,32 @@ mod tests {
                 }
                 assert!(seen.iter().all(|&c| c == 1), "batch {batch} world {world}");
             }
+        }
+    }
+
+    #[test]
+    fn each_local_rank_trains_on_its_own_gpu() {
+        let env = |rank, local_rank| RankEnv {
+            rank,
+            world: 8,
+            local_rank,
+            launcher: "srun",
+        };
+        assert_eq!(
+            rank_device(DeviceSpec::Cpu, &env(5, 1)).unwrap(),
+            DeviceSpec::Cpu
+        );
+        // Without the cuda feature the index is mapped and the failure left to training.
+        #[cfg(not(feature = "cuda"))]
+        {
+            assert_eq!(
+                rank_device(DeviceSpec::Cuda(0), &env(5, 1)).unwrap(),
+                DeviceSpec::Cuda(1)
+            );
+            assert_eq!(
+                rank_device(DeviceSpec::Cuda(2), &env(7, 3)).unwrap(),
+                DeviceSpec::Cuda(5)
+            );
         }
     }
 

@@ -22,7 +22,9 @@ impl TypedStage for TrainStage {
     type Params = TrainParams;
     const KIND: &'static str = "train";
     // 2: the model carries a model card (README.md) with the input's lineage.
-    const VERSION: u32 = 2;
+    // 3: the card's recipe leaves out the placement parameters (a 2-rank and a 1-rank run
+    // write the same model directory, so what reads it stays cached).
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str = "Continued pre-training or SFT of the trainable blocks (AdamW, schedule, resume); the model carries a model card (README.md)";
 
     fn inputs() -> InputSpecs {
@@ -65,7 +67,7 @@ impl TypedStage for TrainStage {
     // of ranks (docs/data-parallel.md), and with or without recomputation
     // (`recomputing_blocks_trains_to_the_same_bytes`), so a run resumes from its
     // checkpoints after either changes.
-    const PLACEMENT_PARAMS: &'static [&'static str] = &["ranks", "recompute"];
+    const PLACEMENT_PARAMS: &'static [&'static str] = &super::params::PLACEMENT_PARAMS;
 
     fn run(&self, params: TrainParams, ctx: &StageContext) -> Result<Metrics, StageError> {
         let device: DeviceSpec = ctx.device.parse().map_err(StageError::other)?;

@@ -54,6 +54,7 @@ use crate::model_card::{self, Provenance, Step};
 pub type StepControl<'a> = &'a mut dyn FnMut(&LogRow) -> ControlFlow<()>;
 
 /// Everything a training run needs.
+#[derive(Clone)]
 pub struct TrainJob {
     /// Hyper-parameters.
     pub params: TrainParams,
@@ -131,6 +132,10 @@ pub fn run_training(job: &TrainJob, control: StepControl<'_>) -> Result<TrainSum
                 )));
             }
             ranks::write_pid(&job.scratch_dir, env.rank)?;
+            let job = &TrainJob {
+                device: ranks::rank_device(job.device, &env)?,
+                ..job.clone()
+            };
             let comm = Mpi::join(ranks::join_timeout()?)?;
             if (comm.rank(), comm.world()) != (env.rank, env.world) {
                 return Err(TrainError::Ranks(format!(
@@ -490,6 +495,9 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         ));
         job.progress.inc(1);
         job.progress.set_message(format!("loss {loss:.4}"));
+        if comm.world() > 1 {
+            ranks::beat(&job.scratch_dir, comm.rank(), step)?;
+        }
         rows.push(row.clone());
         if lead
             && p.checkpoint_every > 0
