@@ -1,8 +1,8 @@
 //! GPUs and memory as scheduled resources: a stage declaring `resources: {gpus: 1}` runs
 //! beside an independent CPU stage when a GPU is available (`--gpus`, or detected), and
-//! alone when none is; two stages declaring `resources: {memory: 3GiB}` run together
-//! when the budget (`--memory`, or the machine's) holds both, one after the other when
-//! it does not.
+//! alone when none is; two GPU stages at once get different GPUs (`CUDA_VISIBLE_DEVICES`);
+//! two stages declaring `resources: {memory: 3GiB}` run together when the budget
+//! (`--memory`, or the machine's) holds both, one after the other when it does not.
 
 mod common;
 
@@ -63,6 +63,66 @@ fn cuda_visible_devices_is_the_detected_gpu_count() {
     let run = common::to_run(out);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.ran(), set(&["on_gpu", "on_cpu"]));
+}
+
+/// Two GPU stages that meet (as in [`MEETING`]) and write the GPUs they were given.
+const TWO_GPU_STAGES: &str = r#"
+stages:
+  a:
+    kind: command
+    resources: {gpus: 1}
+    with:
+      run: "echo \"$CUDA_VISIBLE_DEVICES\" > a-gpus; touch a-started; for i in $(seq 30); do [ -f b-started ] && break; sleep 0.1; done; [ -f b-started ] && echo > $SLAYER_OUT/o"
+      outputs: {o: o}
+  b:
+    kind: command
+    resources: {gpus: 1}
+    with:
+      run: "echo \"$CUDA_VISIBLE_DEVICES\" > b-gpus; touch b-started; for i in $(seq 30); do [ -f a-started ] && break; sleep 0.1; done; [ -f a-started ] && echo > $SLAYER_OUT/o"
+      outputs: {o: o}
+"#;
+
+/// Run [`TWO_GPU_STAGES`] with slayer's `CUDA_VISIBLE_DEVICES` (`None`: unset) and
+/// `args`; the GPUs each stage saw and the GPUs its record names, sorted.
+fn gpus_given(visible: Option<&str>, args: &[&str]) -> Vec<(String, String)> {
+    let ws = Workspace::new();
+    ws.write("slayer.yaml", TWO_GPU_STAGES);
+    let mut cmd = ws.cmd();
+    match visible {
+        Some(v) => cmd.env("CUDA_VISIBLE_DEVICES", v),
+        None => cmd.env_remove("CUDA_VISIBLE_DEVICES"),
+    };
+    let run = common::to_run(cmd.args(["run", "-j", "2"]).args(args).output().unwrap());
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let mut recorded = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(ws.path().join(".slayer/runs")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let gpus = record["job"]["gpus"].as_str().unwrap_or("-").to_string();
+        recorded.insert(record["stage"].as_str().unwrap().to_string(), gpus);
+    }
+    let mut seen: Vec<(String, String)> = ["a", "b"]
+        .map(|stage| {
+            let seen = std::fs::read_to_string(ws.path().join(format!("{stage}-gpus"))).unwrap();
+            (seen.trim().to_string(), recorded[stage].clone())
+        })
+        .to_vec();
+    seen.sort();
+    seen
+}
+
+fn pairs(ids: &[&str]) -> Vec<(String, String)> {
+    ids.iter().map(|s| (s.to_string(), s.to_string())).collect()
+}
+
+#[test]
+fn two_gpu_stages_at_once_get_different_gpus() {
+    assert_eq!(gpus_given(None, &["--gpus", "2"]), pairs(&["0", "1"]));
+}
+
+#[test]
+fn gpus_are_named_as_cuda_visible_devices_names_them() {
+    assert_eq!(gpus_given(Some("3,5"), &[]), pairs(&["3", "5"]));
 }
 
 /// [`MEETING`]'s two stages, each declaring 3 GiB.

@@ -44,7 +44,8 @@ pub struct RunRecord {
     /// Log path relative to the store root.
     pub log: Option<String>,
     /// The batch job that produced it, when a scheduler ran it: `scheduler` (`slurm`),
-    /// `job_id`, `node`, `partition`.
+    /// `job_id`, `node`, `partition`; and `gpus`, the GPUs it was given
+    /// (`CUDA_VISIBLE_DEVICES`), by Slurm or by the local executor.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub job: BTreeMap<String, String>,
     /// What the run cost, when it ran in a process of its own (the local and Slurm

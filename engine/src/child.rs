@@ -44,6 +44,9 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(stderr)
         .process_group(0);
+    if !spec.gpus.is_empty() {
+        command.env("CUDA_VISIBLE_DEVICES", spec.gpus.join(","));
+    }
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {

@@ -87,7 +87,7 @@ pub struct RunArgs {
     /// The slayer binary that child processes and jobs run.
     pub program: PathBuf,
     pub remote: Option<std::sync::Arc<dyn slayer_cache::RemoteCache>>,
-    /// GPUs the scheduler may hand out; `None`: [`detected_gpus`].
+    /// GPUs the scheduler may hand out; `None`: [`crate::gpus::detected`].
     pub gpus: Option<usize>,
     /// Memory the scheduler may hand out, in bytes; `None`: [`detected_memory`].
     pub memory: Option<u64>,
@@ -110,35 +110,6 @@ pub fn detected_memory() -> Option<u64> {
         (Some(t), Some(c)) => Some(t.min(c)),
         (t, c) => t.or(c),
     }
-}
-
-/// GPUs this process may use: the entries of `CUDA_VISIBLE_DEVICES` when it is set
-/// (empty or `-1` = none), else the `/dev/nvidiaN` device files (the NVIDIA driver makes
-/// one per GPU), else none.
-pub fn detected_gpus() -> usize {
-    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
-        let ids: Vec<&str> = visible.split(',').map(str::trim).collect();
-        return if ids.iter().any(|id| id.is_empty() || id.starts_with('-')) {
-            ids.iter()
-                .take_while(|id| !id.is_empty() && !id.starts_with('-'))
-                .count()
-        } else {
-            ids.len()
-        };
-    }
-    std::fs::read_dir("/dev").map_or(0, |entries| {
-        entries
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("nvidia"))
-                    .is_some_and(|rest| {
-                        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
-                    })
-            })
-            .count()
-    })
 }
 
 /// How `slayer run` runs its stages, from `--executor` and the workspace's config.
@@ -199,7 +170,7 @@ pub fn run(manifest: &Path, registry: &Registry, args: &RunArgs) -> Result<(), E
         keep_going: args.keep_going,
         force,
         only,
-        gpus: args.gpus.unwrap_or_else(detected_gpus),
+        gpus: args.gpus.unwrap_or_else(crate::gpus::detected),
         memory: args.memory.or_else(detected_memory),
         quiet: args.quiet,
         isolation: isolation(manifest, args)?,

@@ -19,6 +19,7 @@ use slayer_cache::{InputRecord, Lease, RunRecord, Store};
 
 use crate::error::EngineError;
 use crate::failure::Failure;
+use crate::gpus::GpuPool;
 use crate::job::{self, JobSpec};
 use crate::pipeline::{InputRef, Pipeline};
 use crate::plan::{self, InputHashes};
@@ -63,6 +64,12 @@ pub enum Isolation {
 }
 
 impl Isolation {
+    /// Whether a stage runs in a process of its own on this machine, which can be given
+    /// GPUs of its own (`CUDA_VISIBLE_DEVICES`).
+    fn names_gpus(&self) -> bool {
+        matches!(self, Isolation::ChildProcess { .. })
+    }
+
     fn is_batch(&self) -> bool {
         matches!(self, Isolation::Slurm { .. })
     }
@@ -192,7 +199,13 @@ pub fn execute(
     std::thread::scope(|scope| {
         let mut running = 0usize;
         let mut threads_used = 0usize;
+        // The local executor hands out GPUs by name; Slurm and the inline executor only
+        // count them (Slurm's --gres picks them, threads cannot be given their own).
+        let mut gpus = GpuPool::new(opts.gpus);
+        // Counted apart from the pool: a stage started alone holds its GPUs in the count
+        // even when fewer exist, so nothing starts beside it.
         let mut gpus_used = 0usize;
+        let mut held: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         let mut memory_used = 0u64;
         let memory_budget = opts.memory.unwrap_or(u64::MAX);
         loop {
@@ -233,13 +246,24 @@ pub fn execute(
                     slots[i] = Slot::Running;
                     running += 1;
                     threads_used += want;
+                    // A stage started alone without enough free GPUs holds none (it
+                    // sees what this process sees); a stage in a thread or a Slurm job
+                    // holds its GPUs without being told their names.
+                    let taken = gpus.take(inst.gpus).unwrap_or_default();
+                    let assigned = if opts.isolation.names_gpus() {
+                        taken.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    held.insert(i, taken);
                     gpus_used += inst.gpus;
                     memory_used += inst.memory;
                     let tx = tx.clone();
                     let ctx = &ctx;
                     let forced = opts.force.contains(&i);
                     scope.spawn(move || {
-                        let (result, record) = run_instance(ctx, i, &upstream, forced, want);
+                        let (result, record) =
+                            run_instance(ctx, i, &upstream, forced, want, assigned);
                         let _ = tx.send((i, result, record));
                     });
                 }
@@ -254,6 +278,9 @@ pub fn execute(
             running -= 1;
             threads_used -= threads_for(inst.threads, facts.cores);
             gpus_used -= inst.gpus;
+            if let Some(ids) = held.remove(&i) {
+                gpus.give_back(ids);
+            }
             memory_used -= inst.memory;
             match (&result.outcome, record) {
                 (Outcome::Failed(_), _) | (_, None) => {
@@ -341,6 +368,7 @@ fn run_instance(
     upstream: &BTreeMap<usize, RunRecord>,
     forced: bool,
     threads: usize,
+    gpus: Vec<String>,
 ) -> (StageResult, Option<RunRecord>) {
     let RunContext {
         pipeline,
@@ -438,6 +466,7 @@ fn run_instance(
             log: log_path.clone(),
             device: inst.device.clone(),
             threads,
+            gpus: gpus.clone(),
             verify_inputs: !store.trusts_stat_cache(),
             record: RunRecord {
                 fingerprint: fp.clone(),

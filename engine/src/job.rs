@@ -41,6 +41,10 @@ pub struct JobSpec {
     pub log: PathBuf,
     pub device: String,
     pub threads: usize,
+    /// The GPUs the local executor gave this job (`resources.gpus` of them, named as
+    /// `CUDA_VISIBLE_DEVICES` names them): its process sees only these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
     /// `run --verify-inputs`: the job's store re-hashes objects instead of trusting the
     /// stat cache (a rotted object is replaced, not reused, when the result is published).
     #[serde(default)]
@@ -111,6 +115,9 @@ pub fn run_job(
     record.duration_s = seconds;
     record.host = slayer_cache::host_name();
     record.job = batch_job();
+    if !spec.gpus.is_empty() {
+        record.job.insert("gpus".into(), spec.gpus.join(","));
+    }
     if own_process {
         record.usage = process_usage();
     }
@@ -128,6 +135,7 @@ fn batch_job() -> BTreeMap<String, String> {
         for (key, var) in [
             ("node", "SLURMD_NODENAME"),
             ("partition", "SLURM_JOB_PARTITION"),
+            ("gpus", "CUDA_VISIBLE_DEVICES"),
         ] {
             if let Ok(v) = std::env::var(var) {
                 job.insert(key.into(), v);

@@ -15,6 +15,7 @@ pub mod error;
 pub mod executor;
 pub mod failure;
 pub mod fingerprint;
+pub mod gpus;
 pub mod interpolate;
 pub mod interrupt;
 pub mod job;
