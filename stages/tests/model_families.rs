@@ -37,8 +37,10 @@ use slayer_stages::surgery::prune::Prune;
 use slayer_stages::train::data_loader::write_packed;
 use slayer_stages::train::{Mode, Recompute, TrainJob, TrainParams, Trainable, run_training};
 
+mod block_support;
 mod reference_support;
 
+use block_support::{host_mean, layer};
 use reference_support::{Reference, fixture, max_abs_diff};
 
 const TOL: f32 = 1e-4;
@@ -473,38 +475,6 @@ fn run_stage_reporting(
             .run(&params, &ctx)
             .unwrap_or_else(|e| panic!("{}: {e}", stage.kind())),
     )
-}
-
-/// Block `i`'s tensors by suffix, as f32.
-fn layer(ckpt: &SafetensorsCheckpoint, i: usize) -> BTreeMap<String, Vec<f32>> {
-    let prefix = format!("model.layers.{i}.");
-    ckpt.names()
-        .into_iter()
-        .filter_map(|n| {
-            let suffix = n.strip_prefix(&prefix)?.to_string();
-            Some((suffix, ckpt.tensor(&n).unwrap().unwrap().into_f32()))
-        })
-        .collect()
-}
-
-/// The element-wise mean of blocks, summed in order then divided, on the host.
-fn host_mean(layers: &[BTreeMap<String, Vec<f32>>]) -> BTreeMap<String, Vec<f32>> {
-    layers[0]
-        .keys()
-        .map(|k| {
-            let mut acc = layers[0][k].clone();
-            for l in &layers[1..] {
-                for (a, b) in acc.iter_mut().zip(&l[k]) {
-                    *a += *b;
-                }
-            }
-            if layers.len() > 1 {
-                let n = layers.len() as f32;
-                acc.iter_mut().for_each(|a| *a /= n);
-            }
-            (k.clone(), acc)
-        })
-        .collect()
 }
 
 /// The tensors of one block of fixture `name` (9 for Llama's, 12 with Qwen2's biases,

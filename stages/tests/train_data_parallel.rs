@@ -144,11 +144,28 @@ fn two_ranks_match_one_rank_for_cpt_and_sft() {
     }
 }
 
-fn kill(pid: u32) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
+/// A thread that waits (at most 120 s) for the run in `scratch` to have checkpointed
+/// step 10 with rank 1 running, then sends rank 1 `signal`; it returns rank 1's pid.
+fn signal_rank_1_after_step_10(scratch: PathBuf, signal: i32) -> std::thread::JoinHandle<i32> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ckpt = scratch.join("checkpoints/step-00000010");
+        let pid = scratch.join("ranks/rank-1.pid");
+        while !(ckpt.is_dir() && pid.is_file()) {
+            assert!(Instant::now() < deadline, "no checkpoint at step 10");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pid: i32 = std::fs::read_to_string(&pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+        pid
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -183,23 +200,7 @@ fn killed_rank_fails_clearly_and_resumes_with_two_or_one_rank() {
     train(&reference, 1).unwrap();
 
     let run = dp_job(root, "killed", long(2));
-    let scratch = run.scratch_dir.clone();
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let ckpt = scratch.join("checkpoints/step-00000010");
-        let pid = scratch.join("ranks/rank-1.pid");
-        while !(ckpt.is_dir() && pid.is_file()) {
-            assert!(Instant::now() < deadline, "no checkpoint at step 10");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        kill(
-            std::fs::read_to_string(&pid)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap(),
-        );
-    });
+    let killer = signal_rank_1_after_step_10(run.scratch_dir.clone(), libc::SIGKILL);
     let err = train(&run, 2).unwrap_err();
     killer.join().unwrap();
     let msg = err.to_string();
@@ -248,26 +249,7 @@ fn a_hung_rank_is_stopped_by_the_watchdog_and_the_run_resumes() {
     p.checkpoint_every = 5;
     p.hang_timeout_s = 3.0;
     let run = dp_job(root, "hung", p);
-    let scratch = run.scratch_dir.clone();
-    let stopper = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let ckpt = scratch.join("checkpoints/step-00000010");
-        let pid = scratch.join("ranks/rank-1.pid");
-        while !(ckpt.is_dir() && pid.is_file()) {
-            assert!(Instant::now() < deadline, "no checkpoint at step 10");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let pid: i32 = std::fs::read_to_string(&pid)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, libc::SIGSTOP);
-        }
-        pid
-    });
+    let stopper = signal_rank_1_after_step_10(run.scratch_dir.clone(), libc::SIGSTOP);
     let t0 = Instant::now();
     let err = train(&run, 2).unwrap_err();
     let stopped = stopper.join().unwrap();

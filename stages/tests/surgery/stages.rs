@@ -26,6 +26,8 @@ use slayer_stages::surgery::{
 use slayer_stages::train::TrainStage;
 use slayer_stages::train::data_loader::write_packed;
 
+use crate::block_support::{host_mean, layer};
+
 const BLOCKS: usize = 8;
 
 fn tiny_config(blocks: usize) -> LlamaConfig {
@@ -171,37 +173,6 @@ fn average_without_zero_out_changes_the_function() {
         let t = TrainableFile::read(&out).unwrap().unwrap();
         assert!(t.blocks.iter().all(|b| !b.zeroed));
     }
-}
-
-/// HF tensors of layer `i` by suffix (`self_attn.q_proj.weight`, ...).
-fn layer(ckpt: &SafetensorsCheckpoint, i: usize) -> BTreeMap<String, Vec<f32>> {
-    let prefix = format!("model.layers.{i}.");
-    ckpt.names()
-        .into_iter()
-        .filter_map(|n| {
-            let suffix = n.strip_prefix(&prefix)?.to_string();
-            Some((suffix, ckpt.tensor(&n).unwrap().unwrap().into_f32()))
-        })
-        .collect()
-}
-
-fn host_mean(layers: &[BTreeMap<String, Vec<f32>>]) -> BTreeMap<String, Vec<f32>> {
-    layers[0]
-        .keys()
-        .map(|k| {
-            let mut acc = layers[0][k].clone();
-            for l in &layers[1..] {
-                for (a, b) in acc.iter_mut().zip(&l[k]) {
-                    *a += *b;
-                }
-            }
-            if layers.len() > 1 {
-                let n = layers.len() as f32;
-                acc.iter_mut().for_each(|a| *a /= n);
-            }
-            (k.clone(), acc)
-        })
-        .collect()
 }
 
 #[test]
