@@ -450,6 +450,30 @@ pub struct StageContext {
 }
 
 impl StageContext {
+    /// A context for running a stage by hand (tests, benchmarks): no inputs; `out_dir`
+    /// also the working and scratch dir; the CPU, one thread, no progress bar, no log.
+    /// Change what differs with struct update syntax and [`StageContext::with_input`].
+    pub fn local(stage: &str, out_dir: &Path) -> StageContext {
+        StageContext {
+            stage: stage.to_string(),
+            inputs: BTreeMap::new(),
+            out_dir: out_dir.to_path_buf(),
+            work_dir: out_dir.to_path_buf(),
+            scratch_dir: out_dir.to_path_buf(),
+            device: "cpu".into(),
+            threads: 1,
+            progress: Progress::hidden(),
+            log: Logger::discard(),
+        }
+    }
+
+    /// This context with input `name` given as the one item `path`, labelled `label`.
+    pub fn with_input(mut self, name: &str, label: &str, path: &Path) -> StageContext {
+        let items = vec![(label.to_string(), path.to_path_buf())];
+        self.inputs.insert(name.to_string(), StageInput { items });
+        self
+    }
+
     /// The input `name`, or an error naming it.
     pub fn input(&self, name: &str) -> Result<&StageInput, StageError> {
         self.inputs.get(name).ok_or_else(|| StageError::Input {

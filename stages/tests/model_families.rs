@@ -21,7 +21,7 @@ use burn::prelude::*;
 use safetensors::SafeTensors;
 use serde_json::{Value, json};
 use slayer_engine::stage::{Logger, Progress, Typed};
-use slayer_engine::{Stage, StageContext, StageInput};
+use slayer_engine::{Stage, StageContext};
 use slayer_stages::model::config::Activation;
 use slayer_stages::model::gguf::GgufFile;
 use slayer_stages::model::import::load_gguf;
@@ -449,27 +449,13 @@ fn run_stage_reporting(
         .check_params(&params)
         .unwrap_or_else(|e| panic!("{}", e.message));
     std::fs::create_dir_all(out).unwrap();
-    let ctx = StageContext {
-        stage: stage.kind().into(),
-        inputs: inputs
-            .iter()
-            .map(|(name, path)| {
-                (
-                    name.to_string(),
-                    StageInput {
-                        items: vec![(name.to_string(), path.to_path_buf())],
-                    },
-                )
-            })
-            .collect(),
-        out_dir: out.to_path_buf(),
-        work_dir: out.to_path_buf(),
-        scratch_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        threads: 1,
-        progress,
-        log: Logger::discard(),
-    };
+    let ctx = inputs.iter().fold(
+        StageContext {
+            progress,
+            ..StageContext::local(stage.kind(), out)
+        },
+        |ctx, (name, path)| ctx.with_input(name, name, path),
+    );
     Value::Object(
         stage
             .run(&params, &ctx)

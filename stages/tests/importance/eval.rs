@@ -3,12 +3,10 @@
 //! write for that variant; the angular distance is measured over the task's prompts when
 //! no token set is given; bad settings are named.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
-use slayer_engine::stage::{Logger, Progress};
-use slayer_engine::{StageContext, StageInput};
+use slayer_engine::StageContext;
 
 use crate::eval_support::{fixtures, tiny_model_dir};
 
@@ -21,23 +19,14 @@ fn run(kind: &str, params: Value, inputs: &[(&str, &Path)], out: &Path) -> Resul
         format!("{}: {}", path.join("."), e.message)
     })?;
     std::fs::create_dir_all(out).unwrap();
-    let ctx = StageContext {
-        stage: kind.into(),
-        inputs: inputs
-            .iter()
-            .map(|(name, p)| {
-                let items = vec![(p.display().to_string(), p.to_path_buf())];
-                (name.to_string(), StageInput { items })
-            })
-            .collect::<BTreeMap<_, _>>(),
-        out_dir: out.to_path_buf(),
-        work_dir: fixtures().join("eval"),
-        scratch_dir: out.join("scratch"),
-        device: "cpu".into(),
-        threads: 1,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
+    let ctx = inputs.iter().fold(
+        StageContext {
+            work_dir: fixtures().join("eval"),
+            scratch_dir: out.join("scratch"),
+            ..StageContext::local(kind, out)
+        },
+        |ctx, (name, p)| ctx.with_input(name, &p.display().to_string(), p),
+    );
     std::fs::create_dir_all(&ctx.scratch_dir).unwrap();
     stage
         .run(&params, &ctx)

@@ -3,7 +3,6 @@
 //! `arccos` of the residual stream), costs fewer block forwards, and the stage writes
 //! its json / csv / parquet / svg from a text file and from Parquet shards.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,8 +10,8 @@ use arrow_array::builder::{ListBuilder, UInt32Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use burn::prelude::*;
 use serde_json::{Value, json};
-use slayer_engine::stage::{Logger, Progress, Typed};
-use slayer_engine::{Stage, StageContext, StageInput};
+use slayer_engine::stage::Typed;
+use slayer_engine::{Stage, StageContext};
 use slayer_stages::importance::{ImportanceStage, SweepOptions, measure};
 use slayer_stages::model::{
     AttentionMask, Cpu, Llama, LlamaConfig, SaveDtype, perplexity, save_pretrained,
@@ -206,23 +205,10 @@ fn run_stage(model: &Path, input: (&str, &Path), params: Value, out: &Path) -> V
         .check_params(&params)
         .unwrap_or_else(|e| panic!("{}", e.message));
     std::fs::create_dir_all(out).unwrap();
-    let item = |p: &Path| StageInput {
-        items: vec![(p.display().to_string(), p.to_path_buf())],
-    };
-    let ctx = StageContext {
-        stage: "importance".into(),
-        inputs: BTreeMap::from([
-            ("model".to_string(), item(model)),
-            (input.0.to_string(), item(input.1)),
-        ]),
-        out_dir: out.to_path_buf(),
-        work_dir: out.to_path_buf(),
-        scratch_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        threads: 1,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
+    let label = |p: &Path| p.display().to_string();
+    let ctx = StageContext::local("importance", out)
+        .with_input("model", &label(model), model)
+        .with_input(input.0, &label(input.1), input.1);
     Value::Object(stage.run(&params, &ctx).unwrap_or_else(|e| panic!("{e}")))
 }
 

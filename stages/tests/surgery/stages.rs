@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use serde_json::{Value, json};
-use slayer_engine::stage::{Logger, Progress, Typed};
-use slayer_engine::{Stage, StageContext, StageInput};
+use slayer_engine::stage::Typed;
+use slayer_engine::{Stage, StageContext};
 use slayer_stages::model::safetensors_io::SafetensorsCheckpoint;
 use slayer_stages::model::weights::WeightSource;
 use slayer_stages::model::{Cpu, Llama, LlamaConfig, SaveDtype, load_pretrained, save_pretrained};
@@ -555,27 +555,10 @@ fn context(stage: &str, model: &Path, out: &Path) -> StageContext {
 
 /// A context with inputs `(name, label, path)`.
 fn context_with(stage: &str, inputs: &[(&str, &str, &Path)], out: &Path) -> StageContext {
-    StageContext {
-        stage: stage.into(),
-        inputs: inputs
-            .iter()
-            .map(|(name, label, path)| {
-                (
-                    name.to_string(),
-                    StageInput {
-                        items: vec![(label.to_string(), path.to_path_buf())],
-                    },
-                )
-            })
-            .collect(),
-        out_dir: out.to_path_buf(),
-        work_dir: out.to_path_buf(),
-        scratch_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        threads: 1,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    }
+    inputs.iter().fold(
+        StageContext::local(stage, out),
+        |ctx, (name, label, path)| ctx.with_input(name, label, path),
+    )
 }
 
 /// The front matter of `model`'s card, read by the engine's YAML reader, and its body.
