@@ -323,19 +323,35 @@ fn last_steps(dir: &Path, ranks: usize) -> String {
 }
 
 /// SIGKILL every rank that wrote a pid file (a stopped or deadlocked one too), then
-/// `mpirun` itself.
+/// `mpirun` itself, and wait (at most 10 s) until the ranks are gone: their memory (and a
+/// GPU's) is free when the stage reports the failure.
 fn stop_ranks(dir: &Path, ranks: usize, mpirun: &mut std::process::Child) {
-    for r in 0..ranks {
-        let pid = std::fs::read_to_string(dir.join(format!("rank-{r}.pid")));
-        if let Some(pid) = pid.ok().and_then(|p| p.trim().parse::<libc::pid_t>().ok()) {
-            // SAFETY: plain syscall; a rank already gone is ESRCH, ignored.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+    let pids: Vec<libc::pid_t> = (0..ranks)
+        .filter_map(|r| {
+            let pid = std::fs::read_to_string(dir.join(format!("rank-{r}.pid"))).ok()?;
+            pid.trim().parse().ok()
+        })
+        .collect();
+    for &pid in &pids {
+        // SAFETY: plain syscall; a rank already gone is ESRCH, ignored.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
     let _ = mpirun.kill();
     let _ = mpirun.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (dead, waiting to be reaped).
+fn is_running(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// Rank 0's summary of a finished run, read back by [`launch_local`].
