@@ -242,18 +242,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     } else {
         Logger::discard()
     };
-    let data = PackedData::open(&job.data)?;
-    let eval = if job.eval_data.is_empty() {
-        None
-    } else {
-        Some(PackedData::open(&job.eval_data)?)
-    };
-    if p.mode == super::Mode::Sft && !data.has_mask() {
-        return Err(TrainError::data(
-            data.files.first().map_or(Path::new("."), PathBuf::as_path),
-            "`mode: sft` needs a `loss_mask` column (pack the data with an SFT format)",
-        ));
-    }
+    let (data, eval) = open_data(job)?;
 
     // Which blocks train is known from config.json and trainable.json alone; on the CPU
     // in f32 the frozen blocks then stay in the checkpoint's dtype (bf16: half the
@@ -271,52 +260,18 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     };
     let model: Llama<AB> = load_pretrained_except(&job.model_dir, &device, residency, &set.blocks)?;
     let config = model.config();
-    for (name, d) in [("data", Some(&data)), ("eval_data", eval.as_ref())] {
-        if let Some(d) = d
-            && d.max_id() as usize >= config.vocab_size
-        {
-            return Err(TrainError::data(
-                d.files.first().map_or(Path::new(name), PathBuf::as_path),
-                format!(
-                    "token id {} is outside the model's vocabulary of {} (wrong tokenizer?)",
-                    d.max_id(),
-                    config.vocab_size
-                ),
-            ));
-        }
-    }
+    check_vocabulary(&data, eval.as_ref(), config.vocab_size)?;
     let mut model = trainable::freeze(model, &set);
     let table = trainable::param_table(&model, &set);
     let total_params: usize = table.iter().map(|t| t.numel).sum();
     let trainable_params: usize = table.iter().filter(|t| t.trainable).map(|t| t.numel).sum();
-    let compute_bytes = match p.precision {
-        Precision::Bf16 => 2,
-        Precision::F32 => 4,
-    };
     let reach = BackwardReach {
         lowest_block: set.blocks.first().copied(),
         embedding: set.everything,
     };
-    let memory = MemoryPlan::new(
-        &config,
-        RunShape {
-            total_params: total_params as u64,
-            trainable_params: trainable_params as u64,
-            first_trainable_block: if set.everything {
-                Some(0)
-            } else {
-                set.blocks.first().copied()
-            },
-            compute_bytes,
-            frozen_bytes: match (residency, SaveDtype::from_config(&stored_config)) {
-                (Residency::Stored, SaveDtype::BF16 | SaveDtype::F16) => 2,
-                _ => compute_bytes,
-            },
-            micro_batch: p.micro_batch() as u64,
-            seq_len: data.seq_len as u64,
-            recompute: p.recompute == Recompute::Blocks,
-        },
-    );
+    let counts = (total_params, trainable_params);
+    let shape = run_shape(p, &set, counts, residency, &stored_config, data.seq_len);
+    let memory = MemoryPlan::new(&config, shape);
     let trainable_paths: Vec<String> = table
         .iter()
         .filter(|t| t.trainable)
@@ -388,29 +343,8 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
             .map(|c| HostBatch::new(&data, c, p.mode))
             .collect();
         let norm = HostBatch::count_targets(&data, &indices, p.mode);
-        let mut buffer = if indices.len() > p.micro_batch() {
-            GradBuffer::<AB::InnerBackend>::wide()
-        } else {
-            GradBuffer::<AB::InnerBackend>::default()
-        };
-        let mut loss_sum: Option<Tensor<AB::InnerBackend, 1>> = None;
-        for mb in &micro {
-            let (inputs, targets, weights) = mb.tensors::<AB>(norm, &device);
-            let (detached, mut grads) = match p.recompute {
-                Recompute::None => {
-                    let loss = AB::fused_cross_entropy(model.forward(inputs), targets, weights);
-                    (loss.clone().inner(), loss.backward())
-                }
-                Recompute::Blocks => {
-                    recompute::backward_by_block(&model, inputs, targets, weights, reach)
-                }
-            };
-            loss_sum = Some(match loss_sum {
-                Some(s) => s + detached,
-                None => detached,
-            });
-            buffer.accumulate(&model, &mut grads);
-        }
+        let (mut buffer, loss_sum) =
+            gradients(&model, &micro, norm, indices.len(), p, reach, &device);
         // The loss and the shard check ride in the first bucket of the all-reduce.
         let mut extras = [
             loss_sum.map_or(0.0, scalar),
@@ -421,33 +355,9 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         buffer.reduce(comm, BUCKET_LEN, &mut extras);
         allreduce_s += t_reduce.elapsed().as_secs_f64();
         sequences_read += shard.len() as u64;
-        let expected_sum = indices.iter().sum::<usize>() as u64;
-        let (got, got_sum) = (extras[1] as u64, extras[2] as u64);
-        if got != indices.len() as u64 || got_sum != expected_sum {
-            return Err(TrainError::Shards {
-                step: step + 1,
-                got,
-                expected: indices.len() as u64,
-                got_sum,
-                expected_sum,
-            });
-        }
         let loss = extras[0];
         let grad_norm = buffer.global_norm();
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged {
-                step: step + 1,
-                what: "loss",
-                value: loss,
-            });
-        }
-        if !grad_norm.is_finite() {
-            return Err(TrainError::Diverged {
-                step: step + 1,
-                what: "grad_norm",
-                value: grad_norm,
-            });
-        }
+        check_step(step + 1, &indices, &extras, grad_norm)?;
         let lr = schedule.at(step);
         if norm > 0 {
             let scale = p
@@ -555,11 +465,165 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
         return Ok(summary);
     }
 
-    // Outputs: the model in the input's dtype (frozen tensors round-trip bit-exactly),
-    // its tokenizer and trainable.json, the log and the curve.
+    write_outputs(job, &model.valid(), &config, &summary, &rows)?;
+    Ok(summary)
+}
+
+/// The training data and the held-out data (when given), checked to suit the mode.
+fn open_data(job: &TrainJob) -> Result<(PackedData, Option<PackedData>), TrainError> {
+    let data = PackedData::open(&job.data)?;
+    let eval = if job.eval_data.is_empty() {
+        None
+    } else {
+        Some(PackedData::open(&job.eval_data)?)
+    };
+    if job.params.mode == super::Mode::Sft && !data.has_mask() {
+        return Err(TrainError::data(
+            data.files.first().map_or(Path::new("."), PathBuf::as_path),
+            "`mode: sft` needs a `loss_mask` column (pack the data with an SFT format)",
+        ));
+    }
+    Ok((data, eval))
+}
+
+/// Every token id of the data within the model's vocabulary.
+fn check_vocabulary(
+    data: &PackedData,
+    eval: Option<&PackedData>,
+    vocab_size: usize,
+) -> Result<(), TrainError> {
+    for (name, d) in [("data", Some(data)), ("eval_data", eval)] {
+        if let Some(d) = d
+            && d.max_id() as usize >= vocab_size
+        {
+            return Err(TrainError::data(
+                d.files.first().map_or(Path::new(name), PathBuf::as_path),
+                format!(
+                    "token id {} is outside the model's vocabulary of {vocab_size} (wrong \
+                     tokenizer?)",
+                    d.max_id(),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the memory plan needs to know of the run: parameter counts `(total,
+/// trainable)`, the first trainable block, bytes per compute and per frozen value (the
+/// checkpoint's `stored` dtype where frozen tensors stay in it), micro-batch, sequence
+/// length, recomputation.
+fn run_shape(
+    p: &TrainParams,
+    set: &TrainableSet,
+    (total, trainable): (usize, usize),
+    residency: Residency,
+    stored: &LlamaConfig,
+    seq_len: usize,
+) -> RunShape {
+    let compute_bytes = match p.precision {
+        Precision::Bf16 => 2,
+        Precision::F32 => 4,
+    };
+    RunShape {
+        total_params: total as u64,
+        trainable_params: trainable as u64,
+        first_trainable_block: if set.everything {
+            Some(0)
+        } else {
+            set.blocks.first().copied()
+        },
+        compute_bytes,
+        frozen_bytes: match (residency, SaveDtype::from_config(stored)) {
+            (Residency::Stored, SaveDtype::BF16 | SaveDtype::F16) => 2,
+            _ => compute_bytes,
+        },
+        micro_batch: p.micro_batch() as u64,
+        seq_len: seq_len as u64,
+        recompute: p.recompute == Recompute::Blocks,
+    }
+}
+
+/// The summed gradients of one rank's micro-batches (f64 sums when there is more than
+/// one micro-batch in the global batch of `batch` sequences) and their summed loss.
+fn gradients<AB: AutodiffBackend + FusedLoss>(
+    model: &Llama<AB>,
+    micro: &[HostBatch],
+    norm: usize,
+    batch: usize,
+    p: &TrainParams,
+    reach: BackwardReach,
+    device: &AB::Device,
+) -> (
+    GradBuffer<AB::InnerBackend>,
+    Option<Tensor<AB::InnerBackend, 1>>,
+) {
+    let mut buffer = if batch > p.micro_batch() {
+        GradBuffer::<AB::InnerBackend>::wide()
+    } else {
+        GradBuffer::<AB::InnerBackend>::default()
+    };
+    let mut loss_sum: Option<Tensor<AB::InnerBackend, 1>> = None;
+    for mb in micro {
+        let (inputs, targets, weights) = mb.tensors::<AB>(norm, device);
+        let (detached, mut grads) = match p.recompute {
+            Recompute::None => {
+                let loss = AB::fused_cross_entropy(model.forward(inputs), targets, weights);
+                (loss.clone().inner(), loss.backward())
+            }
+            Recompute::Blocks => {
+                recompute::backward_by_block(model, inputs, targets, weights, reach)
+            }
+        };
+        loss_sum = Some(match loss_sum {
+            Some(s) => s + detached,
+            None => detached,
+        });
+        buffer.accumulate(model, &mut grads);
+    }
+    (buffer, loss_sum)
+}
+
+/// After the all-reduce of `step`: the ranks' shards added up to the global batch
+/// `indices` (count and index sum ride in `extras[1..3]`), and the loss (`extras[0]`)
+/// and the gradient norm are finite.
+fn check_step(
+    step: u64,
+    indices: &[usize],
+    extras: &[f64; 3],
+    grad_norm: f64,
+) -> Result<(), TrainError> {
+    let expected_sum = indices.iter().sum::<usize>() as u64;
+    let (got, got_sum) = (extras[1] as u64, extras[2] as u64);
+    if got != indices.len() as u64 || got_sum != expected_sum {
+        return Err(TrainError::Shards {
+            step,
+            got,
+            expected: indices.len() as u64,
+            got_sum,
+            expected_sum,
+        });
+    }
+    for (what, value) in [("loss", extras[0]), ("grad_norm", grad_norm)] {
+        if !value.is_finite() {
+            return Err(TrainError::Diverged { step, what, value });
+        }
+    }
+    Ok(())
+}
+
+/// Rank 0's outputs: the model in the input's dtype (frozen tensors round-trip
+/// bit-exactly) with its tokenizer, trainable.json and model card, the log and the curve.
+fn write_outputs<B: Backend>(
+    job: &TrainJob,
+    inner: &Llama<B>,
+    config: &LlamaConfig,
+    summary: &TrainSummary,
+    rows: &[LogRow],
+) -> Result<(), TrainError> {
+    let p = &job.params;
     let model_out = job.out_dir.join("model");
-    let inner = model.valid();
-    save_pretrained(&inner, &model_out, SaveDtype::from_config(&config))?;
+    save_pretrained(inner, &model_out, SaveDtype::from_config(config))?;
     copy_tokenizer_files(&job.model_dir, &model_out)?;
     let tj = job.model_dir.join(trainable::TRAINABLE_JSON);
     if tj.is_file() {
@@ -574,18 +638,17 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     ];
     let step = Step::training(&job.provenance, p, &results);
     model_card::write_card(&job.model_dir, step, &model_out, &job.log)?;
-    metrics_log::write_csv(&job.out_dir.join("log.csv"), &rows)?;
-    metrics_log::write_parquet(&job.out_dir.join("log.parquet"), &rows)?;
+    metrics_log::write_csv(&job.out_dir.join("log.csv"), rows)?;
+    metrics_log::write_parquet(&job.out_dir.join("log.parquet"), rows)?;
     let title = format!(
         "{:?} loss, {} of {} parameters trained",
         p.mode,
-        human(trainable_params),
-        human(total_params)
+        human(summary.trainable_params),
+        human(summary.total_params)
     );
-    let svg = metrics_log::loss_svg(&rows, &title);
+    let svg = metrics_log::loss_svg(rows, &title);
     let svg_path = job.out_dir.join("loss.svg");
-    std::fs::write(&svg_path, svg).map_err(|e| TrainError::io(&svg_path, e))?;
-    Ok(summary)
+    std::fs::write(&svg_path, svg).map_err(|e| TrainError::io(&svg_path, e))
 }
 
 /// Token-mean loss of `model` over (up to `eval_batches` micro-batches of) `data`.
