@@ -24,7 +24,7 @@ use crate::job::{self, JobSpec};
 use crate::pipeline::{InputRef, Pipeline};
 use crate::plan::{self, InputHashes};
 use crate::progress::Ui;
-use crate::stage::Logger;
+use crate::stage::{Logger, Progress};
 
 /// How to run.
 #[derive(Clone, Default)]
@@ -375,10 +375,8 @@ fn run_instance(
         store,
         lease,
         ui,
-        facts,
-        isolation,
-        tracker,
         remote,
+        ..
     } = *ctx;
     let inst = &pipeline.instances[i];
     let mut result = StageResult {
@@ -439,92 +437,9 @@ fn run_instance(
                 )),
             }
         }
-        let staging = store.staging_dir(&fp).map_err(Failure::store)?;
-        let scratch = store.scratch_dir(&fp).map_err(Failure::store)?;
-        let log_path = store.log_path(&fp);
-        if let Some(parent) = log_path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::remove_file(&log_path);
-        let log = Logger::to_file(&log_path).unwrap_or_else(|_| Logger::discard());
-        log.line(format!(
-            "# {} ({}) fingerprint {fp}",
-            inst.name,
-            inst.kind.kind()
-        ));
-        let spec = JobSpec {
-            workspace: store.root().parent().unwrap_or(store.root()).to_path_buf(),
-            inputs: stage_inputs(pipeline, inst, store, upstream),
-            outputs: inst
-                .outputs
-                .iter()
-                .map(|o| (o.name.clone(), o.path.clone()))
-                .collect(),
-            staging,
-            scratch,
-            work_dir: pipeline.manifest.dir.clone(),
-            log: log_path.clone(),
-            device: inst.device.clone(),
-            threads,
-            gpus: gpus.clone(),
-            verify_inputs: !store.trusts_stat_cache(),
-            record: RunRecord {
-                fingerprint: fp.clone(),
-                stage: inst.name.clone(),
-                manifest: Some(pipeline.manifest.name.clone()),
-                kind: inst.kind.kind().to_string(),
-                stage_version: inst.kind.version(),
-                params: inst.params.clone(),
-                inputs: input_records(inst, &inputs, upstream),
-                env: inst.env.clone(),
-                outputs: BTreeMap::new(),
-                metrics: serde_json::Value::Null,
-                started_at: String::new(),
-                finished_at: String::new(),
-                duration_s: 0.0,
-                host: facts.host.clone(),
-                slayer_version: env!("CARGO_PKG_VERSION").to_string(),
-                git_revision: facts.git_revision.clone(),
-                log: log_path
-                    .strip_prefix(store.root())
-                    .ok()
-                    .map(|p| p.to_string_lossy().into_owned()),
-                job: BTreeMap::new(),
-                usage: BTreeMap::new(),
-            },
-        };
+        let spec = job_spec(ctx, inst, upstream, &inputs, &fp, threads, gpus.clone())?;
         let t0 = Instant::now();
-        let record = match isolation {
-            Isolation::InProcess => job::run_job(
-                inst.kind.as_ref(),
-                &spec,
-                store,
-                bar_progress.clone(),
-                false,
-            ),
-            Isolation::ChildProcess { program } => {
-                let job_dir = store.staging_dir(&fp).map_err(Failure::store)?;
-                let result = crate::child::run(program, &job_dir, &spec, &bar_progress);
-                let _ = std::fs::remove_dir_all(&job_dir);
-                result
-            }
-            Isolation::Slurm { program, config } => {
-                let job_dir = store.staging_dir(&fp).map_err(Failure::store)?;
-                let fresh = || store.staging_dir(&fp).map_err(|e| e.to_string());
-                let result = crate::slurm::run(
-                    config,
-                    tracker,
-                    program,
-                    &job_dir,
-                    &spec,
-                    &inst.resources,
-                    &bar_progress,
-                    &fresh,
-                );
-                let _ = std::fs::remove_dir_all(&job_dir);
-                result
-            }
-        }?;
+        let record = launch(ctx, inst, &spec, &fp, &bar_progress)?;
         let seconds = t0.elapsed().as_secs_f64();
         if let Some(remote) = remote
             && let Err(e) = remote.push(store, &record)
@@ -547,6 +462,123 @@ fn run_instance(
     result.outcome = outcome;
     ui.finish(bar, &result.line());
     (result, record)
+}
+
+/// The job of one attempt at `inst` with fingerprint `fp`: where it writes (a fresh
+/// staging dir, the fingerprint's scratch dir, a fresh log) and its record but for what
+/// only the run knows.
+fn job_spec(
+    ctx: &RunContext,
+    inst: &crate::pipeline::Instance,
+    upstream: &BTreeMap<usize, RunRecord>,
+    inputs: &BTreeMap<String, slayer_cache::ContentHash>,
+    fp: &str,
+    threads: usize,
+    gpus: Vec<String>,
+) -> Result<JobSpec, Failure> {
+    let RunContext {
+        pipeline,
+        store,
+        facts,
+        ..
+    } = *ctx;
+    let staging = store.staging_dir(fp).map_err(Failure::store)?;
+    let scratch = store.scratch_dir(fp).map_err(Failure::store)?;
+    let log_path = store.log_path(fp);
+    if let Some(parent) = log_path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::remove_file(&log_path);
+    let log = Logger::to_file(&log_path).unwrap_or_else(|_| Logger::discard());
+    log.line(format!(
+        "# {} ({}) fingerprint {fp}",
+        inst.name,
+        inst.kind.kind()
+    ));
+    Ok(JobSpec {
+        workspace: store.root().parent().unwrap_or(store.root()).to_path_buf(),
+        inputs: stage_inputs(pipeline, inst, store, upstream),
+        outputs: inst
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.path.clone()))
+            .collect(),
+        staging,
+        scratch,
+        work_dir: pipeline.manifest.dir.clone(),
+        log: log_path.clone(),
+        device: inst.device.clone(),
+        threads,
+        gpus,
+        verify_inputs: !store.trusts_stat_cache(),
+        record: RunRecord {
+            fingerprint: fp.to_string(),
+            stage: inst.name.clone(),
+            manifest: Some(pipeline.manifest.name.clone()),
+            kind: inst.kind.kind().to_string(),
+            stage_version: inst.kind.version(),
+            params: inst.params.clone(),
+            inputs: input_records(inst, inputs, upstream),
+            env: inst.env.clone(),
+            outputs: BTreeMap::new(),
+            metrics: serde_json::Value::Null,
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_s: 0.0,
+            host: facts.host.clone(),
+            slayer_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision: facts.git_revision.clone(),
+            log: log_path
+                .strip_prefix(store.root())
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+            job: BTreeMap::new(),
+            usage: BTreeMap::new(),
+        },
+    })
+}
+
+/// Run `spec` where the run's isolation says, to its published record.
+fn launch(
+    ctx: &RunContext,
+    inst: &crate::pipeline::Instance,
+    spec: &JobSpec,
+    fp: &str,
+    progress: &Progress,
+) -> Result<RunRecord, Failure> {
+    let RunContext {
+        store,
+        isolation,
+        tracker,
+        ..
+    } = *ctx;
+    match isolation {
+        Isolation::InProcess => {
+            job::run_job(inst.kind.as_ref(), spec, store, progress.clone(), false)
+        }
+        Isolation::ChildProcess { program } => {
+            let job_dir = store.staging_dir(fp).map_err(Failure::store)?;
+            let result = crate::child::run(program, &job_dir, spec, progress);
+            let _ = std::fs::remove_dir_all(&job_dir);
+            result
+        }
+        Isolation::Slurm { program, config } => {
+            let job_dir = store.staging_dir(fp).map_err(Failure::store)?;
+            let fresh = || store.staging_dir(fp).map_err(|e| e.to_string());
+            let result = crate::slurm::run(
+                config,
+                tracker,
+                program,
+                &job_dir,
+                spec,
+                &inst.resources,
+                progress,
+                &fresh,
+            );
+            let _ = std::fs::remove_dir_all(&job_dir);
+            result
+        }
+    }
 }
 
 fn stage_inputs(
