@@ -598,6 +598,119 @@ pub fn instance_name(stage: &str, binding: &[(String, Json)]) -> String {
     format!("{stage}[{}]", parts.join(","))
 }
 
+/// An instance's device: its declaration's (interpolated), else the manifest's default,
+/// else `cpu`.
+fn device_of(
+    manifest: &Manifest,
+    decl: &StageDecl,
+    env: &Env,
+    errors: &mut Vec<Diagnostic>,
+) -> String {
+    match &decl.device {
+        Some(d) => interpolate::substitute(d, env)
+            .map(|n| n.as_str().unwrap_or("cpu").to_string())
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                String::new()
+            }),
+        None => manifest
+            .default_value("device")
+            .and_then(|d| d.as_str())
+            .unwrap_or("cpu")
+            .to_string(),
+    }
+}
+
+/// A declaration's `resources`, checked (a memory size Slurm can take); on an error, one
+/// thread and nothing else.
+fn resources_of(decl: &StageDecl, errors: &mut Vec<Diagnostic>) -> Resources {
+    let Some(node) = &decl.resources else {
+        return Resources::default();
+    };
+    match serde_json::from_value::<Resources>(node.to_json()) {
+        Ok(r) => {
+            if let Some(Err(e)) = r.memory.as_deref().map(crate::slurm::slurm_mem) {
+                errors.push(Diagnostic::at(
+                    &node.span,
+                    format!("invalid resources: {e}"),
+                ));
+            }
+            r
+        }
+        Err(e) => {
+            errors.push(Diagnostic::at(
+                &node.span,
+                format!("invalid resources: {e}"),
+            ));
+            Resources {
+                threads: Some(1),
+                ..Resources::default()
+            }
+        }
+    }
+}
+
+/// The instances built so far, as an instance with grid `binding` sees them.
+struct Upstream<'a> {
+    manifest: &'a Manifest,
+    instances: &'a [Instance],
+    by_decl: &'a HashMap<usize, Vec<usize>>,
+    binding: &'a [(String, Json)],
+}
+
+impl Upstream<'_> {
+    /// The instances of declaration `stage` that input `input` (of instance `name`) reads
+    /// `output` of: those agreeing with the binding, one unless `gather`, with that output.
+    fn input(
+        &self,
+        stage: usize,
+        output: &str,
+        gather: bool,
+        name: &str,
+        (input, span): (&str, &Span),
+    ) -> Result<Vec<usize>, Diagnostic> {
+        let upstream = &self.manifest.stages[stage].name.name;
+        let candidates: Vec<usize> = self
+            .by_decl
+            .get(&stage)
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(|&u| agrees(&self.instances[u].binding, self.binding))
+            .collect();
+        if candidates.is_empty() {
+            return Err(Diagnostic::at(
+                span,
+                format!(
+                    "input `{input}` of `{name}`: no instance of `{upstream}` matches this grid combination (excluded?)"
+                ),
+            ));
+        }
+        if !gather && candidates.len() > 1 {
+            return Err(Diagnostic::at(
+                span,
+                format!(
+                    "input `{input}`: `{upstream}` has {} instances here; use `{upstream}[*].{output}` to gather them",
+                    candidates.len()
+                ),
+            ));
+        }
+        let outs = &self.instances[candidates[0]].outputs;
+        if !outs.iter().any(|o| o.name == output) {
+            return Err(Diagnostic::at(
+                span,
+                format!("stage `{upstream}` has no output `{output}`"),
+            )
+            .with_help(suggest::help(output, outs.iter().map(|o| o.name.as_str()))));
+        }
+        Ok(candidates)
+    }
+}
+
+/// The instance of `decl` for one grid `binding`: its parameters checked by its kind,
+/// its device, resources and inputs resolved against the instances built so far; `None`
+/// with the reasons in `errors` when any part is wrong.
 #[allow(clippy::too_many_arguments)]
 fn build_instance(
     manifest: &Manifest,
@@ -636,19 +749,7 @@ fn build_instance(
     };
     let params = check_params(decl, &kind, with.as_ref(), errors);
 
-    let device = match &decl.device {
-        Some(d) => interpolate::substitute(d, &env)
-            .map(|n| n.as_str().unwrap_or("cpu").to_string())
-            .unwrap_or_else(|e| {
-                errors.push(e);
-                String::new()
-            }),
-        None => manifest
-            .default_value("device")
-            .and_then(|d| d.as_str())
-            .unwrap_or("cpu")
-            .to_string(),
-    };
+    let device = device_of(manifest, decl, &env, errors);
     // What the device means is the device owner's to say (the stages crate's DeviceSpec).
     let device_env = if kind.uses_device() {
         registry.device_facts(&device).unwrap_or_else(|message| {
@@ -664,30 +765,7 @@ fn build_instance(
         BTreeMap::new()
     };
 
-    let resources = match &decl.resources {
-        None => Resources::default(),
-        Some(node) => match serde_json::from_value::<Resources>(node.to_json()) {
-            Ok(r) => {
-                if let Some(Err(e)) = r.memory.as_deref().map(crate::slurm::slurm_mem) {
-                    errors.push(Diagnostic::at(
-                        &node.span,
-                        format!("invalid resources: {e}"),
-                    ));
-                }
-                r
-            }
-            Err(e) => {
-                errors.push(Diagnostic::at(
-                    &node.span,
-                    format!("invalid resources: {e}"),
-                ));
-                Resources {
-                    threads: Some(1),
-                    ..Resources::default()
-                }
-            }
-        },
-    };
+    let resources = resources_of(decl, errors);
     let (threads, gpus) = (
         resources.threads.unwrap_or(kind.default_threads()),
         resources.gpus,
@@ -702,52 +780,29 @@ fn build_instance(
                 output,
                 gather,
             } => {
-                let upstream = &manifest.stages[*stage].name.name;
-                let candidates: Vec<usize> = by_decl
-                    .get(stage)
-                    .map(|v| v.as_slice())
-                    .unwrap_or_default()
-                    .iter()
-                    .copied()
-                    .filter(|&u| agrees(&instances[u].binding, &json_binding))
-                    .collect();
-                if candidates.is_empty() {
-                    errors.push(Diagnostic::at(
-                        span,
-                        format!("input `{input}` of `{name}`: no instance of `{upstream}` matches this grid combination (excluded?)"),
-                    ));
-                    continue;
+                let upstream = Upstream {
+                    manifest,
+                    instances,
+                    by_decl,
+                    binding: &json_binding,
+                };
+                match upstream.input(*stage, output, *gather, &name, (input, span)) {
+                    Ok(candidates) => {
+                        deps.extend(candidates.iter().copied());
+                        inputs.insert(
+                            input.clone(),
+                            InputRef::Upstream {
+                                source: node.as_str().unwrap_or_default().to_string(),
+                                items: candidates
+                                    .into_iter()
+                                    .map(|u| (u, output.clone()))
+                                    .collect(),
+                                gather: *gather,
+                            },
+                        );
+                    }
+                    Err(d) => errors.push(d),
                 }
-                if !*gather && candidates.len() > 1 {
-                    errors.push(Diagnostic::at(
-                        span,
-                        format!("input `{input}`: `{upstream}` has {} instances here; use `{upstream}[*].{output}` to gather them", candidates.len()),
-                    ));
-                    continue;
-                }
-                let outs = &instances[candidates[0]].outputs;
-                if !outs.iter().any(|o| &o.name == output) {
-                    errors.push(
-                        Diagnostic::at(
-                            span,
-                            format!("stage `{upstream}` has no output `{output}`"),
-                        )
-                        .with_help(suggest::help(output, outs.iter().map(|o| o.name.as_str()))),
-                    );
-                    continue;
-                }
-                deps.extend(candidates.iter().copied());
-                inputs.insert(
-                    input.clone(),
-                    InputRef::Upstream {
-                        source: node.as_str().unwrap_or_default().to_string(),
-                        items: candidates
-                            .into_iter()
-                            .map(|u| (u, output.clone()))
-                            .collect(),
-                        gather: *gather,
-                    },
-                );
             }
             RawRef::Path => match interpolate::substitute(node, &env) {
                 Err(d) => errors.push(d),
