@@ -198,16 +198,7 @@ pub fn execute(
     };
     std::thread::scope(|scope| {
         let mut running = 0usize;
-        let mut threads_used = 0usize;
-        // The local executor hands out GPUs by name; Slurm and the inline executor only
-        // count them (Slurm's --gres picks them, threads cannot be given their own).
-        let mut gpus = GpuPool::new(opts.gpus);
-        // Counted apart from the pool: a stage started alone holds its GPUs in the count
-        // even when fewer exist, so nothing starts beside it.
-        let mut gpus_used = 0usize;
-        let mut held: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        let mut memory_used = 0u64;
-        let memory_budget = opts.memory.unwrap_or(u64::MAX);
+        let mut machine = Machine::new(opts, facts.cores);
         loop {
             if crate::interrupt::requested() {
                 stop = true;
@@ -226,13 +217,7 @@ pub fn execute(
                     {
                         continue;
                     }
-                    let want = threads_for(inst.threads, facts.cores);
-                    let fits = running == 0
-                        || batch
-                        || (threads_used + want <= facts.cores
-                            && gpus_used + inst.gpus <= opts.gpus
-                            && memory_used.saturating_add(inst.memory) <= memory_budget);
-                    if !fits {
+                    if !(running == 0 || batch || machine.fits(inst)) {
                         continue;
                     }
                     let upstream: BTreeMap<usize, RunRecord> = inst
@@ -245,19 +230,8 @@ pub fn execute(
                         .collect();
                     slots[i] = Slot::Running;
                     running += 1;
-                    threads_used += want;
-                    // A stage started alone without enough free GPUs holds none (it
-                    // sees what this process sees); a stage in a thread or a Slurm job
-                    // holds its GPUs without being told their names.
-                    let taken = gpus.take(inst.gpus).unwrap_or_default();
-                    let assigned = if opts.isolation.names_gpus() {
-                        taken.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    held.insert(i, taken);
-                    gpus_used += inst.gpus;
-                    memory_used += inst.memory;
+                    let want = threads_for(inst.threads, facts.cores);
+                    let assigned = machine.take(i, inst);
                     let tx = tx.clone();
                     let ctx = &ctx;
                     let forced = opts.force.contains(&i);
@@ -276,12 +250,7 @@ pub fn execute(
             };
             let inst = &pipeline.instances[i];
             running -= 1;
-            threads_used -= threads_for(inst.threads, facts.cores);
-            gpus_used -= inst.gpus;
-            if let Some(ids) = held.remove(&i) {
-                gpus.give_back(ids);
-            }
-            memory_used -= inst.memory;
+            machine.release(i, inst);
             match (&result.outcome, record) {
                 (Outcome::Failed(_), _) | (_, None) => {
                     slots[i] = Slot::Failed;
@@ -324,6 +293,74 @@ pub fn execute(
         results.push(r);
     }
     Ok(results)
+}
+
+/// What the running stages hold of this machine: cores, GPUs and memory.
+struct Machine {
+    cores: usize,
+    threads_used: usize,
+    /// GPUs the scheduler may hand out (`--gpus`).
+    gpus: usize,
+    /// Counted apart from the pool: a stage started alone holds its GPUs in the count
+    /// even when fewer exist, so nothing starts beside it.
+    gpus_used: usize,
+    /// The local executor hands out GPUs by name; Slurm and the inline executor only
+    /// count them (Slurm's --gres picks them, threads cannot be given their own).
+    pool: GpuPool,
+    names_gpus: bool,
+    held: BTreeMap<usize, Vec<String>>,
+    memory: u64,
+    memory_used: u64,
+}
+
+impl Machine {
+    fn new(opts: &RunOptions, cores: usize) -> Machine {
+        Machine {
+            cores,
+            threads_used: 0,
+            gpus: opts.gpus,
+            gpus_used: 0,
+            pool: GpuPool::new(opts.gpus),
+            names_gpus: opts.isolation.names_gpus(),
+            held: BTreeMap::new(),
+            memory: opts.memory.unwrap_or(u64::MAX),
+            memory_used: 0,
+        }
+    }
+
+    /// Whether `inst`'s threads, GPUs and memory are free.
+    fn fits(&self, inst: &crate::pipeline::Instance) -> bool {
+        self.threads_used + threads_for(inst.threads, self.cores) <= self.cores
+            && self.gpus_used + inst.gpus <= self.gpus
+            && self.memory_used.saturating_add(inst.memory) <= self.memory
+    }
+
+    /// Hold `inst`'s resources for instance `i`; the names of the GPUs its process is
+    /// to see (none where the executor cannot name them, or where a stage started alone
+    /// wants more than there are: it sees what this process sees).
+    fn take(&mut self, i: usize, inst: &crate::pipeline::Instance) -> Vec<String> {
+        self.threads_used += threads_for(inst.threads, self.cores);
+        self.gpus_used += inst.gpus;
+        self.memory_used += inst.memory;
+        let taken = self.pool.take(inst.gpus).unwrap_or_default();
+        let named = if self.names_gpus {
+            taken.clone()
+        } else {
+            Vec::new()
+        };
+        self.held.insert(i, taken);
+        named
+    }
+
+    /// Give back what [`Machine::take`] held for instance `i`.
+    fn release(&mut self, i: usize, inst: &crate::pipeline::Instance) {
+        self.threads_used -= threads_for(inst.threads, self.cores);
+        self.gpus_used -= inst.gpus;
+        self.memory_used -= inst.memory;
+        if let Some(ids) = self.held.remove(&i) {
+            self.pool.give_back(ids);
+        }
+    }
 }
 
 fn threads_for(wanted: usize, cores: usize) -> usize {
