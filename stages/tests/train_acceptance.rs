@@ -14,7 +14,7 @@ use train_support::{as_f32, corpus_rows, data_dir, job, model_dir, params, tenso
 
 use burn::backend::Autodiff;
 use burn::prelude::*;
-use slayer_engine::stage::{Logger, Progress, Stage, StageContext, StageInput, Typed};
+use slayer_engine::stage::{Stage, StageContext, Typed};
 use slayer_stages::model::{Cpu, Llama, SaveDtype, save_pretrained};
 use slayer_stages::train::data_loader::PackedData;
 use slayer_stages::train::loss::{FusedLoss, HostBatch, weighted_cross_entropy};
@@ -36,24 +36,15 @@ fn loss_decreases_over_50_steps_through_the_stage_api() {
     let scratch = root.join("scratch");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
-    let input = |p: &Path| StageInput {
-        items: vec![("x".to_string(), p.to_path_buf())],
-    };
     let ctx = StageContext {
-        stage: "cpt".into(),
-        inputs: BTreeMap::from([
-            ("model".to_string(), input(&model)),
-            ("data".to_string(), input(&data)),
-            ("eval_data".to_string(), input(&data)),
-        ]),
-        out_dir: out.clone(),
         work_dir: root.to_path_buf(),
         scratch_dir: scratch,
-        device: "cpu".into(),
         threads: 2,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
+        ..StageContext::local("cpt", &out)
+    }
+    .with_input("model", "x", &model)
+    .with_input("data", "x", &data)
+    .with_input("eval_data", "x", &data);
     let stage = Typed(TrainStage);
     let raw = serde_json::json!({"mode": "cpt", "trainable": "all", "lr": 1e-2,
         "warmup": 0.1, "batch_size": 4, "max_steps": 50, "eval_every": 25});

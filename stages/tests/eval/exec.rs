@@ -4,12 +4,11 @@
 //! `dev/eval_lm_eval_parity.py --slayer test` and `bench/eval_arc_easy_vs_lm_eval.py`.
 //! Ignored unless asked for: `cargo test -p slayer-stages --test eval exec:: -- --ignored`.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use slayer_engine::Registry;
-use slayer_engine::stage::{Logger, Progress, StageContext, StageInput};
+use slayer_engine::stage::StageContext;
 
 #[test]
 #[ignore = "driven by SLAYER_EVAL_EXEC"]
@@ -24,33 +23,16 @@ fn eval_exec_from_env() {
     let out = PathBuf::from(spec["out"].as_str().unwrap());
     std::fs::create_dir_all(&out).unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let mut inputs = BTreeMap::new();
-    let model = PathBuf::from(spec["model"].as_str().unwrap());
-    inputs.insert(
-        "model".to_string(),
-        StageInput {
-            items: vec![("model".into(), model)],
-        },
-    );
-    if let Some(d) = spec["data"].as_str() {
-        inputs.insert(
-            "data".to_string(),
-            StageInput {
-                items: vec![("data".into(), d.into())],
-            },
-        );
-    }
-    let ctx = StageContext {
-        stage: "eval".into(),
-        inputs,
-        out_dir: out,
+    let mut ctx = StageContext {
         work_dir: std::env::current_dir().unwrap(),
         scratch_dir: scratch.path().to_path_buf(),
-        device: "cpu".into(),
         threads: 0,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
+        ..StageContext::local("eval", &out)
+    }
+    .with_input("model", "model", Path::new(spec["model"].as_str().unwrap()));
+    if let Some(d) = spec["data"].as_str() {
+        ctx = ctx.with_input("data", "data", Path::new(d));
+    }
     let metrics = stage.run(&params, &ctx).unwrap();
     println!(
         "SLAYER_METRICS {}",

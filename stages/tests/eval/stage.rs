@@ -2,14 +2,13 @@
 //! (`metrics.json` keyed by task, `items.parquet` one row per item) and the returned
 //! metrics, for multiple-choice, HellaSwag-format, user-defined and synthetic tasks.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::RowAccessor;
 use serde_json::{Value, json};
 use slayer_engine::Registry;
-use slayer_engine::stage::{Logger, Progress, StageContext, StageInput};
+use slayer_engine::stage::StageContext;
 
 use crate::support::{fixtures, tiny_model_dir};
 
@@ -33,32 +32,16 @@ fn run(
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
-    let mut inputs = BTreeMap::new();
-    inputs.insert(
-        "model".to_string(),
-        StageInput {
-            items: vec![("model".into(), model)],
-        },
-    );
-    if let Some(d) = data {
-        inputs.insert(
-            "data".to_string(),
-            StageInput {
-                items: vec![("data".into(), d)],
-            },
-        );
-    }
-    let ctx = StageContext {
-        stage: "eval".into(),
-        inputs,
-        out_dir: out,
+    let mut ctx = StageContext {
         work_dir: fixtures().join("eval"),
         scratch_dir: scratch,
-        device: "cpu".into(),
         threads: 2,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
+        ..StageContext::local("eval", &out)
+    }
+    .with_input("model", "model", &model);
+    if let Some(d) = data {
+        ctx = ctx.with_input("data", "data", &d);
+    }
     let r = stage.run(&params, &ctx).map_err(|e| e.to_string());
     (dir, r)
 }

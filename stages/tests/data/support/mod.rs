@@ -13,7 +13,6 @@ use arrow_array::types::UInt32Type;
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use slayer_engine::stage::{Logger, Progress};
 use slayer_engine::{Metrics, Registry, StageContext, StageError, StageInput};
 
 /// A registry with the data kinds only.
@@ -52,15 +51,10 @@ pub fn run(
         );
     }
     let ctx = StageContext {
-        stage: kind.to_string(),
         inputs: map,
-        out_dir: out.to_path_buf(),
-        work_dir: out.to_path_buf(),
         scratch_dir: scratch,
-        device: "cpu".into(),
         threads,
-        progress: Progress::hidden(),
-        log: Logger::discard(),
+        ..StageContext::local(kind, out)
     };
     stage.run(&params, &ctx)
 }
