@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::executor::{self, Isolation, Outcome, RunOptions};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, State};
-use crate::stage::{Logger, Progress, Registry, StageContext, StageInput};
+use crate::stage::{Registry, Stage, StageContext, StageInput};
 use crate::suggest;
 
 /// The store for a manifest: the nearest ancestor of its directory that already has a
@@ -698,6 +698,96 @@ pub fn exec(
         kind: kind.to_string(),
         suggestion: suggest::did_you_mean(kind, registry.names()),
     })?;
+    let params = exec_params(stage.as_ref(), sets)?;
+    let ctx_inputs = exec_inputs(stage.as_ref(), kind, inputs)?;
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty && !out.join(EXEC_MARKER).exists() {
+            return Err(EngineError::Invalid(format!(
+                "--out {} exists and was not written by `slayer exec`; choose a new directory",
+                out.display()
+            )));
+        }
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    let staging = beside(out, parent, "partial");
+    let scratch = staging.join(".scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| io_error(&staging, e))?;
+    let ctx = StageContext {
+        inputs: ctx_inputs,
+        work_dir: std::env::current_dir().unwrap_or_default(),
+        device: device.to_string(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        scratch_dir: scratch.clone(),
+        ..StageContext::local(kind, &staging)
+    };
+    let result = stage.run(&params, &ctx);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let metrics = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            // The stage failed at its work (exit 1), unlike bad flags (exit 2).
+            return Err(EngineError::Failed(format!("{kind} failed: {e}")));
+        }
+    };
+    let outputs = stage.outputs(&params);
+    for o in &outputs {
+        if !staging.join(&o.path).exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(EngineError::Failed(format!(
+                "{kind} did not write its output `{}` ({})",
+                o.name, o.path
+            )));
+        }
+    }
+    // A kind whose only output is a directory (a model) gets it as --out itself.
+    let staging = match outputs.as_slice() {
+        [only] if staging.join(&only.path).is_dir() => {
+            let inner = staging.join(&only.path);
+            let lifted = beside(out, parent, "lifted");
+            std::fs::rename(&inner, &lifted).map_err(|e| io_error(&inner, e))?;
+            let _ = std::fs::remove_dir_all(&staging);
+            lifted
+        }
+        _ => staging,
+    };
+    let _ = std::fs::write(staging.join(EXEC_MARKER), "written by slayer exec\n");
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| io_error(out, e))?;
+    }
+    std::fs::rename(&staging, out).map_err(|e| io_error(out, e))?;
+    Ok(Value::Object(metrics))
+}
+
+/// The file in an output directory that says `slayer exec` wrote it (and may replace it).
+const EXEC_MARKER: &str = ".slayer-exec";
+
+/// A private directory beside `out` in `parent`, e.g. `.model.partial-1234`.
+fn beside(out: &Path, parent: &Path, what: &str) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent.join(format!(".{name}.{what}-{}", std::process::id()))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> EngineError {
+    EngineError::Io {
+        context: path.display().to_string(),
+        source,
+    }
+}
+
+/// `slayer exec`'s `--set KEY=VALUE` flags (each VALUE read as YAML, else a string;
+/// dotted keys nest) checked by the stage kind.
+fn exec_params(stage: &dyn Stage, sets: &[(String, String)]) -> Result<Value, EngineError> {
     let mut params = serde_json::Map::new();
     for (key, value) in sets {
         let parsed = crate::yaml::parse(std::sync::Arc::new(crate::yaml::SourceFile {
@@ -708,10 +798,19 @@ pub fn exec(
         .unwrap_or_else(|_| Value::String(value.clone()));
         insert_dotted(&mut params, key, parsed);
     }
-    let params = stage.check_params(&Value::Object(params)).map_err(|e| {
+    stage.check_params(&Value::Object(params)).map_err(|e| {
         let key: Vec<String> = e.path.iter().map(|s| format!("{s:?}")).collect();
         EngineError::Invalid(format!("--set {}: {}", key.join("."), e.message))
-    })?;
+    })
+}
+
+/// `slayer exec`'s `--in NAME=PATH` flags as the stage's inputs: names the kind has, every
+/// required one given, every path there (absolute, labelled as given).
+fn exec_inputs(
+    stage: &dyn Stage,
+    kind: &str,
+    inputs: &[(String, PathBuf)],
+) -> Result<std::collections::BTreeMap<String, StageInput>, EngineError> {
     if let crate::stage::InputSpecs::Fixed(specs) = stage.inputs() {
         for (name, _) in inputs {
             if !specs.iter().any(|s| s.name == name) {
@@ -747,101 +846,7 @@ pub fn exec(
             .items
             .push((path.display().to_string(), abs));
     }
-    let marker = ".slayer-exec";
-    if out.exists() {
-        let empty = std::fs::read_dir(out)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty && !out.join(marker).exists() {
-            return Err(EngineError::Invalid(format!(
-                "--out {} exists and was not written by `slayer exec`; choose a new directory",
-                out.display()
-            )));
-        }
-    }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| EngineError::Io {
-        context: parent.display().to_string(),
-        source: e,
-    })?;
-    let staging = parent.join(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let scratch = staging.join(".scratch");
-    std::fs::create_dir_all(&scratch).map_err(|e| EngineError::Io {
-        context: staging.display().to_string(),
-        source: e,
-    })?;
-    let ctx = StageContext {
-        stage: kind.to_string(),
-        inputs: ctx_inputs,
-        out_dir: staging.clone(),
-        work_dir: std::env::current_dir().unwrap_or_default(),
-        scratch_dir: scratch.clone(),
-        device: device.to_string(),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        progress: Progress::hidden(),
-        log: Logger::discard(),
-    };
-    let result = stage.run(&params, &ctx);
-    let _ = std::fs::remove_dir_all(&scratch);
-    let metrics = match result {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            // The stage failed at its work (exit 1), unlike bad flags (exit 2).
-            return Err(EngineError::Failed(format!("{kind} failed: {e}")));
-        }
-    };
-    let outputs = stage.outputs(&params);
-    for o in &outputs {
-        if !staging.join(&o.path).exists() {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(EngineError::Failed(format!(
-                "{kind} did not write its output `{}` ({})",
-                o.name, o.path
-            )));
-        }
-    }
-    // A kind whose only output is a directory (a model) gets it as --out itself.
-    let staging = match outputs.as_slice() {
-        [only] if staging.join(&only.path).is_dir() => {
-            let inner = staging.join(&only.path);
-            let lifted = parent.join(format!(
-                ".{}.lifted-{}",
-                out.file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::process::id()
-            ));
-            std::fs::rename(&inner, &lifted).map_err(|e| EngineError::Io {
-                context: inner.display().to_string(),
-                source: e,
-            })?;
-            let _ = std::fs::remove_dir_all(&staging);
-            lifted
-        }
-        _ => staging,
-    };
-    let _ = std::fs::write(staging.join(marker), "written by slayer exec\n");
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| EngineError::Io {
-            context: out.display().to_string(),
-            source: e,
-        })?;
-    }
-    std::fs::rename(&staging, out).map_err(|e| EngineError::Io {
-        context: out.display().to_string(),
-        source: e,
-    })?;
-    Ok(Value::Object(metrics))
+    Ok(ctx_inputs)
 }
 
 fn insert_dotted(map: &mut serde_json::Map<String, Value>, key: &str, value: Value) {
