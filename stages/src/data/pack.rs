@@ -307,95 +307,18 @@ pub fn pack(
         return Err(DataError::Invalid("input `shards`: no sources".into()));
     }
     // Files, totals and metadata of every source.
-    let mut srcs = Vec::new();
-    let mut tokenizer_hash: Option<(String, PathBuf)> = None;
-    let mut meta_eos = None;
-    for (index, (label, path)) in sources.iter().enumerate() {
-        let files = shard_files(path)?;
-        let mut total = 0u64;
-        for f in &files {
-            let meta = file_metadata(f)?;
-            if let Some(h) = meta.get(META_TOKENIZER) {
-                match &tokenizer_hash {
-                    Some((h0, f0)) if h0 != h => {
-                        return Err(DataError::file(
-                            f,
-                            format!(
-                                "tokenized with a different tokenizer ({h}) than {} ({h0}); every source must share one",
-                                f0.display()
-                            ),
-                        ));
-                    }
-                    None => tokenizer_hash = Some((h.clone(), f.clone())),
-                    _ => {}
-                }
-            }
-            if let Some(e) = meta.get(META_EOS).and_then(|e| e.parse::<u32>().ok()) {
-                meta_eos.get_or_insert(e);
-            }
-            let mut r = IdsReader::open(f, &["n_tokens"], 65_536)?;
-            while let Some(b) = r.next_batch()? {
-                total += column_u32(b.column(0), f)?
-                    .iter()
-                    .map(|&n| u64::from(n))
-                    .sum::<u64>();
-            }
-        }
-        srcs.push(Source {
-            name: label.clone(),
-            files,
-            share: 0.0,
-            total,
-            rng: SplitMix64::with_stream(p.seed, 0x9ac4 ^ index as u64),
-            seed: p.seed,
-            index: index as u64,
-            queue: Vec::new(),
-            reader: None,
-            batch: None,
-            buffer: Vec::new(),
-            cap: p.shuffle_buffer,
-            documents: 0,
-            emitted: 0,
-            epochs: 0,
-        });
-    }
+    let mut shared = SharedMeta::default();
+    let mut srcs = sources
+        .iter()
+        .enumerate()
+        .map(|(index, (label, path))| open_source(p, index, label, path, &mut shared))
+        .collect::<Result<Vec<_>>>()?;
     assign_shares(p, sources, &mut srcs)?;
-    let budget = match p.token_budget {
-        Some(b) => b,
-        None if p.mix.is_empty() => srcs.iter().map(|s| s.total).sum(),
-        None => srcs
-            .iter()
-            .filter(|s| s.share > 0.0)
-            .map(|s| (s.total as f64 / s.share).floor() as u64)
-            .min()
-            .unwrap_or(0),
-    };
-    let eos = p.eos_id.or(meta_eos);
+    let budget = token_budget(p, &srcs);
+    let eos = p.eos_id.or(shared.eos);
     let pad = p.pad_id.or(eos).unwrap_or(0);
     let separator = if p.eos_between { eos } else { None };
-
-    let mut meta = BTreeMap::new();
-    if let Some((h, _)) = &tokenizer_hash {
-        meta.insert(META_TOKENIZER.to_string(), h.clone());
-    }
-    if let Some(e) = eos {
-        meta.insert(META_EOS.to_string(), e.to_string());
-    }
-    meta.insert(META_KIND.to_string(), "pack".to_string());
-    meta.insert("slayer.seq_len".to_string(), p.seq_len.to_string());
-    let mut out = SequenceSink::new(
-        ShardWriter::new(
-            ShardOptions {
-                dir: dir.to_path_buf(),
-                max_rows: Some(p.shard_rows),
-                max_tokens: None,
-                compression: p.compression,
-                metadata: meta,
-            },
-            sequences_schema(),
-        )?,
-        p.seq_len,
-    );
+    let mut out = sequence_sink(p, dir, shared.tokenizer.map(|(h, _)| h), eos)?;
 
     let repeat = p.on_exhausted == Exhausted::Repeat;
     for s in &mut srcs {
@@ -457,6 +380,119 @@ pub fn pack(
         )));
     }
     Ok(report)
+}
+
+/// What every source's files must agree on (the tokenizer) or may say (the EOS id).
+#[derive(Default)]
+struct SharedMeta {
+    /// The tokenizer hash and the first file that named it.
+    tokenizer: Option<(String, PathBuf)>,
+    /// The first EOS id a file names.
+    eos: Option<u32>,
+}
+
+/// Source `index` (`label`, files at `path`): its files, its token total (summed from
+/// the `n_tokens` column), its seeded order; its files' metadata checked against and
+/// added to `shared`.
+fn open_source(
+    p: &PackParams,
+    index: usize,
+    label: &str,
+    path: &Path,
+    shared: &mut SharedMeta,
+) -> Result<Source> {
+    let files = shard_files(path)?;
+    let mut total = 0u64;
+    for f in &files {
+        let meta = file_metadata(f)?;
+        if let Some(h) = meta.get(META_TOKENIZER) {
+            match &shared.tokenizer {
+                Some((h0, f0)) if h0 != h => {
+                    return Err(DataError::file(
+                        f,
+                        format!(
+                            "tokenized with a different tokenizer ({h}) than {} ({h0}); every source must share one",
+                            f0.display()
+                        ),
+                    ));
+                }
+                None => shared.tokenizer = Some((h.clone(), f.clone())),
+                _ => {}
+            }
+        }
+        if let Some(e) = meta.get(META_EOS).and_then(|e| e.parse::<u32>().ok()) {
+            shared.eos.get_or_insert(e);
+        }
+        let mut r = IdsReader::open(f, &["n_tokens"], 65_536)?;
+        while let Some(b) = r.next_batch()? {
+            total += column_u32(b.column(0), f)?
+                .iter()
+                .map(|&n| u64::from(n))
+                .sum::<u64>();
+        }
+    }
+    Ok(Source {
+        name: label.to_string(),
+        files,
+        share: 0.0,
+        total,
+        rng: SplitMix64::with_stream(p.seed, 0x9ac4 ^ index as u64),
+        seed: p.seed,
+        index: index as u64,
+        queue: Vec::new(),
+        reader: None,
+        batch: None,
+        buffer: Vec::new(),
+        cap: p.shuffle_buffer,
+        documents: 0,
+        emitted: 0,
+        epochs: 0,
+    })
+}
+
+/// Tokens to emit: `token_budget`, else everything (no mix), else as much as keeps every
+/// mixed source at its share until the first runs dry.
+fn token_budget(p: &PackParams, srcs: &[Source]) -> u64 {
+    match p.token_budget {
+        Some(b) => b,
+        None if p.mix.is_empty() => srcs.iter().map(|s| s.total).sum(),
+        None => srcs
+            .iter()
+            .filter(|s| s.share > 0.0)
+            .map(|s| (s.total as f64 / s.share).floor() as u64)
+            .min()
+            .unwrap_or(0),
+    }
+}
+
+/// The sequences' shard writer in `dir`, its files carrying the tokenizer hash, the EOS
+/// id, the kind and the sequence length.
+fn sequence_sink(
+    p: &PackParams,
+    dir: &Path,
+    tokenizer: Option<String>,
+    eos: Option<u32>,
+) -> Result<SequenceSink> {
+    let mut meta = BTreeMap::new();
+    if let Some(h) = tokenizer {
+        meta.insert(META_TOKENIZER.to_string(), h);
+    }
+    if let Some(e) = eos {
+        meta.insert(META_EOS.to_string(), e.to_string());
+    }
+    meta.insert(META_KIND.to_string(), "pack".to_string());
+    meta.insert("slayer.seq_len".to_string(), p.seq_len.to_string());
+    let writer = ShardWriter::new(
+        ShardOptions {
+            dir: dir.to_path_buf(),
+            max_rows: Some(p.shard_rows),
+            max_tokens: None,
+            compression: p.compression,
+            metadata: meta,
+        },
+        sequences_schema(),
+    )?;
+    Ok(SequenceSink::new(writer, p.seq_len))
 }
 
 /// Sets each source's share from `mix` (or from the sizes).
