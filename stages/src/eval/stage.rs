@@ -161,6 +161,14 @@ pub fn validate_params(p: &EvalParams) -> std::result::Result<(), ParamError> {
     if p.temperature.is_nan() || p.temperature < 0.0 {
         return Err(ParamError::new("temperature", "must be >= 0"));
     }
+    if let Some(t) = p.timeout_s
+        && !crate::eval::task::timeout_in_range(t)
+    {
+        return Err(ParamError::new(
+            "timeout_s",
+            format!("must be more than 0 and at most 86400 seconds (a day per program), got {t}"),
+        ));
+    }
     Ok(())
 }
 

@@ -122,6 +122,11 @@ fn d_timeout() -> f64 {
     10.0
 }
 
+/// Whether `seconds` can bound one HumanEval program: positive and at most a day.
+pub fn timeout_in_range(seconds: f64) -> bool {
+    seconds > 0.0 && seconds <= 86_400.0
+}
+
 /// One task, as written in its YAML/JSON file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +300,10 @@ fn check_def(def: &TaskDef, source: &str) -> Result<()> {
             Err(EvalError::task_def(source, what.to_string()))
         }
     };
+    need(
+        timeout_in_range(def.timeout_s),
+        "`timeout_s` must be more than 0 and at most 86400 seconds (a day per program)",
+    )?;
     match def.kind {
         TaskType::MultipleChoice => need(
             def.choices.is_some(),

@@ -279,8 +279,8 @@ pub fn join_timeout() -> Result<Duration, TrainError> {
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| {
                 TrainError::Ranks(format!("{JOIN_TIMEOUT_ENV}={v:?} is not a positive number"))
             }),
@@ -400,7 +400,8 @@ pub fn launch_local(job: &TrainJob, ranks: usize) -> Result<TrainSummary, TrainE
     ));
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let hang = Duration::from_secs_f64(job.params.hang_timeout_s);
+    // Any finite positive value: one too large for a Duration means "never".
+    let hang = Duration::try_from_secs_f64(job.params.hang_timeout_s).unwrap_or(Duration::MAX);
     let mut mpirun = cmd.spawn().map_err(|e| {
         TrainError::Ranks(format!(
             "cannot start `mpirun` ({e}); install OpenMPI (openmpi-bin)"

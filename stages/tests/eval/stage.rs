@@ -231,6 +231,37 @@ fn eval_stage_rejects_zero_counts_naming_the_key() {
     );
 }
 
+/// A program timeout that cannot bound a program (none, endless, beyond a Duration) is
+/// refused naming the key, in the stage's parameters and in a task file alike.
+#[test]
+fn eval_stage_rejects_timeouts_out_of_range() {
+    let mut registry = Registry::default();
+    slayer_stages::eval::register(&mut registry);
+    let stage = registry.get("eval").unwrap().clone();
+    for t in [0.0, -1.0, 1e300, 86_401.0] {
+        let e = stage
+            .check_params(&json!({"tasks": ["humaneval"], "timeout_s": t}))
+            .unwrap_err();
+        assert_eq!(format!("{:?}", e.path), "[Key(\"timeout_s\")]");
+        assert!(e.message.contains("at most 86400"), "{}", e.message);
+    }
+    assert!(
+        stage
+            .check_params(&json!({"tasks": ["humaneval"], "timeout_s": 86_400.0}))
+            .is_ok()
+    );
+    let src = tempfile::tempdir().unwrap();
+    let task = src.path().join("slow.yaml");
+    std::fs::write(
+        &task,
+        "name: slow\ntype: multiple_choice\nfile: x.jsonl\ncontext: \"{q}\"\nchoices: \"{c}\"\ngold: \"{g}\"\ntimeout_s: 1e300\n",
+    )
+    .unwrap();
+    let (_d, r) = run(json!({"tasks": [task.display().to_string()]}), None);
+    let e = r.unwrap_err();
+    assert!(e.contains("slow.yaml") && e.contains("`timeout_s`"), "{e}");
+}
+
 #[test]
 fn eval_stage_errors_are_clear() {
     let (_d, r) = run(json!({"tasks": ["arc_easy"], "limit": 2}), None);
