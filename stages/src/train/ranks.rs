@@ -210,6 +210,27 @@ pub struct RankReport {
 }
 
 impl RankReport {
+    /// The report of rank `rank` of `world` that trained `model` on `sequences`
+    /// sequences (rank 0 writes the outputs).
+    pub fn of<B: AutodiffBackend>(
+        model: &Llama<B>,
+        rank: usize,
+        world: usize,
+        sequences: u64,
+    ) -> RankReport {
+        let (frozen_digest, trainable_digest) = param_digests(model);
+        RankReport {
+            rank,
+            world,
+            pid: std::process::id(),
+            threads: rayon::current_num_threads(),
+            sequences,
+            frozen_digest,
+            trainable_digest,
+            wrote_outputs: rank == 0,
+        }
+    }
+
     /// Write it for `rank` under `scratch`.
     pub fn save(&self, scratch: &Path) -> Result<(), TrainError> {
         write_json(

@@ -433,18 +433,7 @@ pub fn train_on<AB: AutodiffBackend + FusedLoss>(
     }
     let elapsed = started.elapsed().as_secs_f64();
     if world > 1 {
-        let (frozen_digest, trainable_digest) = ranks::param_digests(&model);
-        RankReport {
-            rank,
-            world,
-            pid: std::process::id(),
-            threads: rayon::current_num_threads(),
-            sequences: sequences_read,
-            frozen_digest,
-            trainable_digest,
-            wrote_outputs: lead,
-        }
-        .save(&job.scratch_dir)?;
+        RankReport::of(&model, rank, world, sequences_read).save(&job.scratch_dir)?;
     }
     let summary = TrainSummary {
         final_loss: rows.last().map_or(f64::NAN, |r| r.loss),
