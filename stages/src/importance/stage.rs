@@ -458,10 +458,6 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
         Reduce::Mean => "mean",
         Reduce::Last => "last",
     };
-    let label = model.file_name().map_or_else(
-        || model.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
     let info = RunInfo {
         model: model.display().to_string(),
         data,
@@ -469,13 +465,42 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
         reduce: reduce.into(),
         device: format!("{} {device}", device.backend_name()),
     };
-    write_json(
-        &ctx.out("importance.json"),
-        &to_json(&imp, sweep.as_ref(), &info),
-    )?;
-    write_csv(&ctx.out("importance.csv"), &imp, sweep.as_ref())?;
-    write_parquet(&ctx.out("importance.parquet"), &imp, sweep.as_ref())?;
-    let subtitle = match &sweep {
+    write_outputs(ctx, &model, &imp, sweep.as_ref(), &info)?;
+    ctx.log.line(format!(
+        "importance: {:.2} s, {} block forwards (naive {}), {} head passes",
+        imp.seconds, imp.block_forwards, imp.naive_block_forwards, imp.head_passes
+    ));
+    if let Some(s) = &sweep {
+        ctx.log.line(format!(
+            "importance: {} evaluations of {} in {:.2} s",
+            eval_sweep::evaluations(imp.blocks, which),
+            s.tasks.join(", "),
+            s.seconds
+        ));
+    }
+    let mut m = metrics(&imp);
+    if let Some(s) = &sweep {
+        sweep_metrics(s, &mut m);
+    }
+    Ok(m)
+}
+
+/// importance.json, .csv, .parquet and .svg of a run on `model`.
+fn write_outputs(
+    ctx: &StageContext,
+    model: &Path,
+    imp: &Importance,
+    sweep: Option<&EvalSweep>,
+    info: &RunInfo,
+) -> Result<()> {
+    let label = model.file_name().map_or_else(
+        || model.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    write_json(&ctx.out("importance.json"), &to_json(imp, sweep, info))?;
+    write_csv(&ctx.out("importance.csv"), imp, sweep)?;
+    write_parquet(&ctx.out("importance.parquet"), imp, sweep)?;
+    let subtitle = match sweep {
         Some(s) => format!(
             "{label}: {} blocks, {} of {} (base {:.3})",
             imp.blocks,
@@ -491,37 +516,25 @@ fn run(p: &ImportanceParams, ctx: &StageContext) -> Result<Metrics> {
     let svg_path = ctx.out("importance.svg");
     std::fs::write(
         &svg_path,
-        super::svg::figure(&imp, sweep.as_ref(), reduce, &subtitle),
+        super::svg::figure(imp, sweep, &info.reduce, &subtitle),
     )
-    .map_err(|e| ImportanceError::io(&svg_path, e))?;
-    ctx.log.line(format!(
-        "importance: {:.2} s, {} block forwards (naive {}), {} head passes",
-        imp.seconds, imp.block_forwards, imp.naive_block_forwards, imp.head_passes
-    ));
-    if let Some(s) = &sweep {
-        ctx.log.line(format!(
-            "importance: {} evaluations of {} in {:.2} s",
-            eval_sweep::evaluations(imp.blocks, which),
-            s.tasks.join(", "),
-            s.seconds
-        ));
+    .map_err(|e| ImportanceError::io(&svg_path, e))
+}
+
+/// The evaluation sweep's metrics: the base score, its time, and the block whose removal
+/// costs the most.
+fn sweep_metrics(s: &EvalSweep, m: &mut Metrics) {
+    m.insert(format!("base_{}", s.metric), s.score(&s.base).into());
+    m.insert("eval_seconds".into(), s.seconds.into());
+    if let Some((i, _)) = s
+        .scores(&s.remove)
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.is_finite())
+        .min_by(|a, b| a.1.total_cmp(b.1))
+    {
+        m.insert("most_important_block".into(), i.into());
     }
-    let mut m = metrics(&imp);
-    if let Some(s) = &sweep {
-        m.insert(format!("base_{}", s.metric), s.score(&s.base).into());
-        m.insert("eval_seconds".into(), s.seconds.into());
-        // The block whose removal costs the most accuracy.
-        if let Some((i, _)) = s
-            .scores(&s.remove)
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| x.is_finite())
-            .min_by(|a, b| a.1.total_cmp(b.1))
-        {
-            m.insert("most_important_block".into(), i.into());
-        }
-    }
-    Ok(m)
 }
 
 fn metrics(imp: &Importance) -> Metrics {
