@@ -138,75 +138,8 @@ impl TypedStage for Report {
             },
             None => None,
         };
-        let label_of = |label: &str| row_label(&p.rows, label);
-        let mut item_sets = compare::ItemsByRow::new();
-        for (input, files) in ctx.inputs.iter() {
-            let Some(metrics_input) = items_input_of(input) else {
-                continue;
-            };
-            let group = p
-                .columns
-                .get(&metrics_input)
-                .unwrap_or(&metrics_input)
-                .clone();
-            for (label, path) in &files.items {
-                let outcomes = items::read(path)?;
-                let entry = item_sets
-                    .entry((group.clone(), label_of(label)))
-                    .or_default();
-                entry.extend(outcomes);
-            }
-        }
-        // (input, row label, source, metrics) for every file.
-        let mut found = Vec::new();
-        for (input, files) in ctx
-            .inputs
-            .iter()
-            .filter(|(name, _)| *name != REFERENCE && items_input_of(name).is_none())
-        {
-            for (label, path) in &files.items {
-                let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
-                let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                    StageError::msg(format!("{}: not a metrics JSON file: {e}", path.display()))
-                })?;
-                let label = label_of(label);
-                let source = fingerprint_of(path).unwrap_or_else(|| path.display().to_string());
-                let group = p.columns.get(input).unwrap_or(input).clone();
-                found.push((group, label, source, metrics));
-            }
-        }
-        // Columns are prefixed by the input name only when two inputs report the same
-        // task for the same row (e.g. `injection/synthetic` and `forgetting/synthetic`).
-        let tasks = |m: &serde_json::Value| -> Vec<String> {
-            m.as_object()
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default()
-        };
-        let prefix = found.iter().enumerate().any(|(i, (inp, label, _, m))| {
-            found[..i].iter().any(|(inp2, label2, _, m2)| {
-                inp != inp2 && label == label2 && tasks(m).iter().any(|t| tasks(m2).contains(t))
-            })
-        });
-        let mut rows: Vec<ReportRow> = Vec::new();
-        for (input, label, source, metrics) in found {
-            let metrics = match (prefix, metrics) {
-                (true, serde_json::Value::Object(m)) => serde_json::Value::Object(
-                    m.into_iter()
-                        .map(|(k, v)| (format!("{input}/{k}"), v))
-                        .collect(),
-                ),
-                (_, other) => other,
-            };
-            match rows.iter_mut().find(|r| r.label == label) {
-                Some(row) => row.merge(metrics, &source),
-                None => rows.push(ReportRow {
-                    label,
-                    source,
-                    metrics,
-                    ..ReportRow::default()
-                }),
-            }
-        }
+        let item_sets = read_item_sets(&p, ctx)?;
+        let (rows, prefix) = metric_rows(&p, ctx)?;
         let layout = TableLayout {
             metric: p.metric,
             headers: p.headers,
@@ -265,6 +198,85 @@ impl TypedStage for Report {
 /// (`base_b[seed=1]`) of a stage renamed in `rows`, the new name followed by the grid
 /// values (`pretrained,seed=1`, so `aggregate: [seed]` merges them); else its grid
 /// values (`strategy=s,seed=1`).
+/// The per-item outcomes of every `X_items` input, by (column group, row label).
+fn read_item_sets(p: &ReportParams, ctx: &StageContext) -> Result<compare::ItemsByRow, StageError> {
+    let mut item_sets = compare::ItemsByRow::new();
+    for (input, files) in ctx.inputs.iter() {
+        let Some(metrics_input) = items_input_of(input) else {
+            continue;
+        };
+        let group = p
+            .columns
+            .get(&metrics_input)
+            .unwrap_or(&metrics_input)
+            .clone();
+        for (label, path) in &files.items {
+            let outcomes = items::read(path)?;
+            let entry = item_sets
+                .entry((group.clone(), row_label(&p.rows, label)))
+                .or_default();
+            entry.extend(outcomes);
+        }
+    }
+    Ok(item_sets)
+}
+
+/// One row per row label from every metrics file of the inputs (rows of the same label
+/// merged), and whether columns carry their input's name: only when two inputs report
+/// the same task for the same row (e.g. `injection/synthetic` and
+/// `forgetting/synthetic`).
+fn metric_rows(p: &ReportParams, ctx: &StageContext) -> Result<(Vec<ReportRow>, bool), StageError> {
+    // (input, row label, source, metrics) for every file.
+    let mut found = Vec::new();
+    for (input, files) in ctx
+        .inputs
+        .iter()
+        .filter(|(name, _)| *name != REFERENCE && items_input_of(name).is_none())
+    {
+        for (label, path) in &files.items {
+            let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
+            let metrics: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                StageError::msg(format!("{}: not a metrics JSON file: {e}", path.display()))
+            })?;
+            let label = row_label(&p.rows, label);
+            let source = fingerprint_of(path).unwrap_or_else(|| path.display().to_string());
+            let group = p.columns.get(input).unwrap_or(input).clone();
+            found.push((group, label, source, metrics));
+        }
+    }
+    let tasks = |m: &serde_json::Value| -> Vec<String> {
+        m.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let prefix = found.iter().enumerate().any(|(i, (inp, label, _, m))| {
+        found[..i].iter().any(|(inp2, label2, _, m2)| {
+            inp != inp2 && label == label2 && tasks(m).iter().any(|t| tasks(m2).contains(t))
+        })
+    });
+    let mut rows: Vec<ReportRow> = Vec::new();
+    for (input, label, source, metrics) in found {
+        let metrics = match (prefix, metrics) {
+            (true, serde_json::Value::Object(m)) => serde_json::Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (format!("{input}/{k}"), v))
+                    .collect(),
+            ),
+            (_, other) => other,
+        };
+        match rows.iter_mut().find(|r| r.label == label) {
+            Some(row) => row.merge(metrics, &source),
+            None => rows.push(ReportRow {
+                label,
+                source,
+                metrics,
+                ..ReportRow::default()
+            }),
+        }
+    }
+    Ok((rows, prefix))
+}
+
 fn row_label(rows: &std::collections::BTreeMap<String, String>, instance: &str) -> String {
     if let Some(renamed) = rows.get(instance) {
         return renamed.clone();
