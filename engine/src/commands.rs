@@ -715,10 +715,10 @@ pub fn exec(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    std::fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
     let staging = beside(out, parent, "partial");
     let scratch = staging.join(".scratch");
-    std::fs::create_dir_all(&scratch).map_err(|e| io_error(&staging, e))?;
+    std::fs::create_dir_all(&scratch).map_err(|e| EngineError::io(&staging, e))?;
     let ctx = StageContext {
         inputs: ctx_inputs,
         work_dir: std::env::current_dir().unwrap_or_default(),
@@ -752,7 +752,7 @@ pub fn exec(
         [only] if staging.join(&only.path).is_dir() => {
             let inner = staging.join(&only.path);
             let lifted = beside(out, parent, "lifted");
-            std::fs::rename(&inner, &lifted).map_err(|e| io_error(&inner, e))?;
+            std::fs::rename(&inner, &lifted).map_err(|e| EngineError::io(&inner, e))?;
             let _ = std::fs::remove_dir_all(&staging);
             lifted
         }
@@ -760,9 +760,9 @@ pub fn exec(
     };
     let _ = std::fs::write(staging.join(EXEC_MARKER), "written by slayer exec\n");
     if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| io_error(out, e))?;
+        std::fs::remove_dir_all(out).map_err(|e| EngineError::io(out, e))?;
     }
-    std::fs::rename(&staging, out).map_err(|e| io_error(out, e))?;
+    std::fs::rename(&staging, out).map_err(|e| EngineError::io(out, e))?;
     Ok(Value::Object(metrics))
 }
 
@@ -776,13 +776,6 @@ fn beside(out: &Path, parent: &Path, what: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     parent.join(format!(".{name}.{what}-{}", std::process::id()))
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> EngineError {
-    EngineError::Io {
-        context: path.display().to_string(),
-        source,
-    }
 }
 
 /// `slayer exec`'s `--set KEY=VALUE` flags (each VALUE read as YAML, else a string;

@@ -169,6 +169,14 @@ fn suggestion_suffix(s: &Option<String>) -> String {
 }
 
 impl EngineError {
+    /// An I/O failure on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> EngineError {
+        EngineError::Io {
+            context: path.display().to_string(),
+            source,
+        }
+    }
+
     /// The process exit code: 2 for a rejected manifest or bad usage, 1 for failures.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -306,8 +306,9 @@ struct Machine {
     gpus_used: usize,
     /// The local executor hands out GPUs by name; Slurm and the inline executor only
     /// count them (Slurm's --gres picks them, threads cannot be given their own).
-    pool: GpuPool,
     names_gpus: bool,
+    /// The GPUs not named to a running stage, and those named to each.
+    pool: GpuPool,
     held: BTreeMap<usize, Vec<String>>,
     memory: u64,
     memory_used: u64,
@@ -342,13 +343,11 @@ impl Machine {
         self.threads_used += threads_for(inst.threads, self.cores);
         self.gpus_used += inst.gpus;
         self.memory_used += inst.memory;
-        let taken = self.pool.take(inst.gpus).unwrap_or_default();
-        let named = if self.names_gpus {
-            taken.clone()
-        } else {
-            Vec::new()
-        };
-        self.held.insert(i, taken);
+        if !self.names_gpus {
+            return Vec::new();
+        }
+        let named = self.pool.take(inst.gpus).unwrap_or_default();
+        self.held.insert(i, named.clone());
         named
     }
 

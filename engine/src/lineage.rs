@@ -11,10 +11,7 @@ use crate::error::EngineError;
 /// Finds the record that produced `path`: a path inside `.slayer/out/<fingerprint>/`, or
 /// any file whose content hash equals a recorded output.
 pub fn record_for_path(store: &Store, path: &Path) -> Result<Option<RunRecord>, EngineError> {
-    let abs = std::path::absolute(path).map_err(|e| EngineError::Io {
-        context: path.display().to_string(),
-        source: e,
-    })?;
+    let abs = std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;
     let out_root = store.root().join("out");
     if let Ok(rest) = abs.strip_prefix(&out_root)
         && let Some(fp) = rest.components().next()

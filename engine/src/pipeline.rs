@@ -773,37 +773,35 @@ fn build_instance(
 
     let mut inputs = BTreeMap::new();
     let mut deps = BTreeSet::new();
+    let upstream = Upstream {
+        manifest,
+        instances,
+        by_decl,
+        binding: &json_binding,
+    };
     for ((input, span, raw), (_, node)) in info.refs.iter().zip(&decl.inputs) {
         match raw {
             RawRef::Upstream {
                 stage,
                 output,
                 gather,
-            } => {
-                let upstream = Upstream {
-                    manifest,
-                    instances,
-                    by_decl,
-                    binding: &json_binding,
-                };
-                match upstream.input(*stage, output, *gather, &name, (input, span)) {
-                    Ok(candidates) => {
-                        deps.extend(candidates.iter().copied());
-                        inputs.insert(
-                            input.clone(),
-                            InputRef::Upstream {
-                                source: node.as_str().unwrap_or_default().to_string(),
-                                items: candidates
-                                    .into_iter()
-                                    .map(|u| (u, output.clone()))
-                                    .collect(),
-                                gather: *gather,
-                            },
-                        );
-                    }
-                    Err(d) => errors.push(d),
+            } => match upstream.input(*stage, output, *gather, &name, (input, span)) {
+                Ok(candidates) => {
+                    deps.extend(candidates.iter().copied());
+                    inputs.insert(
+                        input.clone(),
+                        InputRef::Upstream {
+                            source: node.as_str().unwrap_or_default().to_string(),
+                            items: candidates
+                                .into_iter()
+                                .map(|u| (u, output.clone()))
+                                .collect(),
+                            gather: *gather,
+                        },
+                    );
                 }
-            }
+                Err(d) => errors.push(d),
+            },
             RawRef::Path => match interpolate::substitute(node, &env) {
                 Err(d) => errors.push(d),
                 Ok(n) => {
