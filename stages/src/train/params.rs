@@ -142,9 +142,9 @@ pub struct TrainParams {
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
     /// Data-parallel processes (on the CPU they split the stage's threads; on CUDA each
-    /// trains on its own GPU, `cuda:(i + local rank)`). Each reads `batch_size / ranks` sequences of every step; gradients are
-    /// summed across ranks once per step. Under `srun`/`mpirun` it must equal the number
-    /// of tasks.
+    /// trains on its own GPU, `cuda:(i + local rank)`). Each reads `batch_size / ranks`
+    /// sequences of every step; gradients are summed across ranks once per step. Under
+    /// `srun`/`mpirun` it must equal the number of tasks.
     #[serde(default = "default_ranks")]
     pub ranks: usize,
     /// `none` keeps all activations for the backward; `blocks` keeps only each block's

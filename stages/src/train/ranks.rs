@@ -233,16 +233,13 @@ impl RankReport {
 
     /// Write it for `rank` under `scratch`.
     pub fn save(&self, scratch: &Path) -> Result<(), TrainError> {
-        write_json(
-            &ranks_dir(scratch).join(format!("rank-{}.json", self.rank)),
-            self,
-        )
+        write_json(&rank_file(&ranks_dir(scratch), self.rank, "json"), self)
     }
 
     /// Every report under `scratch`, by rank.
     pub fn load_all(scratch: &Path, world: usize) -> Result<Vec<RankReport>, TrainError> {
         (0..world)
-            .map(|r| read_json(&ranks_dir(scratch).join(format!("rank-{r}.json"))))
+            .map(|r| read_json(&rank_file(&ranks_dir(scratch), r, "json")))
             .collect()
     }
 }
@@ -312,14 +309,20 @@ pub fn join_timeout() -> Result<Duration, TrainError> {
 pub fn write_pid(scratch: &Path, rank: usize) -> Result<(), TrainError> {
     let dir = ranks_dir(scratch);
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-    let path = dir.join(format!("rank-{rank}.pid"));
+    let path = rank_file(&dir, rank, "pid");
     std::fs::write(&path, std::process::id().to_string()).map_err(|e| TrainError::io(&path, e))
+}
+
+/// `rank-R.EXT` in the ranks directory `dir`: rank `R`'s pid (`pid`), last finished
+/// step (`step`) and final report (`json`).
+fn rank_file(dir: &Path, rank: usize, ext: &str) -> PathBuf {
+    dir.join(format!("rank-{rank}.{ext}"))
 }
 
 /// Record that `rank` finished optimizer step `step` (`rank-R.step`): the heartbeat
 /// [`launch_local`]'s watchdog reads.
 pub fn beat(scratch: &Path, rank: usize, step: u64) -> Result<(), TrainError> {
-    let path = ranks_dir(scratch).join(format!("rank-{rank}.step"));
+    let path = rank_file(&ranks_dir(scratch), rank, "step");
     std::fs::write(&path, step.to_string()).map_err(|e| TrainError::io(&path, e))
 }
 
@@ -327,8 +330,8 @@ pub fn beat(scratch: &Path, rank: usize, step: u64) -> Result<(), TrainError> {
 /// and step files ([`beat`]), `started` if none is there yet.
 fn last_activity(dir: &Path, ranks: usize, started: SystemTime) -> SystemTime {
     (0..ranks)
-        .flat_map(|r| [format!("rank-{r}.pid"), format!("rank-{r}.step")])
-        .filter_map(|name| std::fs::metadata(dir.join(name)).ok()?.modified().ok())
+        .flat_map(|r| [rank_file(dir, r, "pid"), rank_file(dir, r, "step")])
+        .filter_map(|path| std::fs::metadata(path).ok()?.modified().ok())
         .fold(started, SystemTime::max)
 }
 
@@ -336,7 +339,7 @@ fn last_activity(dir: &Path, ranks: usize, started: SystemTime) -> SystemTime {
 fn last_steps(dir: &Path, ranks: usize) -> String {
     (0..ranks)
         .map(|r| {
-            let step = std::fs::read_to_string(dir.join(format!("rank-{r}.step")));
+            let step = std::fs::read_to_string(rank_file(dir, r, "step"));
             format!("rank {r}: {}", step.as_deref().map_or("none", str::trim))
         })
         .collect::<Vec<_>>()
@@ -349,7 +352,7 @@ fn last_steps(dir: &Path, ranks: usize) -> String {
 fn stop_ranks(dir: &Path, ranks: usize, mpirun: &mut std::process::Child) {
     let pids: Vec<libc::pid_t> = (0..ranks)
         .filter_map(|r| {
-            let pid = std::fs::read_to_string(dir.join(format!("rank-{r}.pid"))).ok()?;
+            let pid = std::fs::read_to_string(rank_file(dir, r, "pid")).ok()?;
             pid.trim().parse().ok()
         })
         .collect();
