@@ -166,7 +166,7 @@ pub fn validate_params(p: &EvalParams) -> std::result::Result<(), ParamError> {
     {
         return Err(ParamError::new(
             "timeout_s",
-            format!("must be more than 0 and at most 86400 seconds (a day per program), got {t}"),
+            format!("must be {}, got {t}", crate::eval::task::TIMEOUT_RANGE),
         ));
     }
     Ok(())

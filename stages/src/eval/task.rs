@@ -122,6 +122,9 @@ fn d_timeout() -> f64 {
     10.0
 }
 
+/// What a HumanEval program's `timeout_s` must be ([`timeout_in_range`]).
+pub const TIMEOUT_RANGE: &str = "more than 0 and at most 86400 seconds (a day per program)";
+
 /// Whether `seconds` can bound one HumanEval program: positive and at most a day.
 pub fn timeout_in_range(seconds: f64) -> bool {
     seconds > 0.0 && seconds <= 86_400.0
@@ -302,7 +305,7 @@ fn check_def(def: &TaskDef, source: &str) -> Result<()> {
     };
     need(
         timeout_in_range(def.timeout_s),
-        "`timeout_s` must be more than 0 and at most 86400 seconds (a day per program)",
+        &format!("`timeout_s` must be {TIMEOUT_RANGE}"),
     )?;
     match def.kind {
         TaskType::MultipleChoice => need(
